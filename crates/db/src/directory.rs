@@ -1,0 +1,51 @@
+//! Schema of the directory database, shared by every service that checks
+//! channel membership.
+
+use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel_async::RunQueryDsl as _;
+
+use crate::{DbError, Pool};
+
+diesel::table! {
+    /// Chat channels.
+    channels (channel_id) {
+        /// Channel ID.
+        channel_id -> Text,
+        /// Display name.
+        name -> Text,
+        /// Creator's user ID.
+        created_by -> Text,
+        /// Moderation policy: 1 reject, 2 mask.
+        moderation -> SmallInt,
+        /// Creation time.
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Which users belong to which channels.
+    memberships (channel_id, user_id) {
+        /// Channel ID.
+        channel_id -> Text,
+        /// Member's user ID.
+        user_id -> Text,
+        /// When the user joined.
+        joined_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(memberships -> channels (channel_id));
+diesel::allow_tables_to_appear_in_same_query!(channels, memberships);
+
+/// True if `user` is a member of `channel`.
+pub async fn is_member(pool: &Pool, channel: &str, user: &str) -> Result<bool, DbError> {
+    let mut conn = pool.get().await?;
+    let found = diesel::select(diesel::dsl::exists(
+        memberships::table
+            .filter(memberships::channel_id.eq(channel))
+            .filter(memberships::user_id.eq(user)),
+    ))
+    .get_result(&mut *conn)
+    .await?;
+    Ok(found)
+}

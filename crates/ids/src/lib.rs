@@ -1,0 +1,9 @@
+//! Identifiers used across chatmesh and the Snowflake generator for message
+//! IDs. Domain code takes these newtypes; raw strings and integers are
+//! converted once, at the proto or HTTP boundary.
+
+mod names;
+mod snowflake;
+
+pub use names::{ChannelId, IdError, UserId};
+pub use snowflake::{Clock, MessageId, Snowflake, SystemClock, CHATMESH_EPOCH_MS, MAX_WORKER_ID};

@@ -1,0 +1,116 @@
+//! Kafka clients for chatmesh's message log. The producer is idempotent with
+//! `acks=all`, so an acknowledged send is on every in-sync replica exactly
+//! once; consumers commit offsets by hand, only after their writes succeed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmesh_config::KafkaConfig;
+use chatmesh_server::{Probe, ProbeFuture};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer as _};
+
+/// How long a send may wait for the broker before it fails. Kept short: a
+/// chat send is interactive, and the sender gets a retryable error.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn base(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", config.brokers.join(","));
+    client
+}
+
+/// Operator-supplied properties win over the defaults set here.
+fn with_overrides(mut client: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+}
+
+/// An idempotent producer: `acks=all`, retries without reordering or
+/// duplicates, and a bounded delivery timeout.
+pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    let mut client = base(config);
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+        .set("linger.ms", "2");
+    with_overrides(client, config).create()
+}
+
+/// A consumer in `group` that never commits on its own and starts from the
+/// earliest offset when the group has none.
+pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+    let mut client = base(config);
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000");
+    with_overrides(client, config).create()
+}
+
+/// Checks that the broker answers and the topic exists.
+pub struct KafkaProbe {
+    topic: String,
+    fetch: Arc<dyn Fn(&str) -> Result<usize, KafkaError> + Send + Sync>,
+}
+
+impl std::fmt::Debug for KafkaProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProbe").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl KafkaProbe {
+    /// A probe through a producer's connection.
+    pub fn producer(producer: FutureProducer, topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            fetch: Arc::new(move |t| {
+                let md = producer.client().fetch_metadata(Some(t), METADATA_TIMEOUT)?;
+                Ok(md.topics().iter().find(|x| x.name() == t && x.error().is_none()).map_or(0, |x| x.partitions().len()))
+            }),
+        }
+    }
+
+    /// A probe through a consumer's connection.
+    pub fn consumer(consumer: Arc<StreamConsumer>, topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            fetch: Arc::new(move |t| {
+                let md = consumer.fetch_metadata(Some(t), METADATA_TIMEOUT)?;
+                Ok(md.topics().iter().find(|x| x.name() == t && x.error().is_none()).map_or(0, |x| x.partitions().len()))
+            }),
+        }
+    }
+}
+
+impl Probe for KafkaProbe {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn check(&self) -> ProbeFuture<'_> {
+        let fetch = self.fetch.clone();
+        let topic = self.topic.clone();
+        Box::pin(async move {
+            // Metadata requests block on librdkafka; keep them off the runtime.
+            let partitions = tokio::task::spawn_blocking(move || fetch(&topic))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if partitions == 0 {
+                return Err(format!("topic {} does not exist", self.topic));
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! gRPC transport: converts requests to domain types and errors to statuses.
+
+use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_proto::chat::v1 as pb;
+use chatmesh_proto::common::v1::ModerationPolicy;
+use tonic::{Request, Response, Status};
+
+use crate::{Channel, ChatError, Directory, Moderation};
+
+/// The chat service's gRPC front.
+#[derive(Debug, Clone)]
+pub(crate) struct ChatGrpc {
+    directory: Directory,
+}
+
+impl ChatGrpc {
+    pub(crate) fn new(directory: Directory) -> Self {
+        Self { directory }
+    }
+}
+
+fn channel_id(raw: String) -> Result<ChannelId, ChatError> {
+    ChannelId::new(raw).map_err(|e| ChatError::invalid_id("channel_id", e))
+}
+
+fn user_id(field: &'static str, raw: String) -> Result<UserId, ChatError> {
+    UserId::new(raw).map_err(|e| ChatError::invalid_id(field, e))
+}
+
+fn to_pb(channel: Channel) -> pb::Channel {
+    pb::Channel {
+        channel_id: channel.id.into(),
+        name: channel.name,
+        created_by: channel.created_by.into(),
+        moderation: match channel.moderation {
+            Moderation::Reject => ModerationPolicy::Reject,
+            Moderation::Mask => ModerationPolicy::Mask,
+        } as i32,
+        created_at_ms: channel.created_at.timestamp_millis(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::chat_service_server::ChatService for ChatGrpc {
+    async fn send_message(
+        &self,
+        _request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        Err(Status::unimplemented("sending messages is not available in this release"))
+    }
+
+    async fn create_channel(
+        &self,
+        request: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::CreateChannelResponse>, Status> {
+        let req = request.into_inner();
+        let moderation = match ModerationPolicy::try_from(req.moderation) {
+            Ok(ModerationPolicy::Mask) => Moderation::Mask,
+            Ok(ModerationPolicy::Reject | ModerationPolicy::Unspecified) => Moderation::Reject,
+            Err(_) => {
+                return Err(ChatError::InvalidArgument {
+                    field: "moderation",
+                    reason: format!("unknown policy {}", req.moderation),
+                }
+                .into());
+            }
+        };
+        let id = channel_id(req.channel_id)?;
+        let creator = user_id("created_by", req.created_by)?;
+        let channel = self.directory.create_channel(&id, &req.name, &creator, moderation).await?;
+        Ok(Response::new(pb::CreateChannelResponse { channel: Some(to_pb(channel)) }))
+    }
+
+    async fn get_channel(
+        &self,
+        request: Request<pb::GetChannelRequest>,
+    ) -> Result<Response<pb::GetChannelResponse>, Status> {
+        let id = channel_id(request.into_inner().channel_id)?;
+        let channel = self.directory.channel(&id).await?;
+        Ok(Response::new(pb::GetChannelResponse { channel: Some(to_pb(channel)) }))
+    }
+
+    async fn join_channel(
+        &self,
+        request: Request<pb::JoinChannelRequest>,
+    ) -> Result<Response<pb::JoinChannelResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let joined = self.directory.join(&channel, &user).await?;
+        Ok(Response::new(pb::JoinChannelResponse { joined }))
+    }
+
+    async fn leave_channel(
+        &self,
+        request: Request<pb::LeaveChannelRequest>,
+    ) -> Result<Response<pb::LeaveChannelResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let left = self.directory.leave(&channel, &user).await?;
+        Ok(Response::new(pb::LeaveChannelResponse { left }))
+    }
+
+    async fn list_user_channels(
+        &self,
+        request: Request<pb::ListUserChannelsRequest>,
+    ) -> Result<Response<pb::ListUserChannelsResponse>, Status> {
+        let user = user_id("user_id", request.into_inner().user_id)?;
+        let channels = self.directory.channels_of(&user).await?.into_iter().map(to_pb).collect();
+        Ok(Response::new(pb::ListUserChannelsResponse { channels }))
+    }
+
+    async fn check_membership(
+        &self,
+        request: Request<pb::CheckMembershipRequest>,
+    ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let member = self.directory.is_member(&channel, &user).await?;
+        Ok(Response::new(pb::CheckMembershipResponse { member }))
+    }
+}

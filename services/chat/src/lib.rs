@@ -1,0 +1,54 @@
+//! The chat service. It owns the channel directory (channels and
+//! memberships) and the send path: validation, moderation, Snowflake IDs,
+//! per-channel sequence numbers, Kafka durability, then Redis fan-out.
+
+mod config;
+mod directory;
+mod error;
+mod grpc;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chatmesh_db::MigrationSet;
+use chatmesh_proto::chat::v1::chat_service_server::{ChatServiceServer, SERVICE_NAME};
+use chatmesh_server::{Listeners, Probe};
+use tokio_util::sync::CancellationToken;
+
+pub use config::ChatConfig;
+pub use directory::{Channel, Directory, Moderation};
+pub use error::ChatError;
+
+/// Binds the configured addresses and serves until `shutdown`.
+pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config.server).await?;
+    serve(config, listeners, shutdown).await
+}
+
+/// Serves on already-bound listeners until `shutdown`.
+pub async fn serve(
+    config: ChatConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let redis = chatmesh_redis::Cluster::new(&config.redis).context("redis client")?;
+    let producer = chatmesh_kafka::producer(&config.kafka).context("kafka producer")?;
+    let pool = chatmesh_db::connect(&config.directory);
+    let migrations = chatmesh_db::migrate_until_done(
+        "directory",
+        config.directory.url.clone(),
+        MigrationSet::Directory,
+        shutdown.clone(),
+    );
+
+    let probes: Vec<Arc<dyn Probe>> = vec![
+        Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
+        Arc::new(chatmesh_kafka::KafkaProbe::producer(producer.clone(), &config.kafka.topic)),
+        Arc::new(chatmesh_db::PoolProbe::new("postgres:directory", pool.clone())),
+        Arc::new(migrations),
+    ];
+    let service = grpc::ChatGrpc::new(Directory::new(pool));
+    let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
+    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
+        .await
+}

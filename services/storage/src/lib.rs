@@ -1,0 +1,51 @@
+//! The storage service. It consumes the message topic in a consumer group,
+//! writes batches to the channel's shard database, and serves history.
+
+mod config;
+mod grpc;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chatmesh_db::{MigrationSet, ShardMap};
+use chatmesh_proto::storage::v1::storage_service_server::{SERVICE_NAME, StorageServiceServer};
+use chatmesh_server::{Listeners, Probe};
+use tokio_util::sync::CancellationToken;
+
+pub use config::StorageConfig;
+
+/// Binds the configured addresses and serves until `shutdown`.
+pub async fn run(config: StorageConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config.server).await?;
+    serve(config, listeners, shutdown).await
+}
+
+/// Serves on already-bound listeners until `shutdown`.
+pub async fn serve(
+    config: StorageConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let shards = ShardMap::connect(&config.shards);
+    let directory = chatmesh_db::connect(&config.directory);
+    let consumer = Arc::new(
+        chatmesh_kafka::consumer(&config.kafka, &config.consumer_group).context("kafka consumer")?,
+    );
+
+    let mut probes: Vec<Arc<dyn Probe>> = vec![
+        Arc::new(chatmesh_kafka::KafkaProbe::consumer(consumer, &config.kafka.topic)),
+        Arc::new(chatmesh_db::PoolProbe::new("postgres:directory", directory.clone())),
+    ];
+    for shard in shards.shards() {
+        probes.push(Arc::new(chatmesh_db::PoolProbe::new(format!("postgres:{}", shard.name), shard.pool.clone())));
+        probes.push(Arc::new(chatmesh_db::migrate_until_done(
+            shard.name.clone(),
+            shard.url.clone(),
+            MigrationSet::Shard,
+            shutdown.clone(),
+        )));
+    }
+    let routes = tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(shards, directory)));
+    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
+        .await
+}
