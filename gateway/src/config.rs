@@ -54,17 +54,36 @@ fn default_probe_interval() -> Duration {
 
 impl Validate for GatewayConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        if self.node_id.is_empty() || !self.node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(Invalid::new("node_id", "must be non-empty ASCII letters, digits, '-' or '_'"));
+        if self.node_id.is_empty()
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Invalid::new(
+                "node_id",
+                "must be non-empty ASCII letters, digits, '-' or '_'",
+            ));
         }
-        check_url("public_url", &self.public_url, &["ws", "wss", "http", "https"])?;
+        check_url(
+            "public_url",
+            &self.public_url,
+            &["ws", "wss", "http", "https"],
+        )?;
         if self.probe_interval.is_zero() {
             return Err(Invalid::new("probe_interval", "must be greater than zero"));
         }
-        self.telemetry.validate().map_err(|e| e.within("telemetry"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
         self.redis.validate().map_err(|e| e.within("redis"))?;
         let s = &self.services;
-        for (field, value) in [("services.chat", &s.chat), ("services.presence", &s.presence), ("services.storage", &s.storage), ("services.media", &s.media)] {
+        for (field, value) in [
+            ("services.chat", &s.chat),
+            ("services.presence", &s.presence),
+            ("services.storage", &s.storage),
+            ("services.media", &s.media),
+        ] {
             check_url(field, value, &["http", "https"])?;
         }
         Ok(())
@@ -72,9 +91,13 @@ impl Validate for GatewayConfig {
 }
 
 fn check_url(field: &str, raw: &str, schemes: &[&str]) -> Result<(), Invalid> {
-    let url = url::Url::parse(raw).map_err(|e| Invalid::new(field, format!("`{raw}` is not a URL: {e}")))?;
+    let url = url::Url::parse(raw)
+        .map_err(|e| Invalid::new(field, format!("`{raw}` is not a URL: {e}")))?;
     if !schemes.contains(&url.scheme()) {
-        return Err(Invalid::new(field, format!("`{raw}` must use one of the schemes {schemes:?}")));
+        return Err(Invalid::new(
+            field,
+            format!("`{raw}` must use one of the schemes {schemes:?}"),
+        ));
     }
     Ok(())
 }

@@ -45,7 +45,9 @@ pub async fn serve(
     let app = chatmesh_server::admin_routes(readiness);
     let addr = listener.local_addr()?;
     tracing::info!(node_id = %config.node_id, %addr, "gateway serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
     shutdown.cancel();
     let _ = watcher.await;
     tracing::info!("gateway stopped");

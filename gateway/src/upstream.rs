@@ -19,7 +19,10 @@ impl GrpcHealthProbe {
         let channel = Endpoint::from_shared(endpoint.to_owned())?
             .connect_timeout(std::time::Duration::from_secs(1))
             .connect_lazy();
-        Ok(Self { name: format!("grpc:{service}"), channel })
+        Ok(Self {
+            name: format!("grpc:{service}"),
+            channel,
+        })
     }
 }
 
@@ -32,7 +35,9 @@ impl Probe for GrpcHealthProbe {
         Box::pin(async move {
             let mut client = HealthClient::new(self.channel.clone());
             let status = client
-                .check(HealthCheckRequest { service: String::new() })
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
                 .await
                 .map_err(|s| s.message().to_owned())?
                 .into_inner()

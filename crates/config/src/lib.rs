@@ -33,11 +33,17 @@ pub struct Invalid {
 impl Invalid {
     /// Builds an error for `field`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Prefixes the field path with the section it was found in.
     pub fn within(self, section: &str) -> Self {
-        Self { field: format!("{section}.{}", self.field), reason: self.reason }
+        Self {
+            field: format!("{section}.{}", self.field),
+            reason: self.reason,
+        }
     }
 }

@@ -66,9 +66,9 @@ impl ConfigError {
     /// The dotted path of the offending field, when the error is about one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Field { field, .. } | Self::Invalid { field, .. } | Self::EnvPath { field, .. } => {
-                Some(field)
-            }
+            Self::Field { field, .. }
+            | Self::Invalid { field, .. }
+            | Self::EnvPath { field, .. } => Some(field),
             Self::Read { .. } | Self::Syntax { .. } => None,
         }
     }
@@ -95,22 +95,34 @@ pub fn load<T: DeserializeOwned + Validate>(
     let value: T = serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
         let field = err.path().to_string();
         let message = err.into_inner().message().to_owned();
-        ConfigError::Field { field: if field == "." { "<root>".into() } else { field }, message }
+        ConfigError::Field {
+            field: if field == "." { "<root>".into() } else { field },
+            message,
+        }
     })?;
-    value.validate().map_err(|i| ConfigError::Invalid { field: i.field, reason: i.reason })?;
+    value.validate().map_err(|i| ConfigError::Invalid {
+        field: i.field,
+        reason: i.reason,
+    })?;
     Ok(value)
 }
 
 fn read_file(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    text.parse::<Table>()
-        .map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn apply_env(table: &mut Table, env: &Env) -> Result<(), ConfigError> {
     for (var, raw) in env {
-        let Some(rest) = var.strip_prefix(PREFIX) else { continue };
+        let Some(rest) = var.strip_prefix(PREFIX) else {
+            continue;
+        };
         if RESERVED.contains(&var.as_str()) || rest.is_empty() {
             continue;
         }
@@ -119,7 +131,9 @@ fn apply_env(table: &mut Table, env: &Env) -> Result<(), ConfigError> {
         let (leaf, parents) = path.split_last().expect("split always yields one item");
         let mut node = &mut *table;
         for (depth, key) in parents.iter().enumerate() {
-            let entry = node.entry(key.clone()).or_insert_with(|| Value::Table(Table::new()));
+            let entry = node
+                .entry(key.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
             node = match entry {
                 Value::Table(t) => t,
                 _ => {
@@ -146,7 +160,11 @@ fn parse_env_value(raw: &str) -> Value {
         return v;
     }
     if raw.contains(',') {
-        return Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_owned())).collect());
+        return Value::Array(
+            raw.split(',')
+                .map(|s| Value::String(s.trim().to_owned()))
+                .collect(),
+        );
     }
     Value::String(raw.to_owned())
 }
@@ -186,7 +204,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -216,13 +237,17 @@ mod tests {
     fn unknown_key_is_rejected_with_its_path() {
         let e = env(&[("CHATMESH_NAME", "a"), ("CHATMESH_INNER__FLAGG", "true")]);
         let err = load::<Demo>(None, &e).unwrap_err();
-        assert_eq!(err.field(), Some("inner"), "{err}");
+        assert_eq!(err.field(), Some("inner.flagg"), "{err}");
         assert!(err.to_string().contains("flagg"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_the_field() {
-        let e = env(&[("CHATMESH_NAME", "a"), ("CHATMESH_PORT", "not-a-port"), ("CHATMESH_INNER__FLAG", "true")]);
+        let e = env(&[
+            ("CHATMESH_NAME", "a"),
+            ("CHATMESH_PORT", "not-a-port"),
+            ("CHATMESH_INNER__FLAG", "true"),
+        ]);
         let err = load::<Demo>(None, &e).unwrap_err();
         assert_eq!(err.field(), Some("port"), "{err}");
     }
@@ -235,7 +260,11 @@ mod tests {
 
     #[test]
     fn validation_errors_name_the_field() {
-        let e = env(&[("CHATMESH_NAME", "a"), ("CHATMESH_PORT", "1"), ("CHATMESH_INNER__FLAG", "true")]);
+        let e = env(&[
+            ("CHATMESH_NAME", "a"),
+            ("CHATMESH_PORT", "1"),
+            ("CHATMESH_INNER__FLAG", "true"),
+        ]);
         let err = load::<Demo>(None, &e).unwrap_err();
         assert_eq!(err.field(), Some("port"));
         assert!(err.to_string().contains("reserved"));

@@ -57,7 +57,11 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log: default_log(), json: false, otlp_endpoint: None }
+        Self {
+            log: default_log(),
+            json: false,
+            otlp_endpoint: None,
+        }
     }
 }
 
@@ -68,7 +72,8 @@ fn default_log() -> String {
 impl Validate for TelemetryConfig {
     fn validate(&self) -> Result<(), Invalid> {
         if let Some(endpoint) = &self.otlp_endpoint {
-            check_url(endpoint, &["http", "https"]).map_err(|r| Invalid::new("otlp_endpoint", r))?;
+            check_url(endpoint, &["http", "https"])
+                .map_err(|r| Invalid::new("otlp_endpoint", r))?;
         }
         Ok(())
     }
@@ -79,6 +84,7 @@ impl Validate for TelemetryConfig {
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// Seed nodes, `redis://host:port`; the rest of the cluster is discovered.
+    #[serde(deserialize_with = "one_or_many")]
     pub nodes: Vec<String>,
     /// Timeout for establishing a connection.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
@@ -102,7 +108,8 @@ impl Validate for RedisConfig {
             return Err(Invalid::new("nodes", "at least one seed node is required"));
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            check_url(node, &["redis", "rediss"]).map_err(|r| Invalid::new(format!("nodes[{i}]"), r))?;
+            check_url(node, &["redis", "rediss"])
+                .map_err(|r| Invalid::new(format!("nodes[{i}]"), r))?;
         }
         Ok(())
     }
@@ -113,6 +120,7 @@ impl Validate for RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port`.
+    #[serde(deserialize_with = "one_or_many")]
     pub brokers: Vec<String>,
     /// Topic that carries every chat message, keyed by channel ID.
     #[serde(default = "default_topic")]
@@ -208,7 +216,10 @@ impl Validate for ShardMapConfig {
             return Err(Invalid::new("buckets", "must be at least 1"));
         }
         if self.databases.is_empty() {
-            return Err(Invalid::new("databases", "at least one shard database is required"));
+            return Err(Invalid::new(
+                "databases",
+                "at least one shard database is required",
+            ));
         }
         let mut ranges: Vec<(u32, u32, usize)> = Vec::new();
         for (i, db) in self.databases.iter().enumerate() {
@@ -232,10 +243,17 @@ impl Validate for ShardMapConfig {
         let mut next = 0;
         for (first, last, i) in ranges {
             if first != next {
-                let why = if first < next { "overlaps another database" } else { "leaves a gap before it" };
+                let why = if first < next {
+                    "overlaps another database"
+                } else {
+                    "leaves a gap before it"
+                };
                 return Err(Invalid::new(
                     format!("databases[{i}].first_bucket"),
-                    format!("bucket {first} {why}; ranges must cover 0..{} exactly once", self.buckets),
+                    format!(
+                        "bucket {first} {why}; ranges must cover 0..{} exactly once",
+                        self.buckets
+                    ),
                 ));
             }
             next = last + 1;
@@ -243,7 +261,10 @@ impl Validate for ShardMapConfig {
         if next != self.buckets {
             return Err(Invalid::new(
                 "databases",
-                format!("buckets {next}..{} are not held by any database", self.buckets),
+                format!(
+                    "buckets {next}..{} are not held by any database",
+                    self.buckets
+                ),
             ));
         }
         Ok(())
@@ -262,12 +283,34 @@ fn check_url(raw: &str, schemes: &[&str]) -> Result<(), String> {
 }
 
 fn check_host_port(raw: &str) -> Result<(), String> {
-    let (host, port) = raw.rsplit_once(':').ok_or_else(|| format!("`{raw}` must be host:port"))?;
+    let (host, port) = raw
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{raw}` must be host:port"))?;
     if host.is_empty() {
         return Err(format!("`{raw}` has no host"));
     }
-    port.parse::<u16>().map_err(|_| format!("`{raw}` has an invalid port"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("`{raw}` has an invalid port"))?;
     Ok(())
+}
+
+/// Deserialises a list that may also be written as one value, so
+/// `CHATMESH_REDIS__NODES=redis://host:6379` works without brackets.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(
+        match OneOrMany::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))?
+        {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -289,20 +332,41 @@ mod tests {
 
     #[test]
     fn shard_map_must_cover_every_bucket_once() {
-        let ok = ShardMapConfig { buckets: 8, databases: vec![shard("a", 0, 3), shard("b", 4, 7)] };
+        let ok = ShardMapConfig {
+            buckets: 8,
+            databases: vec![shard("a", 0, 3), shard("b", 4, 7)],
+        };
         assert_eq!(ok.validate(), Ok(()));
 
-        let gap = ShardMapConfig { buckets: 8, databases: vec![shard("a", 0, 2), shard("b", 4, 7)] };
-        assert_eq!(gap.validate().unwrap_err().field, "databases[1].first_bucket");
+        let gap = ShardMapConfig {
+            buckets: 8,
+            databases: vec![shard("a", 0, 2), shard("b", 4, 7)],
+        };
+        assert_eq!(
+            gap.validate().unwrap_err().field,
+            "databases[1].first_bucket"
+        );
 
-        let overlap = ShardMapConfig { buckets: 8, databases: vec![shard("a", 0, 4), shard("b", 4, 7)] };
+        let overlap = ShardMapConfig {
+            buckets: 8,
+            databases: vec![shard("a", 0, 4), shard("b", 4, 7)],
+        };
         assert!(overlap.validate().unwrap_err().reason.contains("overlaps"));
 
-        let short = ShardMapConfig { buckets: 8, databases: vec![shard("a", 0, 3)] };
+        let short = ShardMapConfig {
+            buckets: 8,
+            databases: vec![shard("a", 0, 3)],
+        };
         assert_eq!(short.validate().unwrap_err().field, "databases");
 
-        let beyond = ShardMapConfig { buckets: 8, databases: vec![shard("a", 0, 8)] };
-        assert_eq!(beyond.validate().unwrap_err().field, "databases[0].last_bucket");
+        let beyond = ShardMapConfig {
+            buckets: 8,
+            databases: vec![shard("a", 0, 8)],
+        };
+        assert_eq!(
+            beyond.validate().unwrap_err().field,
+            "databases[0].last_bucket"
+        );
     }
 
     #[test]
@@ -313,7 +377,11 @@ mod tests {
             response_timeout: Duration::from_secs(1),
         };
         assert_eq!(bad.validate().unwrap_err().field, "nodes[1]");
-        let kafka = KafkaConfig { brokers: vec!["nohost".into()], topic: "t".into(), properties: Default::default() };
+        let kafka = KafkaConfig {
+            brokers: vec!["nohost".into()],
+            topic: "t".into(),
+            properties: Default::default(),
+        };
         assert_eq!(kafka.validate().unwrap_err().field, "brokers[0]");
     }
 }

@@ -44,12 +44,14 @@ pub async fn migrate(url: &str, set: MigrationSet) -> Result<Vec<String>, DbErro
         use diesel::Connection as _;
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(|e| DbError::Connection(e.to_string()))?;
-        diesel::sql_query(format!("SELECT pg_advisory_lock({})", set.lock_key())).execute(&mut conn)?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({})", set.lock_key()))
+            .execute(&mut conn)?;
         let applied = conn
             .run_pending_migrations(set.migrations())
             .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
             .map_err(|e| DbError::Migration(e.to_string()));
-        diesel::sql_query(format!("SELECT pg_advisory_unlock({})", set.lock_key())).execute(&mut conn)?;
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({})", set.lock_key()))
+            .execute(&mut conn)?;
         applied
     })
     .await
@@ -71,7 +73,13 @@ impl chatmesh_server::Probe for MigrationProbe {
 
     fn check(&self) -> chatmesh_server::ProbeFuture<'_> {
         let done = self.done.load(std::sync::atomic::Ordering::Acquire);
-        Box::pin(async move { if done { Ok(()) } else { Err("migrations not applied yet".into()) } })
+        Box::pin(async move {
+            if done {
+                Ok(())
+            } else {
+                Err("migrations not applied yet".into())
+            }
+        })
     }
 }
 
@@ -86,7 +94,10 @@ pub fn migrate_until_done(
 ) -> MigrationProbe {
     let name = name.into();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = MigrationProbe { name: format!("migrations:{name}"), done: done.clone() };
+    let probe = MigrationProbe {
+        name: format!("migrations:{name}"),
+        done: done.clone(),
+    };
     tokio::spawn(async move {
         let mut delay = std::time::Duration::from_millis(200);
         loop {
@@ -96,7 +107,9 @@ pub fn migrate_until_done(
                     done.store(true, std::sync::atomic::Ordering::Release);
                     return;
                 }
-                Err(err) => tracing::warn!(database = %name, error = %err, retry_in = ?delay, "migrations failed"),
+                Err(err) => {
+                    tracing::warn!(database = %name, error = %err, retry_in = ?delay, "migrations failed")
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}

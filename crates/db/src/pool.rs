@@ -46,7 +46,10 @@ pub struct PoolProbe {
 impl PoolProbe {
     /// A probe named `name` (e.g. `postgres:shard_0`) over `pool`.
     pub fn new(name: impl Into<String>, pool: Pool) -> Self {
-        Self { name: name.into(), pool }
+        Self {
+            name: name.into(),
+            pool,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ impl Probe for PoolProbe {
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            diesel::sql_query("SELECT 1").execute(&mut *conn).await.map_err(|e| e.to_string())?;
+            diesel::sql_query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
     }

@@ -38,7 +38,10 @@ impl ShardMap {
             })
             .collect();
         shards.sort_by_key(|s| s.first_bucket);
-        Self { buckets: config.buckets, shards }
+        Self {
+            buckets: config.buckets,
+            shards,
+        }
     }
 
     /// Every shard, in bucket order.
@@ -72,7 +75,10 @@ impl ShardMap {
 pub fn bucket_of(channel: &ChannelId, buckets: u32) -> u32 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = channel.as_str().bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    let hash = channel
+        .as_str()
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
     (hash % u64::from(buckets)) as u32
 }
 
@@ -85,7 +91,10 @@ mod tests {
         // Pinned values: changing the hash would strand stored messages.
         let c = |s: &str| ChannelId::new(s).unwrap();
         assert_eq!(bucket_of(&c("general"), 256), bucket_of(&c("general"), 256));
-        assert_eq!(bucket_of(&c("a"), u32::MAX), (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32);
+        assert_eq!(
+            bucket_of(&c("a"), u32::MAX),
+            (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32
+        );
     }
 
     #[test]
@@ -94,6 +103,9 @@ mod tests {
         for i in 0..16_000 {
             counts[bucket_of(&ChannelId::new(format!("room-{i}")).unwrap(), 16) as usize] += 1;
         }
-        assert!(counts.iter().all(|&n| (800..1200).contains(&n)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
     }
 }

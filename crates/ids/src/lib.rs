@@ -6,4 +6,4 @@ mod names;
 mod snowflake;
 
 pub use names::{ChannelId, IdError, UserId};
-pub use snowflake::{Clock, MessageId, Snowflake, SystemClock, CHATMESH_EPOCH_MS, MAX_WORKER_ID};
+pub use snowflake::{CHATMESH_EPOCH_MS, Clock, MAX_WORKER_ID, MessageId, Snowflake, SystemClock};

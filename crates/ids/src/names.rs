@@ -37,10 +37,19 @@ impl ChannelId {
     pub fn new(raw: impl Into<String>) -> Result<Self, IdError> {
         let raw = raw.into();
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
-            return Err(IdError::Length { kind: "channel_id", max: Self::MAX_LEN });
+            return Err(IdError::Length {
+                kind: "channel_id",
+                max: Self::MAX_LEN,
+            });
         }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
-            return Err(IdError::Charset { kind: "channel_id", allowed: "ASCII letters, digits, '-', '_', '.' and ':'" });
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        {
+            return Err(IdError::Charset {
+                kind: "channel_id",
+                allowed: "ASCII letters, digits, '-', '_', '.' and ':'",
+            });
         }
         Ok(Self(raw))
     }
@@ -64,10 +73,16 @@ impl UserId {
     pub fn new(raw: impl Into<String>) -> Result<Self, IdError> {
         let raw = raw.into();
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
-            return Err(IdError::Length { kind: "user_id", max: Self::MAX_LEN });
+            return Err(IdError::Length {
+                kind: "user_id",
+                max: Self::MAX_LEN,
+            });
         }
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(IdError::Charset { kind: "user_id", allowed: "printable characters without spaces" });
+            return Err(IdError::Charset {
+                kind: "user_id",
+                allowed: "printable characters without spaces",
+            });
         }
         Ok(Self(raw))
     }
@@ -126,9 +141,15 @@ mod tests {
         assert!(ChannelId::new("general").is_ok());
         assert!(ChannelId::new("team:eng.backend-2_x").is_ok());
         assert!(matches!(ChannelId::new(""), Err(IdError::Length { .. })));
-        assert!(matches!(ChannelId::new("a".repeat(65)), Err(IdError::Length { .. })));
+        assert!(matches!(
+            ChannelId::new("a".repeat(65)),
+            Err(IdError::Length { .. })
+        ));
         for bad in ["a b", "a/b", "../x", "a{b}", "é", "a\0"] {
-            assert!(matches!(ChannelId::new(bad), Err(IdError::Charset { .. })), "{bad}");
+            assert!(
+                matches!(ChannelId::new(bad), Err(IdError::Charset { .. })),
+                "{bad}"
+            );
         }
     }
 

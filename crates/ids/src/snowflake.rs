@@ -62,7 +62,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 }
 
@@ -82,7 +85,9 @@ pub struct Snowflake<C = SystemClock> {
 
 impl<C> fmt::Debug for Snowflake<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snowflake").field("worker", &self.worker).finish_non_exhaustive()
+        f.debug_struct("Snowflake")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,7 +102,11 @@ impl<C: Clock> Snowflake<C> {
     /// A generator for `worker` on `clock`; `None` if the worker ID does not
     /// fit in 10 bits.
     pub fn with_clock(worker: u16, clock: C) -> Option<Self> {
-        (worker <= MAX_WORKER_ID).then(|| Self { worker, clock, state: Mutex::new((0, 0)) })
+        (worker <= MAX_WORKER_ID).then(|| Self {
+            worker,
+            clock,
+            state: Mutex::new((0, 0)),
+        })
     }
 
     /// This generator's worker ID.
@@ -119,7 +128,11 @@ impl<C: Clock> Snowflake<C> {
         };
         *state = (ms, seq + 1);
         drop(state);
-        MessageId((ms << (WORKER_BITS + SEQUENCE_BITS)) | (u64::from(self.worker) << SEQUENCE_BITS) | u64::from(seq))
+        MessageId(
+            (ms << (WORKER_BITS + SEQUENCE_BITS))
+                | (u64::from(self.worker) << SEQUENCE_BITS)
+                | u64::from(seq),
+        )
     }
 }
 
@@ -196,7 +209,9 @@ mod tests {
     fn sequence_overflow_borrows_the_next_millisecond() {
         let (clock, _) = manual(CHATMESH_EPOCH_MS + 42);
         let ids = Snowflake::with_clock(3, clock).unwrap();
-        let ids: Vec<_> = (0..(u32::from(MAX_SEQUENCE) + 3)).map(|_| ids.next_id()).collect();
+        let ids: Vec<_> = (0..(u32::from(MAX_SEQUENCE) + 3))
+            .map(|_| ids.next_id())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(ids[0].unix_ms(), CHATMESH_EPOCH_MS + 42);
         assert_eq!(ids.last().unwrap().unix_ms(), CHATMESH_EPOCH_MS + 43);

@@ -37,7 +37,10 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     client
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
         .set("linger.ms", "2");
     with_overrides(client, config).create()
 }
@@ -55,15 +58,20 @@ pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kaf
     with_overrides(client, config).create()
 }
 
+/// Counts a topic's partitions through some client's connection.
+type PartitionCount = Arc<dyn Fn(&str) -> Result<usize, KafkaError> + Send + Sync>;
+
 /// Checks that the broker answers and the topic exists.
 pub struct KafkaProbe {
     topic: String,
-    fetch: Arc<dyn Fn(&str) -> Result<usize, KafkaError> + Send + Sync>,
+    fetch: PartitionCount,
 }
 
 impl std::fmt::Debug for KafkaProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaProbe").field("topic", &self.topic).finish_non_exhaustive()
+        f.debug_struct("KafkaProbe")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,8 +83,14 @@ impl KafkaProbe {
         Self {
             topic: topic.to_owned(),
             fetch: Arc::new(move |t| {
-                let md = producer.client().fetch_metadata(Some(t), METADATA_TIMEOUT)?;
-                Ok(md.topics().iter().find(|x| x.name() == t && x.error().is_none()).map_or(0, |x| x.partitions().len()))
+                let md = producer
+                    .client()
+                    .fetch_metadata(Some(t), METADATA_TIMEOUT)?;
+                Ok(md
+                    .topics()
+                    .iter()
+                    .find(|x| x.name() == t && x.error().is_none())
+                    .map_or(0, |x| x.partitions().len()))
             }),
         }
     }
@@ -87,7 +101,11 @@ impl KafkaProbe {
             topic: topic.to_owned(),
             fetch: Arc::new(move |t| {
                 let md = consumer.fetch_metadata(Some(t), METADATA_TIMEOUT)?;
-                Ok(md.topics().iter().find(|x| x.name() == t && x.error().is_none()).map_or(0, |x| x.partitions().len()))
+                Ok(md
+                    .topics()
+                    .iter()
+                    .find(|x| x.name() == t && x.error().is_none())
+                    .map_or(0, |x| x.partitions().len()))
             }),
         }
     }

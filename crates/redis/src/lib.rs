@@ -31,12 +31,18 @@ impl Cluster {
             .connection_timeout(config.connect_timeout)
             .response_timeout(config.response_timeout)
             .build()?;
-        Ok(Self { client, conn: Arc::new(OnceCell::new()) })
+        Ok(Self {
+            client,
+            conn: Arc::new(OnceCell::new()),
+        })
     }
 
     /// The shared multiplexed connection, made on first call.
     pub async fn conn(&self) -> Result<ClusterConnection, RedisError> {
-        self.conn.get_or_try_init(|| self.client.get_async_connection()).await.cloned()
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
     }
 
     /// The underlying client, for dedicated connections such as pub/sub.
@@ -66,19 +72,34 @@ pub async fn masters(conn: &mut ClusterConnection) -> Result<Vec<Master>, RedisE
     let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
     let mut masters: Vec<Master> = Vec::new();
     for entry in slots {
-        let redis::Value::Array(items) = entry else { continue };
-        let (Some(start), Some(end), Some(redis::Value::Array(node))) = (items.first(), items.get(1), items.get(2)) else {
+        let redis::Value::Array(items) = entry else {
+            continue;
+        };
+        let (Some(start), Some(end), Some(redis::Value::Array(node))) =
+            (items.first(), items.get(1), items.get(2))
+        else {
             continue;
         };
         let start: i64 = redis::from_redis_value_ref(start)?;
         let end: i64 = redis::from_redis_value_ref(end)?;
-        let host: String = node.first().map(redis::from_redis_value_ref).transpose()?.unwrap_or_default();
-        let port: i64 = node.get(1).map(redis::from_redis_value_ref).transpose()?.unwrap_or_default();
+        let host: String = node
+            .first()
+            .map(redis::from_redis_value_ref)
+            .transpose()?
+            .unwrap_or_default();
+        let port: i64 = node
+            .get(1)
+            .map(redis::from_redis_value_ref)
+            .transpose()?
+            .unwrap_or_default();
         let addr = format!("{host}:{port}");
         let range = (start as u16, end as u16);
         match masters.iter_mut().find(|m| m.addr == addr) {
             Some(m) => m.slots.push(range),
-            None => masters.push(Master { addr, slots: vec![range] }),
+            None => masters.push(Master {
+                addr,
+                slots: vec![range],
+            }),
         }
     }
     masters.sort_by(|a, b| a.addr.cmp(&b.addr));
@@ -92,7 +113,10 @@ pub fn key_slot(key: &[u8]) -> u16 {
         .position(|&b| b == b'{')
         .and_then(|open| {
             let rest = &key[open + 1..];
-            rest.iter().position(|&b| b == b'}').filter(|&len| len > 0).map(|len| &rest[..len])
+            rest.iter()
+                .position(|&b| b == b'}')
+                .filter(|&len| len > 0)
+                .map(|len| &rest[..len])
         })
         .unwrap_or(key);
     crc16(tagged) % 16384
@@ -103,7 +127,11 @@ fn crc16(bytes: &[u8]) -> u16 {
     bytes.iter().fold(0u16, |mut crc, &b| {
         crc ^= u16::from(b) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
         crc
     })
@@ -130,7 +158,11 @@ impl Probe for RedisProbe {
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let mut conn = self.cluster.conn().await.map_err(|e| e.to_string())?;
-            let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await.map_err(|e| e.to_string())?;
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
             if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
                 return Err("cluster_state is not ok".into());
             }
@@ -148,8 +180,11 @@ mod tests {
         // Values from `CLUSTER KEYSLOT` on a real server.
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), 3443);
         assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_eq!(key_slot(b"123456789"), 0x31c3 % 16384);
+        // An empty tag hashes the whole key; only the first tag counts.
+        assert_eq!(key_slot(b"foo{}{bar}"), 8363);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), 4015);
+        assert_eq!(key_slot(b"123456789"), 12739);
     }
 }

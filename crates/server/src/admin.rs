@@ -36,6 +36,10 @@ fn readyz(readiness: &Readiness) -> (StatusCode, String) {
             Err(reason) => body.push_str(&format!("{name}: {reason}\n")),
         }
     }
-    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, body)
 }

@@ -34,12 +34,16 @@ impl Listeners {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("a bound listener has an address")
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("a bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 }
 
@@ -57,7 +61,9 @@ pub async fn serve_grpc(
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in services.iter().copied().chain([""]) {
-        reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
     }
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(chatmesh_proto::FILE_DESCRIPTOR_SET)
@@ -69,7 +75,10 @@ pub async fn serve_grpc(
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()
         .context("building gRPC reflection")?;
-    let routes = routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
+    let routes = routes
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
 
     let readiness = Readiness::default();
     let watcher = tokio::spawn(watch_dependencies(
@@ -84,11 +93,18 @@ pub async fn serve_grpc(
     let grpc_addr = listeners.grpc_addr();
     let admin_addr = listeners.admin_addr();
     tracing::info!(%grpc_addr, %admin_addr, "serving");
-    let admin = tokio::spawn(crate::admin::serve_admin(listeners.admin, readiness, shutdown.clone()));
+    let admin = tokio::spawn(crate::admin::serve_admin(
+        listeners.admin,
+        readiness,
+        shutdown.clone(),
+    ));
 
     let server = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        );
     let grace = config.shutdown_grace;
     tokio::select! {
         result = server => result.context("gRPC server failed")?,

@@ -80,13 +80,19 @@ pub async fn watch_dependencies(
                 (Err(reason), Some(Ok(())) | None) => {
                     tracing::warn!(dependency = %name, reason = %reason, "dependency unreachable")
                 }
-                (Ok(()), Some(Err(_))) => tracing::info!(dependency = %name, "dependency reachable again"),
+                (Ok(()), Some(Err(_))) => {
+                    tracing::info!(dependency = %name, "dependency reachable again")
+                }
                 _ => {}
             }
         }
         let ready = readiness.is_ready();
         if was_ready != Some(ready) {
-            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             set_status(reporter.as_ref(), &services, status).await;
             tracing::info!(ready, "health status changed");
             was_ready = Some(ready);
@@ -95,7 +101,11 @@ pub async fn watch_dependencies(
     set_status(reporter.as_ref(), &services, ServingStatus::NotServing).await;
 }
 
-async fn set_status(reporter: Option<&HealthReporter>, services: &[&'static str], status: ServingStatus) {
+async fn set_status(
+    reporter: Option<&HealthReporter>,
+    services: &[&'static str],
+    status: ServingStatus,
+) {
     if let Some(reporter) = reporter {
         for service in services.iter().copied().chain([""]) {
             reporter.set_service_status(service, status).await;

@@ -39,9 +39,14 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<T
         .or_else(|_| EnvFilter::try_new(&config.log))
         .with_context(|| format!("invalid config field `telemetry.log`: `{}`", config.log))?;
     let fmt = if config.json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 

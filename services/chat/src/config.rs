@@ -27,12 +27,19 @@ pub struct ChatConfig {
 impl Validate for ChatConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.server.validate().map_err(|e| e.within("server"))?;
-        self.telemetry.validate().map_err(|e| e.within("telemetry"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
         self.redis.validate().map_err(|e| e.within("redis"))?;
         self.kafka.validate().map_err(|e| e.within("kafka"))?;
-        self.directory.validate().map_err(|e| e.within("directory"))?;
+        self.directory
+            .validate()
+            .map_err(|e| e.within("directory"))?;
         if self.worker_id > MAX_WORKER_ID {
-            return Err(Invalid::new("worker_id", format!("must be at most {MAX_WORKER_ID}")));
+            return Err(Invalid::new(
+                "worker_id",
+                format!("must be at most {MAX_WORKER_ID}"),
+            ));
         }
         Ok(())
     }

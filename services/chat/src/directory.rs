@@ -4,8 +4,11 @@ use chatmesh_db::directory::{channels, memberships};
 use chatmesh_db::{DbError, Pool};
 use chatmesh_ids::{ChannelId, UserId};
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, Queryable, Selectable, SelectableHelper as _};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{
+    ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, Queryable, Selectable,
+    SelectableHelper as _,
+};
 use diesel_async::RunQueryDsl as _;
 
 use crate::ChatError;
@@ -63,7 +66,9 @@ impl ChannelRow {
         // Rows were validated on the way in; a failure here means the table
         // was edited by hand.
         let corrupt = |e: chatmesh_ids::IdError| {
-            ChatError::Database(DbError::Migration(format!("stored channel row is invalid: {e}")))
+            ChatError::Database(DbError::Migration(format!(
+                "stored channel row is invalid: {e}"
+            )))
         };
         Ok(Channel {
             id: ChannelId::new(self.channel_id).map_err(corrupt)?,
@@ -106,7 +111,8 @@ impl Directory {
             });
         }
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        let row: ChannelRow = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+        let row: ChannelRow =
+            diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
                 let row = diesel::insert_into(channels::table)
                     .values((
                         channels::channel_id.eq(id.as_str()),
@@ -118,16 +124,21 @@ impl Directory {
                     .get_result(conn)
                     .await?;
                 diesel::insert_into(memberships::table)
-                    .values((memberships::channel_id.eq(id.as_str()), memberships::user_id.eq(creator.as_str())))
+                    .values((
+                        memberships::channel_id.eq(id.as_str()),
+                        memberships::user_id.eq(creator.as_str()),
+                    ))
                     .execute(conn)
                     .await?;
                 Ok::<_, DieselError>(row)
-        })
-        .await
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ChatError::ChannelExists,
-            other => DbError::from(other).into(),
-        })?;
+            })
+            .await
+            .map_err(|e| match e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    ChatError::ChannelExists
+                }
+                other => DbError::from(other).into(),
+            })?;
         row.into_channel()
     }
 
@@ -148,12 +159,17 @@ impl Directory {
     pub async fn join(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let inserted = diesel::insert_into(memberships::table)
-            .values((memberships::channel_id.eq(channel.as_str()), memberships::user_id.eq(user.as_str())))
+            .values((
+                memberships::channel_id.eq(channel.as_str()),
+                memberships::user_id.eq(user.as_str()),
+            ))
             .on_conflict_do_nothing()
             .execute(&mut *conn)
             .await
             .map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => ChatError::ChannelNotFound,
+                DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                    ChatError::ChannelNotFound
+                }
                 other => DbError::from(other).into(),
             })?;
         Ok(inserted == 1)

@@ -30,7 +30,10 @@ pub enum ChatError {
 impl ChatError {
     /// Wraps an identifier error for request `field`.
     pub fn invalid_id(field: &'static str, err: IdError) -> Self {
-        Self::InvalidArgument { field, reason: err.to_string() }
+        Self::InvalidArgument {
+            field,
+            reason: err.to_string(),
+        }
     }
 
     /// The gRPC code for this error; the single place errors map to codes.

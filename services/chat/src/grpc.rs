@@ -46,7 +46,9 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         &self,
         _request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        Err(Status::unimplemented("sending messages is not available in this release"))
+        Err(Status::unimplemented(
+            "sending messages is not available in this release",
+        ))
     }
 
     async fn create_channel(
@@ -67,8 +69,13 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         };
         let id = channel_id(req.channel_id)?;
         let creator = user_id("created_by", req.created_by)?;
-        let channel = self.directory.create_channel(&id, &req.name, &creator, moderation).await?;
-        Ok(Response::new(pb::CreateChannelResponse { channel: Some(to_pb(channel)) }))
+        let channel = self
+            .directory
+            .create_channel(&id, &req.name, &creator, moderation)
+            .await?;
+        Ok(Response::new(pb::CreateChannelResponse {
+            channel: Some(to_pb(channel)),
+        }))
     }
 
     async fn get_channel(
@@ -77,7 +84,9 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let id = channel_id(request.into_inner().channel_id)?;
         let channel = self.directory.channel(&id).await?;
-        Ok(Response::new(pb::GetChannelResponse { channel: Some(to_pb(channel)) }))
+        Ok(Response::new(pb::GetChannelResponse {
+            channel: Some(to_pb(channel)),
+        }))
     }
 
     async fn join_channel(
@@ -85,7 +94,10 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         request: Request<pb::JoinChannelRequest>,
     ) -> Result<Response<pb::JoinChannelResponse>, Status> {
         let req = request.into_inner();
-        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let (channel, user) = (
+            channel_id(req.channel_id)?,
+            user_id("user_id", req.user_id)?,
+        );
         let joined = self.directory.join(&channel, &user).await?;
         Ok(Response::new(pb::JoinChannelResponse { joined }))
     }
@@ -95,7 +107,10 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         request: Request<pb::LeaveChannelRequest>,
     ) -> Result<Response<pb::LeaveChannelResponse>, Status> {
         let req = request.into_inner();
-        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let (channel, user) = (
+            channel_id(req.channel_id)?,
+            user_id("user_id", req.user_id)?,
+        );
         let left = self.directory.leave(&channel, &user).await?;
         Ok(Response::new(pb::LeaveChannelResponse { left }))
     }
@@ -105,7 +120,13 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         request: Request<pb::ListUserChannelsRequest>,
     ) -> Result<Response<pb::ListUserChannelsResponse>, Status> {
         let user = user_id("user_id", request.into_inner().user_id)?;
-        let channels = self.directory.channels_of(&user).await?.into_iter().map(to_pb).collect();
+        let channels = self
+            .directory
+            .channels_of(&user)
+            .await?
+            .into_iter()
+            .map(to_pb)
+            .collect();
         Ok(Response::new(pb::ListUserChannelsResponse { channels }))
     }
 
@@ -114,7 +135,10 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         request: Request<pb::CheckMembershipRequest>,
     ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
         let req = request.into_inner();
-        let (channel, user) = (channel_id(req.channel_id)?, user_id("user_id", req.user_id)?);
+        let (channel, user) = (
+            channel_id(req.channel_id)?,
+            user_id("user_id", req.user_id)?,
+        );
         let member = self.directory.is_member(&channel, &user).await?;
         Ok(Response::new(pb::CheckMembershipResponse { member }))
     }

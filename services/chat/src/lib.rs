@@ -43,12 +43,25 @@ pub async fn serve(
 
     let probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
-        Arc::new(chatmesh_kafka::KafkaProbe::producer(producer.clone(), &config.kafka.topic)),
-        Arc::new(chatmesh_db::PoolProbe::new("postgres:directory", pool.clone())),
+        Arc::new(chatmesh_kafka::KafkaProbe::producer(
+            producer.clone(),
+            &config.kafka.topic,
+        )),
+        Arc::new(chatmesh_db::PoolProbe::new(
+            "postgres:directory",
+            pool.clone(),
+        )),
         Arc::new(migrations),
     ];
     let service = grpc::ChatGrpc::new(Directory::new(pool));
     let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
-    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
-        .await
+    chatmesh_server::serve_grpc(
+        routes,
+        vec![SERVICE_NAME],
+        probes,
+        listeners,
+        &config.server,
+        shutdown,
+    )
+    .await
 }

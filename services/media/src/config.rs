@@ -45,18 +45,35 @@ pub enum StoreConfig {
 impl Validate for MediaConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.server.validate().map_err(|e| e.within("server"))?;
-        self.telemetry.validate().map_err(|e| e.within("telemetry"))?;
-        self.directory.validate().map_err(|e| e.within("directory"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
+        self.directory
+            .validate()
+            .map_err(|e| e.within("directory"))?;
         match &self.store {
-            StoreConfig::S3 { endpoint, region, bucket, access_key, secret_key } => {
-                let url = url::Url::parse(endpoint)
-                    .map_err(|e| Invalid::new("store.endpoint", format!("`{endpoint}` is not a URL: {e}")))?;
+            StoreConfig::S3 {
+                endpoint,
+                region,
+                bucket,
+                access_key,
+                secret_key,
+            } => {
+                let url = url::Url::parse(endpoint).map_err(|e| {
+                    Invalid::new("store.endpoint", format!("`{endpoint}` is not a URL: {e}"))
+                })?;
                 if !matches!(url.scheme(), "http" | "https") {
-                    return Err(Invalid::new("store.endpoint", "must be an http or https URL"));
+                    return Err(Invalid::new(
+                        "store.endpoint",
+                        "must be an http or https URL",
+                    ));
                 }
-                for (field, value) in
-                    [("store.region", region), ("store.bucket", bucket), ("store.access_key", access_key), ("store.secret_key", secret_key)]
-                {
+                for (field, value) in [
+                    ("store.region", region),
+                    ("store.bucket", bucket),
+                    ("store.access_key", access_key),
+                    ("store.secret_key", secret_key),
+                ] {
                     if value.is_empty() {
                         return Err(Invalid::new(field, "must not be empty"));
                     }

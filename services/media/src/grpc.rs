@@ -16,7 +16,10 @@ pub(crate) struct MediaGrpc {
 
 impl MediaGrpc {
     pub(crate) fn new(store: Arc<dyn ObjectStore>, directory: Pool) -> Self {
-        Self { _store: store, _directory: directory }
+        Self {
+            _store: store,
+            _directory: directory,
+        }
     }
 }
 

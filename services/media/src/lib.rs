@@ -37,11 +37,23 @@ pub async fn serve(
         shutdown.clone(),
     );
     let probes: Vec<Arc<dyn Probe>> = vec![
-        Arc::new(chatmesh_db::PoolProbe::new("postgres:directory", directory.clone())),
+        Arc::new(chatmesh_db::PoolProbe::new(
+            "postgres:directory",
+            directory.clone(),
+        )),
         Arc::new(migrations),
         Arc::new(StoreProbe::new(store.clone())),
     ];
-    let routes = tonic::service::Routes::new(MediaServiceServer::new(grpc::MediaGrpc::new(store, directory)));
-    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
-        .await
+    let routes = tonic::service::Routes::new(MediaServiceServer::new(grpc::MediaGrpc::new(
+        store, directory,
+    )));
+    chatmesh_server::serve_grpc(
+        routes,
+        vec![SERVICE_NAME],
+        probes,
+        listeners,
+        &config.server,
+        shutdown,
+    )
+    .await
 }

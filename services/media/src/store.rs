@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatmesh_server::{Probe, ProbeFuture};
-use object_store::{ObjectStore, ObjectStoreExt as _};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 
 use crate::StoreConfig;
 
@@ -13,7 +13,13 @@ use crate::StoreConfig;
 /// missing.
 pub fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(match config {
-        StoreConfig::S3 { endpoint, region, bucket, access_key, secret_key } => Arc::new(
+        StoreConfig::S3 {
+            endpoint,
+            region,
+            bucket,
+            access_key,
+            secret_key,
+        } => Arc::new(
             object_store::aws::AmazonS3Builder::new()
                 .with_endpoint(endpoint)
                 .with_region(region)

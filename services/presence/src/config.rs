@@ -17,7 +17,9 @@ pub struct PresenceConfig {
 impl Validate for PresenceConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.server.validate().map_err(|e| e.within("server"))?;
-        self.telemetry.validate().map_err(|e| e.within("telemetry"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
         self.redis.validate().map_err(|e| e.within("redis"))?;
         Ok(())
     }

@@ -21,13 +21,17 @@ impl pb::presence_service_server::PresenceService for PresenceGrpc {
         &self,
         _request: Request<pb::GetPresenceRequest>,
     ) -> Result<Response<pb::GetPresenceResponse>, Status> {
-        Err(Status::unimplemented("presence queries are not available in this release"))
+        Err(Status::unimplemented(
+            "presence queries are not available in this release",
+        ))
     }
 
     async fn list_online(
         &self,
         _request: Request<pb::ListOnlineRequest>,
     ) -> Result<Response<pb::ListOnlineResponse>, Status> {
-        Err(Status::unimplemented("presence queries are not available in this release"))
+        Err(Status::unimplemented(
+            "presence queries are not available in this release",
+        ))
     }
 }

@@ -27,8 +27,17 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let redis = chatmesh_redis::Cluster::new(&config.redis).context("redis client")?;
-    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(chatmesh_redis::RedisProbe::new(redis.clone()))];
-    let routes = tonic::service::Routes::new(PresenceServiceServer::new(grpc::PresenceGrpc::new(redis)));
-    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
-        .await
+    let probes: Vec<Arc<dyn Probe>> =
+        vec![Arc::new(chatmesh_redis::RedisProbe::new(redis.clone()))];
+    let routes =
+        tonic::service::Routes::new(PresenceServiceServer::new(grpc::PresenceGrpc::new(redis)));
+    chatmesh_server::serve_grpc(
+        routes,
+        vec![SERVICE_NAME],
+        probes,
+        listeners,
+        &config.server,
+        shutdown,
+    )
+    .await
 }

@@ -30,13 +30,17 @@ fn default_group() -> String {
 impl Validate for StorageConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.server.validate().map_err(|e| e.within("server"))?;
-        self.telemetry.validate().map_err(|e| e.within("telemetry"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
         self.kafka.validate().map_err(|e| e.within("kafka"))?;
         if self.consumer_group.is_empty() {
             return Err(Invalid::new("consumer_group", "must not be empty"));
         }
         self.shards.validate().map_err(|e| e.within("shards"))?;
-        self.directory.validate().map_err(|e| e.within("directory"))?;
+        self.directory
+            .validate()
+            .map_err(|e| e.within("directory"))?;
         Ok(())
     }
 }

@@ -13,7 +13,10 @@ pub(crate) struct StorageGrpc {
 
 impl StorageGrpc {
     pub(crate) fn new(shards: ShardMap, directory: Pool) -> Self {
-        Self { _shards: shards, _directory: directory }
+        Self {
+            _shards: shards,
+            _directory: directory,
+        }
     }
 }
 
@@ -23,13 +26,17 @@ impl pb::storage_service_server::StorageService for StorageGrpc {
         &self,
         _request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        Err(Status::unimplemented("history is not available in this release"))
+        Err(Status::unimplemented(
+            "history is not available in this release",
+        ))
     }
 
     async fn get_since(
         &self,
         _request: Request<pb::GetSinceRequest>,
     ) -> Result<Response<pb::GetSinceResponse>, Status> {
-        Err(Status::unimplemented("history is not available in this release"))
+        Err(Status::unimplemented(
+            "history is not available in this release",
+        ))
     }
 }

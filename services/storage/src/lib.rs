@@ -29,15 +29,25 @@ pub async fn serve(
     let shards = ShardMap::connect(&config.shards);
     let directory = chatmesh_db::connect(&config.directory);
     let consumer = Arc::new(
-        chatmesh_kafka::consumer(&config.kafka, &config.consumer_group).context("kafka consumer")?,
+        chatmesh_kafka::consumer(&config.kafka, &config.consumer_group)
+            .context("kafka consumer")?,
     );
 
     let mut probes: Vec<Arc<dyn Probe>> = vec![
-        Arc::new(chatmesh_kafka::KafkaProbe::consumer(consumer, &config.kafka.topic)),
-        Arc::new(chatmesh_db::PoolProbe::new("postgres:directory", directory.clone())),
+        Arc::new(chatmesh_kafka::KafkaProbe::consumer(
+            consumer,
+            &config.kafka.topic,
+        )),
+        Arc::new(chatmesh_db::PoolProbe::new(
+            "postgres:directory",
+            directory.clone(),
+        )),
     ];
     for shard in shards.shards() {
-        probes.push(Arc::new(chatmesh_db::PoolProbe::new(format!("postgres:{}", shard.name), shard.pool.clone())));
+        probes.push(Arc::new(chatmesh_db::PoolProbe::new(
+            format!("postgres:{}", shard.name),
+            shard.pool.clone(),
+        )));
         probes.push(Arc::new(chatmesh_db::migrate_until_done(
             shard.name.clone(),
             shard.url.clone(),
@@ -45,7 +55,16 @@ pub async fn serve(
             shutdown.clone(),
         )));
     }
-    let routes = tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(shards, directory)));
-    chatmesh_server::serve_grpc(routes, vec![SERVICE_NAME], probes, listeners, &config.server, shutdown)
-        .await
+    let routes = tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(
+        shards, directory,
+    )));
+    chatmesh_server::serve_grpc(
+        routes,
+        vec![SERVICE_NAME],
+        probes,
+        listeners,
+        &config.server,
+        shutdown,
+    )
+    .await
 }

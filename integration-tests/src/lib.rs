@@ -1,0 +1,10 @@
+//! Test harness for chatmesh: the real infrastructure started by
+//! `scripts/infra up`, and a sandbox that runs the whole mesh in-process on
+//! ephemeral ports against it.
+
+pub mod infra;
+pub mod sandbox;
+pub mod wait;
+
+pub use infra::Infra;
+pub use sandbox::Sandbox;

@@ -1,0 +1,246 @@
+//! The whole mesh in one process: every service and two gateway nodes, on
+//! ephemeral loopback ports, against the real infrastructure.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chatmesh_server::Listeners;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::{Infra, wait};
+
+/// Addresses of one service in the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceAddrs {
+    /// gRPC API, health and reflection.
+    pub grpc: SocketAddr,
+    /// Admin HTTP.
+    pub admin: SocketAddr,
+}
+
+/// A running mesh. Dropping it shuts everything down; [`Sandbox::stop`]
+/// does so and reports any service that failed.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// The chat service.
+    pub chat: ServiceAddrs,
+    /// The presence service.
+    pub presence: ServiceAddrs,
+    /// The storage service.
+    pub storage: ServiceAddrs,
+    /// The media service.
+    pub media: ServiceAddrs,
+    /// Gateway nodes' HTTP addresses.
+    pub gateways: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+const SERVER_TOML: &str = "[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"3s\"\n";
+
+async fn listeners() -> anyhow::Result<Listeners> {
+    Ok(Listeners {
+        grpc: TcpListener::bind("127.0.0.1:0").await?,
+        admin: TcpListener::bind("127.0.0.1:0").await?,
+    })
+}
+
+fn addrs(l: &Listeners) -> ServiceAddrs {
+    ServiceAddrs {
+        grpc: l.grpc_addr(),
+        admin: l.admin_addr(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> anyhow::Result<T> {
+    toml::from_str(text).with_context(|| format!("sandbox {what} config:\n{text}"))
+}
+
+impl Sandbox {
+    /// Starts every service and `gateways` gateway nodes against `infra`.
+    pub async fn start(infra: &Infra, gateways: usize) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let group = format!("chatmesh-storage-{}", uuid::Uuid::new_v4());
+
+        let l = listeners().await?;
+        let chat = addrs(&l);
+        let config: chatmesh_chat::ChatConfig = parse(
+            "chat",
+            &format!(
+                "worker_id = 1\n{SERVER_TOML}{}{}[directory]\nurl = {:?}\n",
+                infra.redis_toml(),
+                infra.kafka_toml(),
+                infra.directory_url
+            ),
+        )?;
+        tasks.push((
+            "chat",
+            tokio::spawn(chatmesh_chat::serve(config, l, shutdown.clone())),
+        ));
+
+        let l = listeners().await?;
+        let presence = addrs(&l);
+        let config: chatmesh_presence::PresenceConfig =
+            parse("presence", &format!("{SERVER_TOML}{}", infra.redis_toml()))?;
+        tasks.push((
+            "presence",
+            tokio::spawn(chatmesh_presence::serve(config, l, shutdown.clone())),
+        ));
+
+        let l = listeners().await?;
+        let storage = addrs(&l);
+        let config: chatmesh_storage::StorageConfig = parse(
+            "storage",
+            &format!(
+                "consumer_group = {group:?}\n{SERVER_TOML}{}[directory]\nurl = {:?}\n{}",
+                infra.kafka_toml(),
+                infra.directory_url,
+                Infra::shards_toml(&infra.shard_urls, 256)
+            ),
+        )?;
+        tasks.push((
+            "storage",
+            tokio::spawn(chatmesh_storage::serve(config, l, shutdown.clone())),
+        ));
+
+        let l = listeners().await?;
+        let media = addrs(&l);
+        let config: chatmesh_media::MediaConfig = parse(
+            "media",
+            &format!(
+                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\nkind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
+                infra.directory_url,
+                infra.s3_endpoint,
+                infra.s3_region,
+                infra.s3_bucket,
+                infra.s3_access_key,
+                infra.s3_secret_key
+            ),
+        )?;
+        tasks.push((
+            "media",
+            tokio::spawn(chatmesh_media::serve(config, l, shutdown.clone())),
+        ));
+
+        let mut gateway_addrs = Vec::new();
+        for i in 0..gateways {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let config: chatmesh_gateway::GatewayConfig = parse(
+                "gateway",
+                &format!(
+                    "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"ws://{addr}\"\nprobe_interval = \"200ms\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n",
+                    infra.redis_toml(),
+                    chat.grpc,
+                    presence.grpc,
+                    storage.grpc,
+                    media.grpc
+                ),
+            )?;
+            gateway_addrs.push(addr);
+            tasks.push((
+                "gateway",
+                tokio::spawn(chatmesh_gateway::serve(config, listener, shutdown.clone())),
+            ));
+        }
+
+        Ok(Self {
+            chat,
+            presence,
+            storage,
+            media,
+            gateways: gateway_addrs,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Waits until every service reports SERVING and every gateway is ready.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        for (name, addrs) in self.services() {
+            if let Err(err) = wait::until(&format!("{name} SERVING"), timeout, || {
+                health(addrs.grpc, "")
+            })
+            .await
+            {
+                let detail = match reqwest::get(format!("http://{}/readyz", addrs.admin)).await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                anyhow::bail!("{err}\n{name} dependencies:\n{detail}");
+            }
+        }
+        for gw in &self.gateways {
+            let url = format!("http://{gw}/readyz");
+            wait::until(&format!("gateway {gw} ready"), timeout, || {
+                http_ok(url.clone())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Each service's name and addresses.
+    pub fn services(&self) -> [(&'static str, ServiceAddrs); 4] {
+        [
+            ("chat", self.chat),
+            ("presence", self.presence),
+            ("storage", self.storage),
+            ("media", self.media),
+        ]
+    }
+
+    /// Shuts everything down and returns the first service failure.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for (name, task) in std::mem::take(&mut self.tasks) {
+            task.await
+                .with_context(|| format!("{name} panicked"))?
+                .with_context(|| format!("{name} failed"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A lazily connecting gRPC channel to `addr`.
+pub fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .connect_lazy()
+}
+
+/// Ok when the gRPC health of `service` at `addr` is SERVING.
+pub async fn health(addr: SocketAddr, service: &str) -> anyhow::Result<()> {
+    let status = HealthClient::new(channel(addr))
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    anyhow::ensure!(
+        status == ServingStatus::Serving as i32,
+        "status is {status}"
+    );
+    Ok(())
+}
+
+async fn http_ok(url: String) -> anyhow::Result<()> {
+    let response = reqwest::get(&url).await?;
+    anyhow::ensure!(response.status().is_success(), "{}", response.status());
+    Ok(())
+}
