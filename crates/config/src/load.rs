@@ -8,8 +8,16 @@ use crate::Validate;
 
 /// Prefix of every variable that overrides a configuration field.
 const PREFIX: &str = "CHATMESH_";
-/// Variables with the prefix that belong to tooling, not to a binary's config.
-const RESERVED: &[&str] = &["CHATMESH_CONFIG", "CHATMESH_CACHE", "CHATMESH_INFRA_DIR"];
+/// Variables with the prefix that belong to the local tooling (scripts/infra,
+/// scripts/run), not to a binary's config.
+const RESERVED: &[&str] = &[
+    "CHATMESH_CONFIG",
+    "CHATMESH_CACHE",
+    "CHATMESH_INFRA_DIR",
+    "CHATMESH_RUN_DIR",
+    "CHATMESH_KEEP_INFRA",
+    "CHATMESH_PG_BIN",
+];
 
 /// The process environment as a plain map, so tests pass their own.
 pub type Env = BTreeMap<String, String>;

@@ -65,8 +65,18 @@ pub async fn serve_grpc(
             .set_service_status(service, tonic_health::ServingStatus::NotServing)
             .await;
     }
+    // Every chatmesh proto shares one descriptor set; advertise only what
+    // this server actually serves.
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
-        b.register_encoded_file_descriptor_set(chatmesh_proto::FILE_DESCRIPTOR_SET)
+        services
+            .iter()
+            .copied()
+            .chain([
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+            ])
+            .fold(b, |b, name| b.with_service_name(name))
+            .register_encoded_file_descriptor_set(chatmesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())

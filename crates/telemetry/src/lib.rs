@@ -44,7 +44,10 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<T
             .with_writer(std::io::stderr)
             .boxed()
     } else {
+        // Colours only for a person at a terminal, never in log files.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed()
     };
