@@ -2,6 +2,7 @@
 //! channels the hash ring assigns it and calls the services over gRPC.
 
 mod config;
+pub mod ring;
 mod upstream;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Redis Cluster access shared by the gateway, chat and presence services.
 
+pub mod keys;
+
 use std::sync::Arc;
 
 use chatmesh_config::RedisConfig;

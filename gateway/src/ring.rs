@@ -1,0 +1,175 @@
+//! The consistent hash ring that pins each channel to one gateway node.
+//!
+//! Every node builds the ring from the same membership list and gets the
+//! same answer: node and channel positions come from XXH3-64, a specified
+//! hash that never changes between processes, machines or releases. Each
+//! node owns many virtual points, so load spreads evenly and a joining or
+//! leaving node moves only about 1/N of the channels.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Virtual points per node unless configured otherwise.
+pub const DEFAULT_VNODES: u32 = 160;
+
+/// An immutable ring over a set of node IDs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ring {
+    nodes: Vec<String>,
+    // (position, index into `nodes`), sorted.
+    points: Vec<(u64, usize)>,
+}
+
+impl Ring {
+    /// A ring over `nodes` (duplicates ignored, order irrelevant) with
+    /// `vnodes` points each.
+    pub fn new<I, S>(nodes: I, vnodes: u32) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut points = Vec::with_capacity(nodes.len() * vnodes as usize);
+        for (i, node) in nodes.iter().enumerate() {
+            for v in 0..vnodes {
+                points.push((xxh3_64(format!("{node}#{v}").as_bytes()), i));
+            }
+        }
+        // Ties are vanishingly rare; breaking them by node keeps every
+        // process's ring identical anyway.
+        points.sort_unstable();
+        Self { nodes, points }
+    }
+
+    /// The node that owns `channel`; `None` on an empty ring.
+    pub fn owner(&self, channel: &str) -> Option<&str> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let h = xxh3_64(channel.as_bytes());
+        let i = self.points.partition_point(|&(p, _)| p < h);
+        let (_, node) = self.points[i % self.points.len()];
+        Some(&self.nodes[node])
+    }
+
+    /// The member nodes, sorted.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// True when no node is a member.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("channel-{i}")).collect()
+    }
+
+    #[test]
+    fn a_third_node_moves_about_a_third_of_the_channels() {
+        let before = Ring::new(["gw-0", "gw-1"], DEFAULT_VNODES);
+        let after = Ring::new(["gw-0", "gw-1", "gw-2"], DEFAULT_VNODES);
+        let all = channels(10_000);
+        let mut moved = 0;
+        for c in &all {
+            let (a, b) = (before.owner(c).unwrap(), after.owner(c).unwrap());
+            if a != b {
+                // Channels only ever move to the new node.
+                assert_eq!(b, "gw-2", "{c} moved between old nodes");
+                moved += 1;
+            }
+        }
+        let fraction = f64::from(moved) / all.len() as f64;
+        // Ideal is 1/3; allow ±0.05 for the finite number of points.
+        assert!(
+            (fraction - 1.0 / 3.0).abs() < 0.05,
+            "moved {fraction:.3} of channels"
+        );
+    }
+
+    #[test]
+    fn load_is_balanced() {
+        let ring = Ring::new(["gw-0", "gw-1", "gw-2", "gw-3"], DEFAULT_VNODES);
+        let mut counts = std::collections::BTreeMap::new();
+        for c in channels(20_000) {
+            *counts
+                .entry(ring.owner(&c).unwrap().to_owned())
+                .or_insert(0u32) += 1;
+        }
+        for (node, n) in counts {
+            assert!((3_750..=6_250).contains(&n), "{node} owns {n} of 20000");
+        }
+    }
+
+    #[test]
+    fn membership_order_and_duplicates_do_not_matter() {
+        let a = Ring::new(["gw-2", "gw-0", "gw-1"], 64);
+        let b = Ring::new(["gw-0", "gw-1", "gw-2", "gw-0"], 64);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn owners_are_pinned_across_processes_and_releases() {
+        // Fixed expectations: a change here would re-pin every channel of a
+        // running deployment, so it must be deliberate.
+        let ring = Ring::new(["gw-0", "gw-1", "gw-2"], DEFAULT_VNODES);
+        let got: Vec<_> = ["general", "random", "room-1", "room-2", "team:eng", "x"]
+            .iter()
+            .map(|c| ring.owner(c).unwrap())
+            .collect();
+        assert_eq!(got, PINNED);
+    }
+
+    const PINNED: [&str; 6] = ["gw-1", "gw-1", "gw-0", "gw-2", "gw-0", "gw-0"];
+
+    fn owners_digest() -> String {
+        let ring = Ring::new(["gw-a", "gw-b", "gw-c"], DEFAULT_VNODES);
+        channels(1_000)
+            .iter()
+            .map(|c| ring.owner(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Prints the owners when run as the child of the test below.
+    #[test]
+    fn child_prints_owners() {
+        if std::env::var_os("CHATMESH_RING_CHILD").is_some() {
+            println!("OWNERS={}", owners_digest());
+        }
+    }
+
+    #[test]
+    fn a_separate_process_builds_the_same_ring() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ring::tests::child_prints_owners",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CHATMESH_RING_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let theirs = stdout
+            .lines()
+            .find_map(|l| l.split_once("OWNERS=").map(|(_, owners)| owners))
+            .expect("child printed owners");
+        assert_eq!(theirs, owners_digest());
+    }
+
+    #[test]
+    fn empty_and_single_node_rings() {
+        assert_eq!(Ring::new(Vec::<String>::new(), 8).owner("x"), None);
+        let one = Ring::new(["solo"], 8);
+        assert!(channels(100).iter().all(|c| one.owner(c) == Some("solo")));
+    }
+}
