@@ -34,8 +34,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Uploaded media and its state.
+    media (media_id) {
+        /// Media ID.
+        media_id -> Text,
+        /// Channel the media was uploaded to.
+        channel_id -> Text,
+        /// Uploader's user ID.
+        uploader_id -> Text,
+        /// Client's file name, metadata only.
+        filename -> Text,
+        /// Declared content type.
+        content_type -> Text,
+        /// Declared size in bytes.
+        size -> BigInt,
+        /// Server-generated object key.
+        object_key -> Text,
+        /// 1 pending, 2 ready.
+        state -> SmallInt,
+        /// Creation time.
+        created_at -> Timestamptz,
+        /// When the upload was verified.
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+/// `media.state` of an upload that has been verified.
+pub const MEDIA_READY: i16 = 2;
+
 diesel::joinable!(memberships -> channels (channel_id));
-diesel::allow_tables_to_appear_in_same_query!(channels, memberships);
+diesel::joinable!(media -> channels (channel_id));
+diesel::allow_tables_to_appear_in_same_query!(channels, memberships, media);
 
 /// True if `user` is a member of `channel`.
 pub async fn is_member(pool: &Pool, channel: &str, user: &str) -> Result<bool, DbError> {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use chatmesh_config::KafkaConfig;
 use chatmesh_server::{Probe, ProbeFuture};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer as _};
 
 /// How long a send may wait for the broker before it fails. Kept short: a
 /// chat send is interactive, and the sender gets a retryable error.
@@ -58,13 +58,11 @@ pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kaf
     with_overrides(client, config).create()
 }
 
-/// Counts a topic's partitions through some client's connection.
-type PartitionCount = Arc<dyn Fn(&str) -> Result<usize, KafkaError> + Send + Sync>;
-
-/// Checks that the broker answers and the topic exists.
+/// Checks that the broker answers and the topic exists, through a plain
+/// client of its own so it never shares state with a producer or consumer.
 pub struct KafkaProbe {
     topic: String,
-    fetch: PartitionCount,
+    client: Arc<BaseProducer>,
 }
 
 impl std::fmt::Debug for KafkaProbe {
@@ -78,36 +76,13 @@ impl std::fmt::Debug for KafkaProbe {
 const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl KafkaProbe {
-    /// A probe through a producer's connection.
-    pub fn producer(producer: FutureProducer, topic: &str) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            fetch: Arc::new(move |t| {
-                let md = producer
-                    .client()
-                    .fetch_metadata(Some(t), METADATA_TIMEOUT)?;
-                Ok(md
-                    .topics()
-                    .iter()
-                    .find(|x| x.name() == t && x.error().is_none())
-                    .map_or(0, |x| x.partitions().len()))
-            }),
-        }
-    }
-
-    /// A probe through a consumer's connection.
-    pub fn consumer(consumer: Arc<StreamConsumer>, topic: &str) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            fetch: Arc::new(move |t| {
-                let md = consumer.fetch_metadata(Some(t), METADATA_TIMEOUT)?;
-                Ok(md
-                    .topics()
-                    .iter()
-                    .find(|x| x.name() == t && x.error().is_none())
-                    .map_or(0, |x| x.partitions().len()))
-            }),
-        }
+    /// A probe of `config.topic` on `config.brokers`.
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+        let client: BaseProducer = base(config).create()?;
+        Ok(Self {
+            topic: config.topic.clone(),
+            client: Arc::new(client),
+        })
     }
 }
 
@@ -117,14 +92,24 @@ impl Probe for KafkaProbe {
     }
 
     fn check(&self) -> ProbeFuture<'_> {
-        let fetch = self.fetch.clone();
+        let client = self.client.clone();
         let topic = self.topic.clone();
         Box::pin(async move {
             // Metadata requests block on librdkafka; keep them off the runtime.
-            let partitions = tokio::task::spawn_blocking(move || fetch(&topic))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let partitions = tokio::task::spawn_blocking(move || {
+                let md = client
+                    .client()
+                    .fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+                Ok::<_, KafkaError>(
+                    md.topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map_or(0, |t| t.partitions().len()),
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             if partitions == 0 {
                 return Err(format!("topic {} does not exist", self.topic));
             }

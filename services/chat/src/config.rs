@@ -1,6 +1,9 @@
 use chatmesh_config::{
     Invalid, KafkaConfig, PostgresConfig, RedisConfig, ServerConfig, TelemetryConfig, Validate,
 };
+use std::path::PathBuf;
+use std::time::Duration;
+
 use chatmesh_ids::MAX_WORKER_ID;
 use serde::Deserialize;
 
@@ -22,6 +25,52 @@ pub struct ChatConfig {
     /// Snowflake worker ID, unique per live instance (0 to 1023). On
     /// Kubernetes this is the StatefulSet ordinal.
     pub worker_id: u16,
+    /// Size and rate limits of the send path.
+    #[serde(default)]
+    pub limits: SendLimits,
+    /// The moderation filter.
+    #[serde(default)]
+    pub moderation: ModerationConfig,
+}
+
+/// Limits on what one send may carry and how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendLimits {
+    /// Largest message body, in bytes of UTF-8.
+    pub max_body_bytes: usize,
+    /// Most attachments per message.
+    pub max_attachments: usize,
+    /// Sends per second allowed for one user, across all channels.
+    pub user_per_second: u32,
+    /// Sends per second allowed into one channel, across all users.
+    pub channel_per_second: u32,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+    /// Messages per channel kept in Redis for filling reconnect gaps.
+    pub recent_history: usize,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4096,
+            max_attachments: 10,
+            user_per_second: 20,
+            channel_per_second: 500,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            recent_history: 500,
+        }
+    }
+}
+
+/// Where the blocked-word list comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// One word per line, `#` comments; no file means nothing is blocked.
+    pub words_file: Option<PathBuf>,
 }
 
 impl Validate for ChatConfig {
@@ -35,6 +84,25 @@ impl Validate for ChatConfig {
         self.directory
             .validate()
             .map_err(|e| e.within("directory"))?;
+        let l = &self.limits;
+        for (field, value) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.user_per_second", l.user_per_second as usize),
+            ("limits.channel_per_second", l.channel_per_second as usize),
+            ("limits.recent_history", l.recent_history),
+        ] {
+            if value == 0 {
+                return Err(Invalid::new(field, "must be greater than zero"));
+            }
+        }
+        if let Some(path) = &self.moderation.words_file
+            && !path.is_file()
+        {
+            return Err(Invalid::new(
+                "moderation.words_file",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
         if self.worker_id > MAX_WORKER_ID {
             return Err(Invalid::new(
                 "worker_id",

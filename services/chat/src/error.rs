@@ -22,6 +22,33 @@ pub enum ChatError {
     /// The user is not a member of the channel.
     #[error("not a member of this channel")]
     NotMember,
+    /// The body is over the size limit.
+    #[error("message body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The moderation filter refused the message.
+    #[error("message blocked by the channel's moderation policy")]
+    Blocked,
+    /// Too many sends in the current window.
+    #[error("too many messages for this {scope}, slow down")]
+    RateLimited {
+        /// `user` or `channel`.
+        scope: &'static str,
+    },
+    /// An attachment is unknown, not ready, or from another channel.
+    #[error("attachment {0} is not a ready upload of this channel")]
+    Attachment(String),
+    /// A send with the same idempotency key is still in flight.
+    #[error("a send with this idempotency key is in progress, retry shortly")]
+    InFlight,
+    /// The message log is unreachable; nothing was stored or fanned out.
+    #[error("message log unavailable, nothing was sent; retry later")]
+    LogUnavailable,
+    /// Redis failed; details are logged, not returned.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
     /// A backing store failed; details are logged, not returned.
     #[error(transparent)]
     Database(#[from] DbError),
@@ -43,6 +70,11 @@ impl ChatError {
             Self::ChannelNotFound => Code::NotFound,
             Self::ChannelExists => Code::AlreadyExists,
             Self::NotMember => Code::PermissionDenied,
+            Self::TooLarge { .. } | Self::Attachment(_) => Code::InvalidArgument,
+            Self::Blocked => Code::FailedPrecondition,
+            Self::RateLimited { .. } => Code::ResourceExhausted,
+            Self::InFlight => Code::Aborted,
+            Self::LogUnavailable | Self::Redis(_) => Code::Unavailable,
             Self::Database(DbError::Connection(_)) => Code::Unavailable,
             Self::Database(_) => Code::Internal,
         }
@@ -62,6 +94,10 @@ impl From<ChatError> for Status {
                     "internal error"
                 };
                 Status::new(code, text)
+            }
+            ChatError::Redis(inner) => {
+                tracing::error!(error = %inner, "redis error");
+                Status::new(code, "chat temporarily unavailable, retry later")
             }
             _ => Status::new(code, err.to_string()),
         }

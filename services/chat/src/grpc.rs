@@ -5,17 +5,20 @@ use chatmesh_proto::chat::v1 as pb;
 use chatmesh_proto::common::v1::ModerationPolicy;
 use tonic::{Request, Response, Status};
 
-use crate::{Channel, ChatError, Directory, Moderation};
+use std::sync::Arc;
+
+use crate::{Channel, ChatError, Directory, Moderation, SendPath, SendRequest};
 
 /// The chat service's gRPC front.
 #[derive(Debug, Clone)]
 pub(crate) struct ChatGrpc {
     directory: Directory,
+    send: Arc<SendPath>,
 }
 
 impl ChatGrpc {
-    pub(crate) fn new(directory: Directory) -> Self {
-        Self { directory }
+    pub(crate) fn new(directory: Directory, send: Arc<SendPath>) -> Self {
+        Self { directory, send }
     }
 }
 
@@ -44,11 +47,28 @@ fn to_pb(channel: Channel) -> pb::Channel {
 impl pb::chat_service_server::ChatService for ChatGrpc {
     async fn send_message(
         &self,
-        _request: Request<pb::SendMessageRequest>,
+        request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        Err(Status::unimplemented(
-            "sending messages is not available in this release",
-        ))
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let req = request.into_inner();
+        let send = SendRequest {
+            channel: channel_id(req.channel_id)?,
+            sender: user_id("sender_id", req.sender_id)?,
+            body: req.body,
+            attachments: req.attachments,
+            idempotency_key: Some(req.idempotency_key).filter(|k| !k.is_empty()),
+            traceparent,
+        };
+        let sent = self.send.send(send).await?;
+        Ok(Response::new(pb::SendMessageResponse {
+            message: Some(sent.message),
+            masked: sent.masked,
+            duplicate: sent.duplicate,
+        }))
     }
 
     async fn create_channel(

@@ -6,6 +6,8 @@ mod config;
 mod directory;
 mod error;
 mod grpc;
+pub mod moderation;
+mod send;
 
 use std::sync::Arc;
 
@@ -15,9 +17,10 @@ use chatmesh_proto::chat::v1::chat_service_server::{ChatServiceServer, SERVICE_N
 use chatmesh_server::{Listeners, Probe};
 use tokio_util::sync::CancellationToken;
 
-pub use config::ChatConfig;
+pub use config::{ChatConfig, ModerationConfig, SendLimits};
 pub use directory::{Channel, Directory, Moderation};
 pub use error::ChatError;
+pub use send::{SendPath, SendRequest, Sent};
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -43,17 +46,28 @@ pub async fn serve(
 
     let probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
-        Arc::new(chatmesh_kafka::KafkaProbe::producer(
-            producer.clone(),
-            &config.kafka.topic,
-        )),
+        Arc::new(chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?),
         Arc::new(chatmesh_db::PoolProbe::new(
             "postgres:directory",
             pool.clone(),
         )),
         Arc::new(migrations),
     ];
-    let service = grpc::ChatGrpc::new(Directory::new(pool));
+    let filter = match &config.moderation.words_file {
+        Some(path) => moderation::Filter::from_file(path).context("moderation.words_file")?,
+        None => moderation::Filter::new(std::iter::empty::<&str>()),
+    };
+    tracing::info!(words = filter.len(), "moderation filter loaded");
+    let directory = Directory::new(pool);
+    let send = SendPath {
+        directory: directory.clone(),
+        filter: Arc::new(filter),
+        ids: chatmesh_ids::Snowflake::new(config.worker_id).context("worker_id")?,
+        redis: redis.clone(),
+        producer: send::Producer::new(config.kafka.clone(), producer),
+        limits: config.limits.clone(),
+    };
+    let service = grpc::ChatGrpc::new(directory, Arc::new(send));
     let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
     chatmesh_server::serve_grpc(
         routes,
