@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chatmesh_config::{Invalid, RedisConfig, TelemetryConfig, Validate};
@@ -28,6 +29,128 @@ pub struct GatewayConfig {
     pub redis: RedisConfig,
     /// gRPC endpoints of the services the gateway calls.
     pub services: ServiceEndpoints,
+    /// Client authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Hash-ring membership and what to do with channels owned elsewhere.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Per-connection and node-wide limits.
+    #[serde(default)]
+    pub limits: GatewayLimits,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Shared secret for HS256 tokens. Meant for development.
+    pub hs256_secret: Option<String>,
+    /// PEM files with RSA public keys for RS256 tokens.
+    pub rs256_public_keys: Vec<PathBuf>,
+    /// A JWKS document with RS256 keys, selected by the token's `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` claim, if set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, if set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Serve `POST /v1/dev/token`, which signs a token for any user. Never
+    /// enable in production.
+    pub dev_tokens: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rs256_public_keys: Vec::new(),
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+            dev_tokens: false,
+        }
+    }
+}
+
+/// What a node does with a client of a channel it does not own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PinMode {
+    /// Answer 307 (before the upgrade) or a redirect frame.
+    #[default]
+    Redirect,
+    /// Serve it anyway; correct, but the channel's traffic crosses nodes.
+    Serve,
+}
+
+/// Ring membership.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Name of this gateway cluster. Nodes with the same name form one
+    /// ring; deployments sharing a Redis Cluster use different names.
+    pub cluster: String,
+    /// Redirect or serve clients of channels owned by another node.
+    pub mode: PinMode,
+    /// Virtual points per node on the ring.
+    pub vnodes: u32,
+    /// A node that stops refreshing its registration leaves the ring after this.
+    #[serde(with = "humantime_serde")]
+    pub node_ttl: Duration,
+    /// How often a node refreshes its registration and rereads membership.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            cluster: "default".into(),
+            mode: PinMode::Redirect,
+            vnodes: crate::ring::DEFAULT_VNODES,
+            node_ttl: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Limits that protect the node and its other clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayLimits {
+    /// Largest client frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one client before it counts as too slow and is closed.
+    pub outbound_queue: usize,
+    /// Sustained client frames per second per connection.
+    pub frames_per_second: u32,
+    /// Frames a connection may send in a burst above the sustained rate.
+    pub frame_burst: u32,
+    /// Most concurrent connections on this node.
+    pub max_connections: usize,
+    /// Most channels one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// How long an out-of-order message waits for the ones before it.
+    #[serde(with = "humantime_serde")]
+    pub reorder_window: Duration,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 16 * 1024,
+            outbound_queue: 1024,
+            frames_per_second: 20,
+            frame_burst: 40,
+            max_connections: 50_000,
+            max_subscriptions: 100,
+            reorder_window: Duration::from_millis(500),
+        }
+    }
 }
 
 /// gRPC endpoints, `http://host:port`.
@@ -76,6 +199,20 @@ impl Validate for GatewayConfig {
         self.telemetry
             .validate()
             .map_err(|e| e.within("telemetry"))?;
+        self.validate_auth()?;
+        self.validate_routing()?;
+        let l = &self.limits;
+        for (field, value) in [
+            ("limits.max_frame_bytes", l.max_frame_bytes),
+            ("limits.outbound_queue", l.outbound_queue),
+            ("limits.frames_per_second", l.frames_per_second as usize),
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_subscriptions", l.max_subscriptions),
+        ] {
+            if value == 0 {
+                return Err(Invalid::new(field, "must be greater than zero"));
+            }
+        }
         self.redis.validate().map_err(|e| e.within("redis"))?;
         let s = &self.services;
         for (field, value) in [
@@ -85,6 +222,48 @@ impl Validate for GatewayConfig {
             ("services.media", &s.media),
         ] {
             check_url(field, value, &["http", "https"])?;
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    fn validate_auth(&self) -> Result<(), Invalid> {
+        let a = &self.auth;
+        if a.hs256_secret.is_none() && a.rs256_public_keys.is_empty() && a.jwks_file.is_none() {
+            return Err(Invalid::new(
+                "auth",
+                "configure hs256_secret, rs256_public_keys or jwks_file",
+            ));
+        }
+        if a.hs256_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(Invalid::new(
+                "auth.hs256_secret",
+                "must be at least 16 bytes",
+            ));
+        }
+        if a.dev_tokens && a.hs256_secret.is_none() {
+            return Err(Invalid::new("auth.dev_tokens", "needs auth.hs256_secret"));
+        }
+        Ok(())
+    }
+
+    fn validate_routing(&self) -> Result<(), Invalid> {
+        let r = &self.routing;
+        if r.cluster.is_empty() || r.cluster.contains(['{', '}']) {
+            return Err(Invalid::new(
+                "routing.cluster",
+                "must be non-empty and free of braces",
+            ));
+        }
+        if r.vnodes == 0 {
+            return Err(Invalid::new("routing.vnodes", "must be at least 1"));
+        }
+        if r.refresh_interval.is_zero() || r.node_ttl <= r.refresh_interval * 2 {
+            return Err(Invalid::new(
+                "routing.node_ttl",
+                "must exceed twice routing.refresh_interval",
+            ));
         }
         Ok(())
     }

@@ -7,6 +7,11 @@ pub fn fanout(channel: &str) -> String {
     format!("cm:{{{channel}}}:fanout")
 }
 
+/// The chat channel ID named by a fan-out channel, if it is one.
+pub fn channel_of_fanout(name: &str) -> Option<&str> {
+    name.strip_prefix("cm:{")?.strip_suffix("}:fanout")
+}
+
 /// Counter holding a channel's latest sequence number.
 pub fn seq(channel: &str) -> String {
     format!("cm:{{{channel}}}:seq")
@@ -38,11 +43,16 @@ pub fn user_rate(user: &str, window: u64) -> String {
     format!("cm:user:{{{user}}}:rate:{window}")
 }
 
-/// Sorted set of live gateway nodes, scored by registration expiry (ms).
-pub const GATEWAY_NODES: &str = "cm:{gateways}:nodes";
+/// Sorted set of a gateway cluster's live nodes, scored by registration
+/// expiry (ms).
+pub fn gateway_nodes(cluster: &str) -> String {
+    format!("cm:{{gateways:{cluster}}}:nodes")
+}
 
-/// Hash of gateway node ID to the URL clients use to reach it.
-pub const GATEWAY_URLS: &str = "cm:{gateways}:urls";
+/// Hash of a gateway cluster's node IDs to the URLs clients use.
+pub fn gateway_urls(cluster: &str) -> String {
+    format!("cm:{{gateways:{cluster}}}:urls")
+}
 
 #[cfg(test)]
 mod tests {
@@ -63,8 +73,10 @@ mod tests {
             assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
         }
         assert_eq!(
-            key_slot(GATEWAY_NODES.as_bytes()),
-            key_slot(GATEWAY_URLS.as_bytes())
+            key_slot(gateway_nodes("a").as_bytes()),
+            key_slot(gateway_urls("a").as_bytes())
         );
+        assert_eq!(channel_of_fanout(&fanout(c)), Some(c));
+        assert_eq!(channel_of_fanout("cm:{x}:seq"), None);
     }
 }

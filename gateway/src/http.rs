@@ -1,0 +1,169 @@
+//! HTTP routes: the WebSocket upgrade, the route endpoint, dev tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chatmesh_ids::{ChannelId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Gateway;
+use crate::auth::AuthError;
+use crate::config::PinMode;
+
+/// Every client-facing route.
+pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
+    let mut router = axum::Router::new()
+        .route("/v1/ws", get(upgrade))
+        .route("/v1/route/{channel}", get(route));
+    if gw.config.auth.dev_tokens {
+        router = router.route("/v1/dev/token", post(dev_token));
+    }
+    router.with_state(gw)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn upgrade(
+    State(gw): State<Arc<Gateway>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = query
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| bearer(&headers));
+    let user = match token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| gw.auth.verify(t))
+    {
+        Ok(user) => user,
+        Err(err) => {
+            let code = if err == AuthError::Expired {
+                "token_expired"
+            } else {
+                "unauthorized"
+            };
+            return error(StatusCode::UNAUTHORIZED, code, err.to_string());
+        }
+    };
+    let channel = match query
+        .get("channel")
+        .map(|c| ChannelId::new(c.as_str()))
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(err) => return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string()),
+    };
+    if let Some(channel) = &channel
+        && gw.config.routing.mode == PinMode::Redirect
+        && let Some(base) = gw.redirect_url(channel.as_str())
+    {
+        let qs: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter())
+            .finish();
+        let location = format!("{}/v1/ws?{qs}", base.trim_end_matches('/'));
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    if gw.shutdown.is_cancelled() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this node is shutting down",
+        );
+    }
+    let max = gw.config.limits.max_connections;
+    if gw.connections.fetch_add(1, Ordering::Relaxed) >= max {
+        gw.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::counter!("chatmesh_gateway_connections_refused_total").increment(1);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            format!("this node serves at most {max} connections"),
+        );
+    }
+    // Frames somewhat over the limit still arrive and get an error frame;
+    // far larger ones are cut off by the socket layer.
+    let hard_cap = gw.config.limits.max_frame_bytes * 4 + 1024;
+    let session_gw = gw.clone();
+    ws.max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_failed_upgrade(move |_| {
+            session_gw.connections.fetch_sub(1, Ordering::Relaxed);
+        })
+        .on_upgrade(move |socket| crate::session::run(gw, socket, user, channel))
+}
+
+async fn route(State(gw): State<Arc<Gateway>>, Path(channel): Path<String>) -> Response {
+    if let Err(err) = ChannelId::new(channel.as_str()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+    }
+    let routes = gw.routes.borrow().clone();
+    match routes.owner(&channel) {
+        Some((node, url)) => {
+            Json(json!({ "channel_id": channel, "node": node, "url": url })).into_response()
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_nodes",
+            "no gateway node is registered yet",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevTokenRequest {
+    user_id: String,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+async fn dev_token(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<DevTokenRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+    };
+    let user = match UserId::new(req.user_id) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_user", e.to_string()),
+    };
+    let ttl = Duration::from_secs(req.ttl_secs.unwrap_or(3600).clamp(1, 86_400));
+    match gw.auth.issue(&user, ttl) {
+        Some(token) => Json(json!({ "token": token, "expires_in": ttl.as_secs() })).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "dev_tokens_disabled",
+            "dev tokens need an HS256 secret",
+        ),
+    }
+}

@@ -1,0 +1,273 @@
+//! JSON frames of the client protocol (see docs/protocol.md). Every frame
+//! is an object with a `type`; message IDs travel as strings because they
+//! exceed JavaScript's safe integers.
+
+use chatmesh_proto::common::v1::Message;
+use serde::{Deserialize, Serialize};
+
+/// A frame from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Start receiving a channel, replaying what was missed after `last_seq`.
+    Subscribe {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        #[serde(default)]
+        last_seq: Option<u64>,
+    },
+    /// Stop receiving a channel.
+    Unsubscribe {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+    },
+    /// Send a message.
+    Send {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        body: String,
+        #[serde(default)]
+        attachments: Vec<String>,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
+    /// The client has processed a channel up to `seq`.
+    Ack { channel_id: String, seq: u64 },
+    /// Keep-alive; answered with `pong`.
+    Ping {
+        #[serde(default)]
+        request_id: Option<String>,
+        #[serde(default)]
+        client_time_ms: Option<i64>,
+    },
+}
+
+const TYPES: &[&str] = &["subscribe", "unsubscribe", "send", "ack", "ping"];
+
+/// Why a text frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not a JSON object with a string `type`.
+    Malformed(String),
+    /// A `type` this server does not know.
+    UnknownType(String),
+    /// A known type with missing, extra or mistyped fields.
+    Invalid(String),
+}
+
+impl FrameError {
+    /// The stable error code sent to the client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed_frame",
+            Self::UnknownType(_) => "unknown_frame_type",
+            Self::Invalid(_) => "invalid_frame",
+        }
+    }
+
+    /// A human-readable explanation.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Malformed(e) => format!("frame is not a JSON object with a \"type\": {e}"),
+            Self::UnknownType(t) => format!("unknown frame type {t:?}; expected one of {TYPES:?}"),
+            Self::Invalid(e) => e.clone(),
+        }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+        return Err(FrameError::Malformed(
+            "missing string field \"type\"".into(),
+        ));
+    };
+    if !TYPES.contains(&kind) {
+        return Err(FrameError::UnknownType(kind.to_owned()));
+    }
+    serde_json::from_value(value).map_err(|e| FrameError::Invalid(e.to_string()))
+}
+
+/// A frame to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// A message in a subscribed channel.
+    Message(MessageBody),
+    /// A send was stored.
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channel_id: String,
+        message_id: String,
+        seq: u64,
+        masked: bool,
+        duplicate: bool,
+    },
+    /// A subscription is active; `seq` is the channel's latest sequence.
+    Subscribed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+    },
+    /// A subscription ended.
+    Unsubscribed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channel_id: String,
+    },
+    /// Answer to `ping`.
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_time_ms: Option<i64>,
+        server_time_ms: i64,
+    },
+    /// A request failed; the connection stays open.
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        code: &'static str,
+        message: String,
+        retryable: bool,
+    },
+    /// This node does not own the channel; connect to `url` for it.
+    Redirect { channel_id: String, url: String },
+    /// Reconnect (to `url`, if given) and resubscribe these channels with
+    /// their last sequence numbers.
+    Reconnect {
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        channel_ids: Vec<String>,
+    },
+}
+
+/// The fields of a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageBody {
+    pub channel_id: String,
+    pub message_id: String,
+    pub seq: u64,
+    pub sender_id: String,
+    pub body: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+    pub created_at_ms: i64,
+}
+
+impl From<&Message> for MessageBody {
+    fn from(m: &Message) -> Self {
+        Self {
+            channel_id: m.channel_id.clone(),
+            message_id: m.message_id.to_string(),
+            seq: m.seq,
+            sender_id: m.sender_id.clone(),
+            body: m.body.clone(),
+            attachments: m.attachments.clone(),
+            created_at_ms: m.created_at_ms,
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+
+    /// An error frame.
+    pub fn error(
+        request_id: Option<String>,
+        code: &'static str,
+        message: impl Into<String>,
+        retryable: bool,
+    ) -> Self {
+        Self::Error {
+            request_id,
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_client_frame() {
+        assert_eq!(
+            parse(r#"{"type":"subscribe","channel_id":"general","last_seq":7}"#),
+            Ok(ClientFrame::Subscribe {
+                request_id: None,
+                channel_id: "general".into(),
+                last_seq: Some(7)
+            })
+        );
+        assert!(matches!(
+            parse(r#"{"type":"send","request_id":"1","channel_id":"g","body":"hi"}"#),
+            Ok(ClientFrame::Send { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"ack","channel_id":"g","seq":3}"#),
+            Ok(ClientFrame::Ack { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"unsubscribe","channel_id":"g"}"#),
+            Ok(ClientFrame::Unsubscribe { .. })
+        ));
+    }
+
+    #[test]
+    fn classifies_bad_frames() {
+        assert_eq!(parse("{not json").unwrap_err().code(), "malformed_frame");
+        assert_eq!(parse("[1,2]").unwrap_err().code(), "malformed_frame");
+        assert_eq!(
+            parse(r#"{"type":7}"#).unwrap_err().code(),
+            "malformed_frame"
+        );
+        assert_eq!(
+            parse(r#"{"type":"dance"}"#).unwrap_err().code(),
+            "unknown_frame_type"
+        );
+        assert_eq!(
+            parse(r#"{"type":"send","channel_id":"g"}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_frame"
+        );
+        assert_eq!(
+            parse(r#"{"type":"ping","extra":1}"#).unwrap_err().code(),
+            "invalid_frame"
+        );
+    }
+
+    #[test]
+    fn message_ids_are_strings() {
+        let m = Message {
+            message_id: u64::MAX >> 1,
+            seq: 1,
+            ..Default::default()
+        };
+        let json = ServerFrame::Message(MessageBody::from(&m)).to_json();
+        assert!(
+            json.contains(r#""message_id":"9223372036854775807""#),
+            "{json}"
+        );
+        assert!(json.starts_with(r#"{"type":"message""#), "{json}");
+    }
+}
