@@ -40,11 +40,7 @@ impl Infra {
     /// Reads the state file of this checkout's infrastructure, or of the
     /// directory named by `CHATMESH_INFRA_DIR`.
     pub fn load() -> anyhow::Result<Self> {
-        let dir = match std::env::var_os("CHATMESH_INFRA_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/infra"),
-        };
-        let path = dir.join("state.env");
+        let path = Self::state_dir().join("state.env");
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read {}: start the infrastructure with `scripts/infra up`",
@@ -121,5 +117,40 @@ impl Infra {
             ));
         }
         out
+    }
+}
+
+impl Infra {
+    /// A value from the state file, such as `TANSU_PID`.
+    pub fn state_value(key: &str) -> anyhow::Result<String> {
+        let path = Self::state_dir().join("state.env");
+        let text = std::fs::read_to_string(&path)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .with_context(|| format!("{} has no {key}", path.display()))
+    }
+
+    /// Runs `scripts/infra ARGS` for this checkout's infrastructure.
+    pub fn script(args: &[&str]) -> anyhow::Result<()> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra");
+        let out = std::process::Command::new(&script)
+            .args(args)
+            .env("CHATMESH_INFRA_DIR", Self::state_dir())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scripts/infra {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn state_dir() -> PathBuf {
+        match std::env::var_os("CHATMESH_INFRA_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/infra"),
+        }
     }
 }

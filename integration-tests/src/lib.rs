@@ -2,6 +2,8 @@
 //! `scripts/infra up`, and a sandbox that runs the whole mesh in-process on
 //! ephemeral ports against it.
 
+pub mod client;
+pub mod fixtures;
 pub mod infra;
 pub mod sandbox;
 pub mod wait;

@@ -63,22 +63,57 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> anyhow::Resu
     toml::from_str(text).with_context(|| format!("sandbox {what} config:\n{text}"))
 }
 
+/// How to shape a sandbox.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Gateway nodes to start.
+    pub gateways: usize,
+    /// `redirect` or `serve`.
+    pub pin_mode: &'static str,
+    /// Body of the gateways' `[limits]` table.
+    pub gateway_limits: String,
+    /// Body of the chat service's `[limits]` table.
+    pub chat_limits: String,
+    /// Blocked words for the chat service.
+    pub blocked_words: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            gateways: 2,
+            pin_mode: "serve",
+            gateway_limits: "reorder_window = \"300ms\"\n".into(),
+            chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\n".into(),
+            blocked_words: Vec::new(),
+        }
+    }
+}
+
+/// The HS256 secret sandbox gateways accept; tests may sign their own tokens.
+pub const SANDBOX_SECRET: &str = "sandbox-secret-0123456789";
+
 impl Sandbox {
-    /// Starts every service and `gateways` gateway nodes against `infra`.
-    pub async fn start(infra: &Infra, gateways: usize) -> anyhow::Result<Self> {
+    /// Starts every service and the gateway nodes of `options` against `infra`.
+    pub async fn start(infra: &Infra, options: Options) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        let group = format!("chatmesh-storage-{}", uuid::Uuid::new_v4());
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let group = format!("chatmesh-storage-{run}");
+        let words = std::env::temp_dir().join(format!("chatmesh-words-{run}.txt"));
+        std::fs::write(&words, options.blocked_words.join("\n"))?;
 
         let l = listeners().await?;
         let chat = addrs(&l);
         let config: chatmesh_chat::ChatConfig = parse(
             "chat",
             &format!(
-                "worker_id = 1\n{SERVER_TOML}{}{}[directory]\nurl = {:?}\n",
+                "worker_id = 1\n{SERVER_TOML}{}{}[directory]\nurl = {:?}\n[limits]\n{}[moderation]\nwords_file = {:?}\n",
                 infra.redis_toml(),
                 infra.kafka_toml(),
-                infra.directory_url
+                infra.directory_url,
+                options.chat_limits,
+                words
             ),
         )?;
         tasks.push((
@@ -131,18 +166,20 @@ impl Sandbox {
         ));
 
         let mut gateway_addrs = Vec::new();
-        for i in 0..gateways {
+        for i in 0..options.gateways {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             let config: chatmesh_gateway::GatewayConfig = parse(
                 "gateway",
                 &format!(
-                    "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"ws://{addr}\"\nprobe_interval = \"200ms\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n",
+                    "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}",
                     infra.redis_toml(),
                     chat.grpc,
                     presence.grpc,
                     storage.grpc,
-                    media.grpc
+                    media.grpc,
+                    options.pin_mode,
+                    options.gateway_limits
                 ),
             )?;
             gateway_addrs.push(addr);

@@ -35,7 +35,7 @@ struct Case {
 fn cases() -> Vec<Case> {
     let shards = "[shards]\nbuckets = 4\n[[shards.databases]]\nname = \"s0\"\nurl = \"postgres://postgres@127.0.0.1:1/s0\"\nfirst_bucket = 0\nlast_bucket = 3\n";
     let gateway = format!(
-        "node_id = \"gw-0\"\nhttp_addr = \"127.0.0.1:0\"\npublic_url = \"ws://127.0.0.1:1\"\n{REDIS}[services]\nchat = \"http://127.0.0.1:1\"\npresence = \"http://127.0.0.1:1\"\nstorage = \"http://127.0.0.1:1\"\nmedia = \"http://127.0.0.1:1\"\n"
+        "node_id = \"gw-0\"\nhttp_addr = \"127.0.0.1:0\"\npublic_url = \"ws://127.0.0.1:1\"\n{REDIS}[services]\nchat = \"http://127.0.0.1:1\"\npresence = \"http://127.0.0.1:1\"\nstorage = \"http://127.0.0.1:1\"\nmedia = \"http://127.0.0.1:1\"\n[auth]\nhs256_secret = \"0123456789abcdef0123\"\n"
     );
     vec![
         Case {
@@ -70,9 +70,15 @@ fn cases() -> Vec<Case> {
         },
         Case {
             binary: "chatmesh-gateway",
-            config: gateway,
+            config: gateway.clone(),
             env: &[("CHATMESH_SERVICES__CHAT", "ftp://x")],
             field: "services.chat",
+        },
+        Case {
+            binary: "chatmesh-gateway",
+            config: gateway,
+            env: &[("CHATMESH_AUTH__HS256_SECRET", "short")],
+            field: "auth.hs256_secret",
         },
     ]
 }

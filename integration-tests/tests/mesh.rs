@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chatmesh_integration_tests::sandbox::{channel, health};
+use chatmesh_integration_tests::sandbox::{Options, channel, health};
 use chatmesh_integration_tests::{Infra, Sandbox};
 use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient;
@@ -38,7 +38,7 @@ async fn list_services(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String>
 #[tokio::test]
 async fn every_service_serves_health_and_reflection() -> anyhow::Result<()> {
     let infra = Infra::load()?;
-    let sandbox = Sandbox::start(&infra, 2).await?;
+    let sandbox = Sandbox::start(&infra, Options::default()).await?;
     sandbox.wait_ready(Duration::from_secs(60)).await?;
 
     let expected = [
@@ -58,6 +58,14 @@ async fn every_service_serves_health_and_reflection() -> anyhow::Result<()> {
                 "{name} does not list {want}: {listed:?}"
             );
         }
+        let foreign: Vec<_> = listed
+            .iter()
+            .filter(|s| s.starts_with("chatmesh.") && s.as_str() != service)
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{name} advertises services it does not serve: {foreign:?}"
+        );
         let metrics = reqwest::get(format!("http://{}/metrics", addrs.admin)).await?;
         assert!(metrics.status().is_success());
     }
@@ -67,7 +75,14 @@ async fn every_service_serves_health_and_reflection() -> anyhow::Result<()> {
 #[tokio::test]
 async fn channel_directory_round_trip() -> anyhow::Result<()> {
     let infra = Infra::load()?;
-    let sandbox = Sandbox::start(&infra, 0).await?;
+    let sandbox = Sandbox::start(
+        &infra,
+        Options {
+            gateways: 0,
+            ..Options::default()
+        },
+    )
+    .await?;
     sandbox.wait_ready(Duration::from_secs(60)).await?;
     let mut client = ChatServiceClient::new(channel(sandbox.chat.grpc));
     let id = format!("room-{}", uuid::Uuid::new_v4().simple());

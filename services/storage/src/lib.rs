@@ -28,16 +28,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shards = ShardMap::connect(&config.shards);
     let directory = chatmesh_db::connect(&config.directory);
-    let consumer = Arc::new(
-        chatmesh_kafka::consumer(&config.kafka, &config.consumer_group)
-            .context("kafka consumer")?,
-    );
 
     let mut probes: Vec<Arc<dyn Probe>> = vec![
-        Arc::new(chatmesh_kafka::KafkaProbe::consumer(
-            consumer,
-            &config.kafka.topic,
-        )),
+        Arc::new(chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?),
         Arc::new(chatmesh_db::PoolProbe::new(
             "postgres:directory",
             directory.clone(),

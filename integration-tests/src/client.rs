@@ -1,0 +1,127 @@
+//! A WebSocket client speaking the gateway's JSON protocol, for tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connected client.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Asks a gateway's development endpoint for a token for `user`.
+pub async fn dev_token(gateway: SocketAddr, user: &str) -> anyhow::Result<String> {
+    let response: Value = reqwest::Client::new()
+        .post(format!("http://{gateway}/v1/dev/token"))
+        .json(&json!({ "user_id": user }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    response["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in response")
+}
+
+impl Client {
+    /// Connects to `gateway` with `token`, optionally for `channel`.
+    pub async fn connect(
+        gateway: SocketAddr,
+        token: &str,
+        channel: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut url = format!("ws://{gateway}/v1/ws?token={token}");
+        if let Some(c) = channel {
+            url.push_str(&format!("&channel={c}"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self { ws })
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
+        self.send_text(&frame.to_string()).await
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next JSON frame, or an error on close or timeout.
+    pub async fn next(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .context("timed out waiting for a frame")?
+                .context("connection ended")??;
+            match msg {
+                Message::Text(text) => return Ok(serde_json::from_str(&text)?),
+                Message::Close(frame) => anyhow::bail!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads frames until one of `kind` arrives, failing on an unexpected
+    /// error frame.
+    pub async fn expect(&mut self, kind: &str) -> anyhow::Result<Value> {
+        loop {
+            let frame = self.next().await?;
+            if frame["type"] == kind {
+                return Ok(frame);
+            }
+            if frame["type"] == "error" {
+                anyhow::bail!("expected {kind}, got error {frame}");
+            }
+        }
+    }
+
+    /// Reads frames until an error frame arrives.
+    pub async fn expect_error(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let frame = self.next().await?;
+            if frame["type"] == "error" {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Subscribes and waits for the confirmation; returns the channel's seq.
+    pub async fn subscribe(&mut self, channel: &str) -> anyhow::Result<u64> {
+        self.send(json!({ "type": "subscribe", "channel_id": channel }))
+            .await?;
+        let frame = self.expect("subscribed").await?;
+        frame["seq"].as_u64().context("subscribed without seq")
+    }
+
+    /// Waits for the close frame and returns its code and reason.
+    pub async fn closed(&mut self) -> anyhow::Result<(u16, String)> {
+        loop {
+            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .context("timed out waiting for close")?;
+            match msg {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Ok((frame.code.into(), frame.reason.to_string()));
+                }
+                Some(Ok(Message::Close(None))) | None => return Ok((1005, String::new())),
+                Some(Err(e)) => anyhow::bail!("connection error before close: {e}"),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The message path across two gateway nodes: acks, exactly-once in-order
+//! delivery, moderation, and clear errors for bad input.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chatmesh_integration_tests::client::{Client, dev_token};
+use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
+use chatmesh_integration_tests::sandbox::{Options, SANDBOX_SECRET};
+use chatmesh_integration_tests::{Infra, Sandbox};
+use chatmesh_proto::common::v1::ModerationPolicy;
+use serde_json::json;
+
+async fn sandbox(options: Options) -> anyhow::Result<Sandbox> {
+    let sandbox = Sandbox::start(&Infra::load()?, options).await?;
+    sandbox.wait_ready(Duration::from_secs(60)).await?;
+    Ok(sandbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_deliver_every_message_once_in_order() -> anyhow::Result<()> {
+    let sb = sandbox(Options::default()).await?;
+    let (gw0, gw1) = (sb.gateways[0], sb.gateways[1]);
+    let room = channel_id("two-nodes");
+    create_channel(
+        &sb,
+        &room,
+        ModerationPolicy::Reject,
+        &["alice", "bob", "carol", "dave"],
+    )
+    .await?;
+
+    // Two clients on each node; one node does not own the channel and
+    // serves it anyway.
+    let mut clients = Vec::new();
+    for (user, gw) in [("alice", gw0), ("bob", gw0), ("carol", gw1), ("dave", gw1)] {
+        let mut c = Client::connect(gw, &dev_token(gw, user).await?, None).await?;
+        c.subscribe(&room).await?;
+        clients.push((user, c));
+    }
+
+    // Two senders on different nodes, interleaved, each waiting for its
+    // acks: the chat service orders them into one sequence.
+    const PER_SENDER: usize = 40;
+    let mut senders = Vec::new();
+    for (user, gw) in [("erin", gw0), ("frank", gw1)] {
+        let mut chat = chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient::new(
+            chatmesh_integration_tests::sandbox::channel(sb.chat.grpc),
+        );
+        chat.join_channel(chatmesh_proto::chat::v1::JoinChannelRequest {
+            channel_id: room.clone(),
+            user_id: user.into(),
+        })
+        .await?;
+        let mut c = Client::connect(gw, &dev_token(gw, user).await?, None).await?;
+        let room = room.clone();
+        senders.push(tokio::spawn(async move {
+            let mut acks = BTreeMap::new();
+            for i in 0..PER_SENDER {
+                c.send(json!({"type": "send", "request_id": format!("{user}-{i}"), "channel_id": room, "body": format!("{user} {i}")}))
+                    .await?;
+                let ack = c.expect("ack").await?;
+                assert_eq!(ack["request_id"], format!("{user}-{i}"));
+                let id: u64 = ack["message_id"].as_str().expect("string id").parse()?;
+                let seq = ack["seq"].as_u64().expect("seq");
+                acks.insert(seq, id);
+            }
+            Ok::<_, anyhow::Error>(acks)
+        }));
+    }
+    let mut acked = BTreeMap::new();
+    for s in senders {
+        acked.extend(s.await??);
+    }
+    assert_eq!(
+        acked.len(),
+        2 * PER_SENDER,
+        "every send acked with a distinct seq"
+    );
+    let first = *acked.keys().next().unwrap();
+    assert!(
+        acked
+            .keys()
+            .copied()
+            .eq(first..first + 2 * PER_SENDER as u64),
+        "seqs are dense: {:?}",
+        acked.keys()
+    );
+
+    for (user, c) in &mut clients {
+        let mut seen = Vec::new();
+        while seen.len() < acked.len() {
+            let m = c.expect("message").await?;
+            let seq = m["seq"].as_u64().unwrap();
+            assert_eq!(
+                m["message_id"].as_str().unwrap().parse::<u64>()?,
+                acked[&seq],
+                "{user}: id of seq {seq}"
+            );
+            seen.push(seq);
+        }
+        let expected: Vec<u64> = acked.keys().copied().collect();
+        assert_eq!(seen, expected, "{user} got every message once, in order");
+    }
+    sb.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moderation_rejects_or_masks_per_channel() -> anyhow::Result<()> {
+    let sb = sandbox(Options {
+        blocked_words: vec!["darn".into(), "heck".into()],
+        ..Options::default()
+    })
+    .await?;
+    let gw = sb.gateways[0];
+    let strict = channel_id("strict");
+    let lenient = channel_id("lenient");
+    create_channel(&sb, &strict, ModerationPolicy::Reject, &["alice", "bob"]).await?;
+    create_channel(&sb, &lenient, ModerationPolicy::Mask, &["alice", "bob"]).await?;
+    let mut alice = Client::connect(gw, &dev_token(gw, "alice").await?, None).await?;
+    let mut bob = Client::connect(gw, &dev_token(gw, "bob").await?, None).await?;
+    bob.subscribe(&lenient).await?;
+
+    alice
+        .send(json!({"type": "send", "channel_id": strict, "body": "oh D4RN it"}))
+        .await?;
+    let err = alice.expect_error().await?;
+    assert_eq!(err["code"], "blocked");
+    assert_eq!(err["retryable"], false);
+
+    alice
+        .send(json!({"type": "send", "channel_id": strict, "body": "Scunthorpe darnell hecktic"}))
+        .await?;
+    assert!(alice.expect("ack").await?["masked"] == false);
+
+    alice
+        .send(json!({"type": "send", "channel_id": lenient, "body": "what the HECK"}))
+        .await?;
+    assert_eq!(alice.expect("ack").await?["masked"], true);
+    let m = bob.expect("message").await?;
+    assert_eq!(m["body"], "what the ****");
+    sb.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_clear_errors_and_others_are_still_served() -> anyhow::Result<()> {
+    let sb = sandbox(Options {
+        gateway_limits: "max_frame_bytes = 2048\nframes_per_second = 5\nframe_burst = 10\n".into(),
+        ..Options::default()
+    })
+    .await?;
+    let gw = sb.gateways[0];
+    let room = channel_id("bad-input");
+    create_channel(&sb, &room, ModerationPolicy::Reject, &["alice", "bob"]).await?;
+    let other = channel_id("not-joined");
+    create_channel(&sb, &other, ModerationPolicy::Reject, &["carol"]).await?;
+
+    // A well-behaved client on the same node, subscribed throughout.
+    let mut bob = Client::connect(gw, &dev_token(gw, "bob").await?, None).await?;
+    bob.subscribe(&room).await?;
+
+    let mut mallory = Client::connect(gw, &dev_token(gw, "alice").await?, None).await?;
+    let cases: [(String, &str); 5] = [
+        ("{this is not json".into(), "malformed_frame"),
+        (
+            json!({"type": "teleport", "channel_id": room}).to_string(),
+            "unknown_frame_type",
+        ),
+        (
+            json!({"type": "send", "channel_id": room, "body": "x".repeat(4000)}).to_string(),
+            "frame_too_large",
+        ),
+        (
+            json!({"type": "send", "channel_id": other, "body": "hi"}).to_string(),
+            "not_member",
+        ),
+        (
+            json!({"type": "subscribe", "channel_id": channel_id("missing")}).to_string(),
+            "unknown_channel",
+        ),
+    ];
+    for (frame, code) in &cases {
+        mallory.send_text(frame).await?;
+        let err = mallory.expect_error().await?;
+        assert_eq!(err["code"], *code, "for {frame:.60}: {err}");
+    }
+
+    // A flood: the bucket allows a burst, then answers rate_limited.
+    let mut limited = 0;
+    for _ in 0..30 {
+        mallory.send(json!({"type": "ping"})).await?;
+    }
+    for _ in 0..30 {
+        let f = mallory.next().await?;
+        if f["type"] == "error" {
+            assert_eq!(f["code"], "rate_limited");
+            assert_eq!(f["retryable"], true);
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 15,
+        "only {limited} of 30 flooded frames were limited"
+    );
+
+    // Bad tokens are refused before the upgrade.
+    for token in ["garbage", &expired_token()] {
+        let err = Client::connect(gw, token, None)
+            .await
+            .expect_err("bad token accepted");
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+
+    // The well-behaved client is still served.
+    let mut alice = Client::connect(gw, &dev_token(gw, "alice").await?, None).await?;
+    alice
+        .send(json!({"type": "send", "channel_id": room, "body": "still here"}))
+        .await?;
+    let seq = alice.expect("ack").await?["seq"].as_u64().unwrap();
+    let m = bob.expect("message").await?;
+    assert_eq!(
+        (m["seq"].as_u64(), m["body"].as_str()),
+        (Some(seq), Some("still here"))
+    );
+    sb.stop().await
+}
+
+fn expired_token() -> String {
+    use jsonwebtoken::{EncodingKey, Header};
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"sub": "alice", "exp": exp}),
+        &EncodingKey::from_secret(SANDBOX_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
