@@ -359,6 +359,7 @@ fn deliver(channel: &str, state: &mut ChannelState, messages: &[Message]) {
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::info!(channel, "closing a client whose outbound queue is full");
+                    metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
                     sub.overflow.cancel();
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}

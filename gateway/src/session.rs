@@ -157,7 +157,16 @@ async fn write(
             }
             text = rx.recv() => match text {
                 Some(text) => {
-                    if sink.send(WsMessage::Text(text)).await.is_err() {
+                    // A client that stops reading blocks this send; once it
+                    // has overflowed it gets a bounded wait, not forever.
+                    let sent = tokio::select! {
+                        r = sink.send(WsMessage::Text(text)) => r.is_ok(),
+                        () = async { overflow.cancelled().await; tokio::time::sleep(STALLED_SEND).await } => false,
+                    };
+                    if !sent {
+                        if overflow.is_cancelled() {
+                            break Some((CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full".to_owned()));
+                        }
                         return;
                     }
                 }
@@ -178,9 +187,16 @@ async fn write(
         code,
         reason: reason.into(),
     });
-    let _ = sink.send(WsMessage::Close(close)).await;
-    let _ = sink.close().await;
+    // The close frame may not fit a stalled socket either; then just drop it.
+    let _ = tokio::time::timeout(STALLED_SEND, async {
+        let _ = sink.send(WsMessage::Close(close)).await;
+        let _ = sink.close().await;
+    })
+    .await;
 }
+
+/// How long a send to a client that overflowed may stay blocked.
+const STALLED_SEND: Duration = Duration::from_secs(5);
 
 /// The client-facing code for a chat service status, and whether retrying
 /// can help.

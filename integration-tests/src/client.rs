@@ -50,6 +50,17 @@ impl Client {
         Ok(Self { ws })
     }
 
+    /// Connects with a tiny socket receive buffer, so a client that stops
+    /// reading backs up the server quickly.
+    pub async fn connect_small_buffer(gateway: SocketAddr, token: &str) -> anyhow::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let stream = socket.connect(gateway).await?;
+        let url = format!("ws://{gateway}/v1/ws?token={token}");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        Ok(Self { ws })
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
         self.send_text(&frame.to_string()).await

@@ -37,8 +37,9 @@ pub struct Sandbox {
     pub storage: ServiceAddrs,
     /// The media service.
     pub media: ServiceAddrs,
-    /// Gateway nodes' HTTP addresses.
+    /// Gateway nodes' HTTP addresses; node `gw-<i>` is at index `i`.
     pub gateways: Vec<SocketAddr>,
+    gateway_template: String,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -165,39 +166,54 @@ impl Sandbox {
             tokio::spawn(chatmesh_media::serve(config, l, shutdown.clone())),
         ));
 
-        let mut gateway_addrs = Vec::new();
-        for i in 0..options.gateways {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let config: chatmesh_gateway::GatewayConfig = parse(
-                "gateway",
-                &format!(
-                    "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}",
-                    infra.redis_toml(),
-                    chat.grpc,
-                    presence.grpc,
-                    storage.grpc,
-                    media.grpc,
-                    options.pin_mode,
-                    options.gateway_limits
-                ),
-            )?;
-            gateway_addrs.push(addr);
-            tasks.push((
-                "gateway",
-                tokio::spawn(chatmesh_gateway::serve(config, listener, shutdown.clone())),
-            ));
-        }
-
-        Ok(Self {
+        let gateway_template = format!(
+            "probe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}",
+            infra.redis_toml(),
+            chat.grpc,
+            presence.grpc,
+            storage.grpc,
+            media.grpc,
+            options.pin_mode,
+            options.gateway_limits
+        );
+        let mut sandbox = Self {
             chat,
             presence,
             storage,
             media,
-            gateways: gateway_addrs,
+            gateways: Vec::new(),
+            gateway_template,
             shutdown,
             tasks,
-        })
+        };
+        for _ in 0..options.gateways {
+            sandbox.add_gateway().await?;
+        }
+        Ok(sandbox)
+    }
+
+    /// Starts one more gateway node, `gw-<n>`, and returns its address.
+    pub async fn add_gateway(&mut self) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let i = self.gateways.len();
+        let config: chatmesh_gateway::GatewayConfig = parse(
+            "gateway",
+            &format!(
+                "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\n{}",
+                self.gateway_template
+            ),
+        )?;
+        self.gateways.push(addr);
+        self.tasks.push((
+            "gateway",
+            tokio::spawn(chatmesh_gateway::serve(
+                config,
+                listener,
+                self.shutdown.clone(),
+            )),
+        ));
+        Ok(addr)
     }
 
     /// Waits until every service reports SERVING and every gateway is ready.

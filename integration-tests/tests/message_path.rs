@@ -239,3 +239,57 @@ fn expired_token() -> String {
     )
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result<()> {
+    let sb = sandbox(Options {
+        gateway_limits: "outbound_queue = 8\nframes_per_second = 100000\nframe_burst = 100000\n"
+            .into(),
+        ..Options::default()
+    })
+    .await?;
+    let gw = sb.gateways[0];
+    let room = channel_id("slow");
+    create_channel(
+        &sb,
+        &room,
+        ModerationPolicy::Reject,
+        &["alice", "bob", "snail"],
+    )
+    .await?;
+    let mut bob = Client::connect(gw, &dev_token(gw, "bob").await?, None).await?;
+    bob.subscribe(&room).await?;
+    let mut snail = Client::connect_small_buffer(gw, &dev_token(gw, "snail").await?).await?;
+    snail.subscribe(&room).await?;
+    let mut alice = Client::connect(gw, &dev_token(gw, "alice").await?, None).await?;
+
+    // The snail reads nothing; messages pile up in its socket and then its
+    // queue until the gateway gives up on it. Bob keeps reading throughout.
+    let evicted =
+        || async move {
+            let text = reqwest::get(format!("http://{gw}/metrics"))
+                .await?
+                .text()
+                .await?;
+            Ok::<_, anyhow::Error>(text.lines().any(|l| {
+                l.starts_with("chatmesh_gateway_slow_consumers_total") && !l.ends_with(" 0")
+            }))
+        };
+    let body = "x".repeat(4000);
+    let mut sent = 0;
+    while !evicted().await? {
+        anyhow::ensure!(sent < 20_000, "the snail was never closed");
+        alice
+            .send(json!({"type": "send", "channel_id": room, "body": body}))
+            .await?;
+        alice.expect("ack").await?;
+        sent += 1;
+    }
+    for _ in 0..sent {
+        bob.expect("message").await?;
+    }
+    let (code, reason) = snail.closed().await?;
+    assert_eq!(code, chatmesh_gateway::CLOSE_SLOW_CONSUMER, "{reason}");
+    assert!(reason.contains("slow consumer"), "{reason}");
+    sb.stop().await
+}
