@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test test-unit test-integration lint fmt clippy infra-up infra-down infra-status clean
+.PHONY: run test test-unit lint fmt infra-up infra-down infra-status clean bench help
 
 ## run: start the infrastructure, two gateway nodes and every service; Ctrl-C stops it all
 run:
@@ -42,3 +42,8 @@ clean:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
+
+## bench: message-path load benchmark in release mode (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS)
+bench: infra-up
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p chatmesh-bench

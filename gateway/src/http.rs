@@ -112,8 +112,12 @@ async fn upgrade(
     // far larger ones are cut off by the socket layer.
     let hard_cap = gw.config.limits.max_frame_bytes * 4 + 1024;
     let session_gw = gw.clone();
+    // Chat frames are small: a read buffer sized to the frame limit instead
+    // of the library's 128 KiB default keeps idle connections cheap.
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
+        .read_buffer_size(gw.config.limits.max_frame_bytes.min(16 * 1024))
+        .write_buffer_size(0)
         .on_failed_upgrade(move |_| {
             session_gw.connections.fetch_sub(1, Ordering::Relaxed);
         })

@@ -293,3 +293,33 @@ async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result
     assert!(reason.contains("slow consumer"), "{reason}");
     sb.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_node_wide_connection_cap_holds_and_frees_up() -> anyhow::Result<()> {
+    let sb = sandbox(Options {
+        gateway_limits: "max_connections = 2\n".into(),
+        ..Options::default()
+    })
+    .await?;
+    let gw = sb.gateways[0];
+    let token = dev_token(gw, "alice").await?;
+    let first = Client::connect(gw, &token, None).await?;
+    let _second = Client::connect(gw, &token, None).await?;
+    let err = Client::connect(gw, &token, None)
+        .await
+        .expect_err("third connection accepted");
+    assert!(err.to_string().contains("503"), "{err}");
+
+    // Closing one connection frees its slot.
+    drop(first);
+    chatmesh_integration_tests::wait::until(
+        "a free slot",
+        std::time::Duration::from_secs(10),
+        || {
+            let token = token.clone();
+            async move { Client::connect(gw, &token, None).await.map(drop) }
+        },
+    )
+    .await?;
+    sb.stop().await
+}

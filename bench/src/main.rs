@@ -1,0 +1,365 @@
+//! Load benchmark of the message path: K WebSocket clients on two gateway
+//! processes, subscribed to M channels (each client on its channel's owner
+//! node), and S senders publishing R messages per second in total for D
+//! seconds. Prints delivered messages per second, send-to-receive latency
+//! and gateway memory per connection.
+//!
+//! Parameters come from the environment: BENCH_CLIENTS (K), BENCH_CHANNELS
+//! (M), BENCH_RATE (R), BENCH_SECONDS (D), BENCH_SENDERS (S).
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chatmesh_integration_tests::fixtures::create_channel;
+use chatmesh_integration_tests::sandbox::{Options, channel};
+use chatmesh_integration_tests::{Infra, Sandbox, wait};
+use chatmesh_proto::chat::v1 as chat;
+use chatmesh_proto::common::v1::ModerationPolicy;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "bench-secret-0123456789abcdef";
+
+fn param(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn token(user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": user, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+struct GatewayProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+async fn start_gateway(
+    infra: &Infra,
+    sb: &Sandbox,
+    node: &str,
+    cluster: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<GatewayProcess> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let config = format!(
+        "node_id = \"{node}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = \"{SECRET}\"\n[routing]\ncluster = \"{cluster}\"\nmode = \"redirect\"\nrefresh_interval = \"200ms\"\nnode_ttl = \"2s\"\n[limits]\nframes_per_second = 1000000\nframe_burst = 1000000\nmax_connections = 100000\n[telemetry]\nlog = \"warn\"\n",
+        infra.redis_toml(),
+        sb.chat.grpc,
+        sb.presence.grpc,
+        sb.storage.grpc,
+        sb.media.grpc
+    );
+    let file = dir.join(format!("{node}.toml"));
+    std::fs::write(&file, config)?;
+    let exe = std::env::current_exe()?;
+    let binary: PathBuf = exe.parent().context("exe dir")?.join("chatmesh-gateway");
+    let child = tokio::process::Command::new(&binary)
+        .env("CHATMESH_CONFIG", &file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let url = format!("http://{addr}/readyz");
+    wait::until(&format!("{node} ready"), Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { reqwest::get(&url).await?.error_for_status().map(|_| ()) }
+    })
+    .await?;
+    Ok(GatewayProcess { child, addr })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let clients = param("BENCH_CLIENTS", 2000) as usize;
+    let channels = param("BENCH_CHANNELS", 100) as usize;
+    let rate = param("BENCH_RATE", 500);
+    let seconds = param("BENCH_SECONDS", 20);
+    let senders = param("BENCH_SENDERS", 10) as usize;
+    println!(
+        "chatmesh bench: K={clients} clients, M={channels} channels, R={rate} msg/s from S={senders} senders, D={seconds}s, 2 gateway nodes"
+    );
+
+    let infra = Infra::load()?;
+    let sb = Sandbox::start(
+        &infra,
+        Options {
+            gateways: 0,
+            chat_limits: "user_per_second = 1000000\nchannel_per_second = 1000000\n".into(),
+            ..Options::default()
+        },
+    )
+    .await?;
+    sb.wait_ready(Duration::from_secs(60)).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("chatmesh-bench-{run}"));
+    std::fs::create_dir_all(&dir)?;
+    let cluster = format!("bench-{run}");
+    let mut gateways = vec![
+        start_gateway(&infra, &sb, "bench-0", &cluster, &dir).await?,
+        start_gateway(&infra, &sb, "bench-1", &cluster, &dir).await?,
+    ];
+    let node_addr: HashMap<String, SocketAddr> = [
+        ("bench-0".to_owned(), gateways[0].addr),
+        ("bench-1".to_owned(), gateways[1].addr),
+    ]
+    .into();
+
+    // Channels, members and owners.
+    let rooms: Vec<String> = (0..channels).map(|i| format!("bench-{run}-{i}")).collect();
+    let mut grpc = chat::chat_service_client::ChatServiceClient::new(channel(sb.chat.grpc));
+    let mut owner = Vec::new();
+    for room in &rooms {
+        create_channel(&sb, room, ModerationPolicy::Reject, &["bench-owner"]).await?;
+        for s in 0..senders {
+            grpc.join_channel(chat::JoinChannelRequest {
+                channel_id: room.clone(),
+                user_id: format!("sender-{s}"),
+            })
+            .await?;
+        }
+        let gw = gateways[0].addr;
+        let node_addr_ref = &node_addr;
+        let route = wait::until("route", Duration::from_secs(10), || {
+            let url = format!("http://{gw}/v1/route/{room}");
+            let node_addr = node_addr_ref;
+            async move {
+                let v: Value = reqwest::get(&url).await?.json().await?;
+                let node = v["node"].as_str().context("no node")?.to_owned();
+                anyhow::ensure!(node_addr.contains_key(&node), "unknown node {node}");
+                Ok(node)
+            }
+        })
+        .await?;
+        owner.push(node_addr[&route]);
+    }
+    for i in 0..clients {
+        grpc.join_channel(chat::JoinChannelRequest {
+            channel_id: rooms[i % channels].clone(),
+            user_id: format!("user-{i}"),
+        })
+        .await?;
+    }
+
+    let rss_before: u64 = gateways
+        .iter()
+        .map(|g| rss_kib(g.child.id().unwrap_or(0)).unwrap_or(0))
+        .sum();
+    let start = Instant::now();
+    let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    let mut connected = Vec::new();
+    for i in 0..clients {
+        let room = rooms[i % channels].clone();
+        let url = format!(
+            "ws://{}/v1/ws?token={}&channel={room}",
+            owner[i % channels],
+            token(&format!("user-{i}"))
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("client {i}"))?;
+        // Wait for the subscription before counting the client as connected.
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"subscribed\"") => break,
+                Some(Ok(_)) => {}
+                other => anyhow::bail!("client {i} failed to subscribe: {other:?}"),
+            }
+        }
+        connected.push(ws);
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    let rss_after: u64 = gateways
+        .iter()
+        .map(|g| rss_kib(g.child.id().unwrap_or(0)).unwrap_or(0))
+        .sum();
+    for mut ws in connected {
+        let latencies = latencies.clone();
+        let delivered = delivered.clone();
+        readers.push(tokio::spawn(async move {
+            let mut local = Vec::new();
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(text) = msg else { continue };
+                let now = start.elapsed().as_micros() as u64;
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if v["type"] == "message"
+                    && let Some(sent) = v["body"]
+                        .as_str()
+                        .and_then(|b| b.strip_prefix("t="))
+                        .and_then(|t| t.parse::<u64>().ok())
+                {
+                    local.push(now.saturating_sub(sent));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if local.len() >= 1024 {
+                    latencies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(&mut local);
+                }
+            }
+            latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&mut local);
+        }));
+    }
+
+    // Senders: each sends at R/S per second round-robin over the channels,
+    // without waiting for acks (they are counted by a reader half).
+    let sent = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let send_start = Instant::now();
+    let mut sender_tasks = Vec::new();
+    for s in 0..senders {
+        let url = format!(
+            "ws://{}/v1/ws?token={}",
+            gateways[s % 2].addr,
+            token(&format!("sender-{s}"))
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut sink, mut stream) = ws.split();
+        let (acked, failed) = (acked.clone(), failed.clone());
+        let ack_reader = tokio::spawn(async move {
+            while let Some(Ok(Message::Text(t))) = stream.next().await {
+                if t.contains("\"type\":\"ack\"") {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                } else if t.contains("\"type\":\"error\"") {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let rooms = rooms.clone();
+        let sent = sent.clone();
+        let per_sender = (rate as f64 / senders as f64).max(0.001);
+        sender_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sender));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut n = s;
+            while send_start.elapsed() < Duration::from_secs(seconds) {
+                tick.tick().await;
+                let body = format!("t={}", start.elapsed().as_micros());
+                let frame =
+                    json!({"type": "send", "channel_id": rooms[n % rooms.len()], "body": body});
+                if sink
+                    .send(Message::Text(frame.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                n += senders;
+            }
+            (sink, ack_reader)
+        }));
+    }
+    let mut keep = Vec::new();
+    for t in sender_tasks {
+        keep.push(t.await?);
+    }
+    let send_secs = send_start.elapsed().as_secs_f64();
+    let total_sent = sent.load(Ordering::Relaxed);
+    let expected = total_sent * (clients / channels) as u64;
+    // Drain: wait for every ack, then for every delivery, or give up.
+    let drain = Instant::now();
+    while acked.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < total_sent
+        && drain.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while delivered.load(Ordering::Relaxed)
+        < acked.load(Ordering::Relaxed) * (clients / channels) as u64
+        && drain.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total_secs = send_start.elapsed().as_secs_f64();
+    for g in &mut gateways {
+        let _ = g.child.start_kill();
+    }
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    drop(keep);
+
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    lat.sort_unstable();
+    let got = delivered.load(Ordering::Relaxed);
+    println!();
+    println!("connected {clients} clients in {connect_secs:.1}s");
+    println!(
+        "sent {total_sent} messages in {send_secs:.1}s ({:.0} msg/s); acked {}, send errors {}",
+        total_sent as f64 / send_secs,
+        acked.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "delivered {got} of {expected} expected ({:.2}%)",
+        100.0 * got as f64 / expected.max(1) as f64
+    );
+    println!(
+        "delivered messages per second: {:.0}",
+        got as f64 / total_secs
+    );
+    println!(
+        "send->receive latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        percentile(&lat, 1.0)
+    );
+    println!(
+        "gateway memory: {} KiB before, {} KiB after connecting; {:.1} KiB per connection",
+        rss_before,
+        rss_after,
+        (rss_after.saturating_sub(rss_before)) as f64 / clients as f64
+    );
+    sb.stop().await
+}
