@@ -413,6 +413,7 @@ impl Session {
             .unwrap_or(0)
     }
 
+    #[tracing::instrument(name = "gateway.send", skip_all, fields(channel = %channel_id, user = %self.user))]
     async fn send(
         &mut self,
         request_id: Option<String>,
@@ -430,6 +431,8 @@ impl Session {
         };
         let mut chat = self.gw.chat.clone();
         let started = Instant::now();
+        let mut request = tonic::Request::new(request);
+        chatmesh_telemetry::inject_trace_context(request.metadata_mut());
         let result =
             tokio::time::timeout(Duration::from_secs(15), chat.send_message(request)).await;
         metrics::histogram!("chatmesh_gateway_send_seconds")

@@ -109,7 +109,7 @@ impl Sandbox {
         let config: chatmesh_chat::ChatConfig = parse(
             "chat",
             &format!(
-                "worker_id = 1\n{SERVER_TOML}{}{}[directory]\nurl = {:?}\n[limits]\n{}[moderation]\nwords_file = {:?}\n",
+                "{SERVER_TOML}{}{}[directory]\nurl = {:?}\n[limits]\n{}[moderation]\nwords_file = {:?}\n",
                 infra.redis_toml(),
                 infra.kafka_toml(),
                 infra.directory_url,

@@ -24,13 +24,22 @@ pub struct ChatConfig {
     pub directory: PostgresConfig,
     /// Snowflake worker ID, unique per live instance (0 to 1023). On
     /// Kubernetes this is the StatefulSet ordinal.
-    pub worker_id: u16,
+    /// When unset, the instance leases any free ID.
+    #[serde(default)]
+    pub worker_id: Option<u16>,
+    /// How long a worker ID lease lives without being refreshed.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub worker_lease_ttl: Duration,
     /// Size and rate limits of the send path.
     #[serde(default)]
     pub limits: SendLimits,
     /// The moderation filter.
     #[serde(default)]
     pub moderation: ModerationConfig,
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Limits on what one send may carry and how often.
@@ -103,7 +112,10 @@ impl Validate for ChatConfig {
                 format!("{} is not a readable file", path.display()),
             ));
         }
-        if self.worker_id > MAX_WORKER_ID {
+        if self.worker_lease_ttl < Duration::from_secs(1) {
+            return Err(Invalid::new("worker_lease_ttl", "must be at least 1s"));
+        }
+        if self.worker_id.is_some_and(|id| id > MAX_WORKER_ID) {
             return Err(Invalid::new(
                 "worker_id",
                 format!("must be at most {MAX_WORKER_ID}"),

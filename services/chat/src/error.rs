@@ -46,6 +46,9 @@ pub enum ChatError {
     /// The message log is unreachable; nothing was stored or fanned out.
     #[error("message log unavailable, nothing was sent; retry later")]
     LogUnavailable,
+    /// This instance holds no Snowflake worker ID lease.
+    #[error("this chat instance cannot mint message IDs right now, retry")]
+    NoWorkerId,
     /// Redis failed; details are logged, not returned.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -74,7 +77,7 @@ impl ChatError {
             Self::Blocked => Code::FailedPrecondition,
             Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::InFlight => Code::Aborted,
-            Self::LogUnavailable | Self::Redis(_) => Code::Unavailable,
+            Self::LogUnavailable | Self::Redis(_) | Self::NoWorkerId => Code::Unavailable,
             Self::Database(DbError::Connection(_)) => Code::Unavailable,
             Self::Database(_) => Code::Internal,
         }

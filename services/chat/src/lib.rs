@@ -6,6 +6,7 @@ mod config;
 mod directory;
 mod error;
 mod grpc;
+pub mod lease;
 pub mod moderation;
 mod send;
 
@@ -44,7 +45,14 @@ pub async fn serve(
         shutdown.clone(),
     );
 
+    let lease = lease::WorkerLease::start(
+        redis.clone(),
+        config.worker_id,
+        config.worker_lease_ttl,
+        shutdown.clone(),
+    );
     let probes: Vec<Arc<dyn Probe>> = vec![
+        Arc::new(lease.clone()),
         Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
         Arc::new(chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?),
         Arc::new(chatmesh_db::PoolProbe::new(
@@ -62,7 +70,7 @@ pub async fn serve(
     let send = SendPath {
         directory: directory.clone(),
         filter: Arc::new(filter),
-        ids: chatmesh_ids::Snowflake::new(config.worker_id).context("worker_id")?,
+        ids: lease.clone(),
         redis: redis.clone(),
         producer: send::Producer::new(config.kafka.clone(), producer),
         limits: config.limits.clone(),

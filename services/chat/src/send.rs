@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chatmesh_ids::{ChannelId, Snowflake, UserId};
+use chatmesh_ids::{ChannelId, UserId};
 use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
@@ -112,7 +112,7 @@ impl Producer {
 pub struct SendPath {
     pub(crate) directory: Directory,
     pub(crate) filter: Arc<Filter>,
-    pub(crate) ids: Snowflake,
+    pub(crate) ids: crate::lease::WorkerLease,
     pub(crate) redis: Cluster,
     pub(crate) producer: Producer,
     pub(crate) limits: SendLimits,
@@ -297,7 +297,7 @@ impl SendPath {
     ) -> Result<Message, ChatError> {
         let channel = req.channel.as_str();
         let mut conn = self.redis.conn().await?;
-        let id = self.ids.next_id();
+        let id = self.ids.ids().ok_or(ChatError::NoWorkerId)?.next_id();
         let seq: u64 = redis::cmd("INCR")
             .arg(keys::seq(channel))
             .query_async(&mut conn)
