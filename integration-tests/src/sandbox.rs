@@ -192,6 +192,13 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Starts a sandbox and waits until every part of it is ready.
+    pub async fn start_ready(options: Options) -> anyhow::Result<Self> {
+        let sandbox = Self::start(&Infra::load()?, options).await?;
+        sandbox.wait_ready(Duration::from_secs(60)).await?;
+        Ok(sandbox)
+    }
+
     /// Starts one more gateway node, `gw-<n>`, and returns its address.
     pub async fn add_gateway(&mut self) -> anyhow::Result<SocketAddr> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -3,8 +3,6 @@
 //! the sequence stays dense. Runs alone in its binary because it stops the
 //! shared broker.
 
-use std::time::Duration;
-
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::Options;
@@ -25,9 +23,7 @@ impl Drop for BrokerGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_fans_out_unless_durable() -> anyhow::Result<()> {
-    let infra = Infra::load()?;
-    let sb = Sandbox::start(&infra, Options::default()).await?;
-    sb.wait_ready(Duration::from_secs(60)).await?;
+    let sb = Sandbox::start_ready(Options::default()).await?;
     let gw = sb.gateways[0];
     let room = channel_id("durable");
     create_channel(&sb, &room, ModerationPolicy::Reject, &["alice", "bob"]).await?;

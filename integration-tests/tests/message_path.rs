@@ -2,24 +2,17 @@
 //! delivery, moderation, and clear errors for bad input.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use chatmesh_integration_tests::Sandbox;
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::{Options, SANDBOX_SECRET};
-use chatmesh_integration_tests::{Infra, Sandbox};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use serde_json::json;
 
-async fn sandbox(options: Options) -> anyhow::Result<Sandbox> {
-    let sandbox = Sandbox::start(&Infra::load()?, options).await?;
-    sandbox.wait_ready(Duration::from_secs(60)).await?;
-    Ok(sandbox)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_deliver_every_message_once_in_order() -> anyhow::Result<()> {
-    let sb = sandbox(Options::default()).await?;
+    let sb = Sandbox::start_ready(Options::default()).await?;
     let (gw0, gw1) = (sb.gateways[0], sb.gateways[1]);
     let room = channel_id("two-nodes");
     create_channel(
@@ -107,7 +100,7 @@ async fn two_nodes_deliver_every_message_once_in_order() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moderation_rejects_or_masks_per_channel() -> anyhow::Result<()> {
-    let sb = sandbox(Options {
+    let sb = Sandbox::start_ready(Options {
         blocked_words: vec!["darn".into(), "heck".into()],
         ..Options::default()
     })
@@ -144,7 +137,7 @@ async fn moderation_rejects_or_masks_per_channel() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_clear_errors_and_others_are_still_served() -> anyhow::Result<()> {
-    let sb = sandbox(Options {
+    let sb = Sandbox::start_ready(Options {
         gateway_limits: "max_frame_bytes = 2048\nframes_per_second = 5\nframe_burst = 10\n".into(),
         ..Options::default()
     })
@@ -242,7 +235,7 @@ fn expired_token() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result<()> {
-    let sb = sandbox(Options {
+    let sb = Sandbox::start_ready(Options {
         gateway_limits: "outbound_queue = 8\nframes_per_second = 100000\nframe_burst = 100000\n"
             .into(),
         ..Options::default()
@@ -296,7 +289,7 @@ async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_node_wide_connection_cap_holds_and_frees_up() -> anyhow::Result<()> {
-    let sb = sandbox(Options {
+    let sb = Sandbox::start_ready(Options {
         gateway_limits: "max_connections = 2\n".into(),
         ..Options::default()
     })

@@ -8,7 +8,7 @@ use chatmesh_gateway::ring::{DEFAULT_VNODES, Ring};
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::Options;
-use chatmesh_integration_tests::{Infra, Sandbox, wait};
+use chatmesh_integration_tests::{Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
@@ -21,6 +21,24 @@ async fn route(gateway: std::net::SocketAddr, channel: &str) -> anyhow::Result<V
         .await?)
 }
 
+/// Waits until `gateway` routes `channel` to `node`.
+async fn wait_owner(
+    gateway: std::net::SocketAddr,
+    channel: &str,
+    node: &str,
+) -> anyhow::Result<()> {
+    wait::until(
+        &format!("{channel} routed to {node}"),
+        Duration::from_secs(10),
+        || async move {
+            let r = route(gateway, channel).await?;
+            anyhow::ensure!(r["node"] == node, "{r}");
+            Ok(())
+        },
+    )
+    .await
+}
+
 /// A fresh channel that `ring` assigns to `node`.
 fn channel_owned_by(ring: &Ring, node: &str) -> String {
     std::iter::repeat_with(|| channel_id("pin"))
@@ -30,29 +48,17 @@ fn channel_owned_by(ring: &Ring, node: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn non_owners_redirect_and_nodes_agree() -> anyhow::Result<()> {
-    let sb = Sandbox::start(
-        &Infra::load()?,
-        Options {
-            pin_mode: "redirect",
-            ..Options::default()
-        },
-    )
+    let sb = Sandbox::start_ready(Options {
+        pin_mode: "redirect",
+        ..Options::default()
+    })
     .await?;
-    sb.wait_ready(Duration::from_secs(60)).await?;
     let (gw0, gw1) = (sb.gateways[0], sb.gateways[1]);
     // Both nodes see both nodes before routing is checked.
     let two = Ring::new(["gw-0", "gw-1"], DEFAULT_VNODES);
     let probe = channel_owned_by(&two, "gw-1");
     for gw in [gw0, gw1] {
-        wait::until("both nodes on the ring", Duration::from_secs(10), || {
-            let probe = probe.clone();
-            async move {
-                let r = route(gw, &probe).await?;
-                anyhow::ensure!(r["node"] == "gw-1", "{r}");
-                Ok(())
-            }
-        })
-        .await?;
+        wait_owner(gw, &probe, "gw-1").await?;
     }
 
     let room = channel_owned_by(&two, "gw-1");
@@ -96,15 +102,11 @@ async fn non_owners_redirect_and_nodes_agree() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_node_takes_channels_and_clients_are_told() -> anyhow::Result<()> {
-    let mut sb = Sandbox::start(
-        &Infra::load()?,
-        Options {
-            pin_mode: "redirect",
-            ..Options::default()
-        },
-    )
+    let mut sb = Sandbox::start_ready(Options {
+        pin_mode: "redirect",
+        ..Options::default()
+    })
     .await?;
-    sb.wait_ready(Duration::from_secs(60)).await?;
     let gw0 = sb.gateways[0];
     let two = Ring::new(["gw-0", "gw-1"], DEFAULT_VNODES);
     let three = Ring::new(["gw-0", "gw-1", "gw-2"], DEFAULT_VNODES);
@@ -112,15 +114,7 @@ async fn a_joining_node_takes_channels_and_clients_are_told() -> anyhow::Result<
         .find(|c| two.owner(c) == Some("gw-0") && three.owner(c) == Some("gw-2"))
         .unwrap();
     create_channel(&sb, &room, ModerationPolicy::Reject, &["alice"]).await?;
-    wait::until("gw-0 owns the channel", Duration::from_secs(10), || {
-        let room = room.clone();
-        async move {
-            let r = route(gw0, &room).await?;
-            anyhow::ensure!(r["node"] == "gw-0", "{r}");
-            Ok(())
-        }
-    })
-    .await?;
+    wait_owner(gw0, &room, "gw-0").await?;
     let mut alice = Client::connect(gw0, &dev_token(gw0, "alice").await?, Some(&room)).await?;
     alice.expect("subscribed").await?;
 
