@@ -96,12 +96,37 @@ impl Infra {
         format!("[redis]\nnodes = {:?}\n", self.redis_nodes)
     }
 
-    /// TOML for a `[kafka]` section.
+    /// TOML for a `[kafka]` section on the shared message topic.
     pub fn kafka_toml(&self) -> String {
+        self.kafka_toml_for(&self.kafka_topic)
+    }
+
+    /// TOML for a `[kafka]` section on `topic`.
+    pub fn kafka_toml_for(&self, topic: &str) -> String {
         format!(
-            "[kafka]\nbrokers = {:?}\ntopic = {:?}\n",
-            self.kafka_brokers, self.kafka_topic
+            "[kafka]\nbrokers = {:?}\ntopic = {topic:?}\n",
+            self.kafka_brokers
         )
+    }
+
+    /// Creates a message topic of 8 partitions, so a test's consumers read
+    /// only what the test produced. Topics are never deleted: the broker's
+    /// DeleteTopics removes every topic.
+    pub async fn create_topic(&self, topic: &str) -> anyhow::Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.kafka_brokers.join(","))
+            .create()?;
+        for result in admin
+            .create_topics(
+                &[NewTopic::new(topic, 8, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?
+        {
+            result.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// TOML for a `[shards]` section splitting `buckets` evenly over `urls`.

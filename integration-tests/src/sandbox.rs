@@ -37,6 +37,8 @@ pub struct Sandbox {
     pub storage: ServiceAddrs,
     /// The media service.
     pub media: ServiceAddrs,
+    /// The sandbox's own message topic.
+    pub topic: String,
     /// Gateway nodes' HTTP addresses; node `gw-<i>` is at index `i`.
     pub gateways: Vec<SocketAddr>,
     gateway_template: String,
@@ -101,6 +103,8 @@ impl Sandbox {
         let mut tasks = Vec::new();
         let run = uuid::Uuid::new_v4().simple().to_string();
         let group = format!("chatmesh-storage-{run}");
+        let topic = format!("chatmesh.test.{run}");
+        infra.create_topic(&topic).await?;
         let words = std::env::temp_dir().join(format!("chatmesh-words-{run}.txt"));
         std::fs::write(&words, options.blocked_words.join("\n"))?;
 
@@ -111,7 +115,7 @@ impl Sandbox {
             &format!(
                 "{SERVER_TOML}{}{}[directory]\nurl = {:?}\n[limits]\n{}[moderation]\nwords_file = {:?}\n",
                 infra.redis_toml(),
-                infra.kafka_toml(),
+                infra.kafka_toml_for(&topic),
                 infra.directory_url,
                 options.chat_limits,
                 words
@@ -137,7 +141,7 @@ impl Sandbox {
             "storage",
             &format!(
                 "consumer_group = {group:?}\n{SERVER_TOML}{}[directory]\nurl = {:?}\n{}",
-                infra.kafka_toml(),
+                infra.kafka_toml_for(&topic),
                 infra.directory_url,
                 Infra::shards_toml(&infra.shard_urls, 256)
             ),
@@ -178,6 +182,7 @@ impl Sandbox {
         );
         let mut sandbox = Self {
             chat,
+            topic: topic.clone(),
             presence,
             storage,
             media,

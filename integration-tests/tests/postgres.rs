@@ -37,10 +37,12 @@ async fn storage_migrates_every_shard_on_both_servers() -> anyhow::Result<()> {
         .iter()
         .map(|(s, db)| infra.postgres_url(*s, db))
         .collect();
+    let topic = format!("chatmesh.test.{run}");
+    infra.create_topic(&topic).await?;
 
     let config: chatmesh_storage::StorageConfig = toml::from_str(&format!(
         "consumer_group = \"test-{run}\"\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\n{}[directory]\nurl = {:?}\n{}",
-        infra.kafka_toml(),
+        infra.kafka_toml_for(&topic),
         infra.directory_url,
         Infra::shards_toml(&urls, 64)
     ))?;

@@ -1,6 +1,8 @@
 use chatmesh_config::{
     Invalid, KafkaConfig, PostgresConfig, ServerConfig, ShardMapConfig, TelemetryConfig, Validate,
 };
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// Configuration of the storage service.
@@ -21,6 +23,37 @@ pub struct StorageConfig {
     pub shards: ShardMapConfig,
     /// The directory database, for membership checks on history reads.
     pub directory: PostgresConfig,
+    /// How the consumer batches writes.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Largest history page a client may ask for.
+    #[serde(default = "default_max_page")]
+    pub max_page: u32,
+}
+
+fn default_max_page() -> u32 {
+    100
+}
+
+/// Consumer batching: a batch closes at `batch_size` messages or
+/// `batch_timeout` after its first, whichever comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most messages per batch.
+    pub batch_size: usize,
+    /// Longest a message waits for its batch to fill.
+    #[serde(with = "humantime_serde")]
+    pub batch_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 2_000,
+            batch_timeout: Duration::from_millis(100),
+        }
+    }
 }
 
 fn default_group() -> String {
@@ -41,6 +74,12 @@ impl Validate for StorageConfig {
         self.directory
             .validate()
             .map_err(|e| e.within("directory"))?;
+        if self.batch.batch_size == 0 {
+            return Err(Invalid::new("batch.batch_size", "must be at least 1"));
+        }
+        if self.max_page == 0 {
+            return Err(Invalid::new("max_page", "must be at least 1"));
+        }
         Ok(())
     }
 }

@@ -2,7 +2,12 @@
 //! writes batches to the channel's shard database, and serves history.
 
 mod config;
+mod consumer;
 mod grpc;
+mod history;
+mod rows;
+mod schema;
+mod writer;
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use chatmesh_proto::storage::v1::storage_service_server::{SERVICE_NAME, StorageS
 use chatmesh_server::{Listeners, Probe};
 use tokio_util::sync::CancellationToken;
 
-pub use config::StorageConfig;
+pub use config::{BatchConfig, StorageConfig};
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: StorageConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -48,10 +53,21 @@ pub async fn serve(
             shutdown.clone(),
         )));
     }
+    let consumer = chatmesh_kafka::consumer(&config.kafka, &config.consumer_group)
+        .context("kafka consumer")?;
+    let consuming = tokio::spawn(consumer::run(
+        consumer,
+        config.kafka.topic.clone(),
+        shards.clone(),
+        config.batch.clone(),
+        shutdown.clone(),
+    ));
     let routes = tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(
-        shards, directory,
+        shards,
+        directory,
+        config.max_page,
     )));
-    chatmesh_server::serve_grpc(
+    let served = chatmesh_server::serve_grpc(
         routes,
         vec![SERVICE_NAME],
         probes,
@@ -59,5 +75,8 @@ pub async fn serve(
         &config.server,
         shutdown,
     )
-    .await
+    .await;
+    // The consumer finishes and commits the batch in hand before exiting.
+    consuming.await.context("storage consumer panicked")??;
+    served
 }
