@@ -31,6 +31,9 @@ pub struct Subscriber {
     pub tx: mpsc::Sender<Utf8Bytes>,
     /// Cancelled when the session must close because it fell behind.
     pub overflow: CancellationToken,
+    /// While the session replays missed messages, live ones wait here so
+    /// the client sees the channel in order.
+    pub held: Option<Vec<Utf8Bytes>>,
 }
 
 /// A channel's delivery state on this node.
@@ -193,6 +196,25 @@ impl Hub {
         }
     }
 
+    /// Ends the hold on `session`'s live messages in `channel`, queueing
+    /// what arrived meanwhile behind what the session already sent.
+    pub fn release(&self, channel: &str, session: u64) {
+        let mut map = self.lock();
+        let Some(sub) = map
+            .get_mut(channel)
+            .and_then(|s| s.sessions.get_mut(&session))
+        else {
+            return;
+        };
+        for text in sub.held.take().unwrap_or_default() {
+            if sub.tx.try_send(text).is_err() {
+                metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
+                sub.overflow.cancel();
+                return;
+            }
+        }
+    }
+
     /// Removes `session` from `channel`, unsubscribing the node if it was
     /// the last.
     pub async fn unsubscribe(&self, channel: &str, session: u64) {
@@ -349,8 +371,17 @@ fn deliver(channel: &str, state: &mut ChannelState, messages: &[Message]) {
         let lag_ms = chrono_now_ms() - message.created_at_ms;
         metrics::histogram!("chatmesh_gateway_fanout_latency_seconds")
             .record(lag_ms.max(0) as f64 / 1000.0);
-        for sub in state.sessions.values() {
+        for sub in state.sessions.values_mut() {
             if sub.overflow.is_cancelled() {
+                continue;
+            }
+            if let Some(held) = &mut sub.held {
+                if held.len() < sub.tx.max_capacity() {
+                    held.push(text.clone());
+                } else {
+                    metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
+                    sub.overflow.cancel();
+                }
                 continue;
             }
             match sub.tx.try_send(text.clone()) {

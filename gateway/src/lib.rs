@@ -8,6 +8,7 @@ mod http;
 pub mod hub;
 pub mod membership;
 pub mod protocol;
+mod recovery;
 pub mod ring;
 mod session;
 mod upstream;
@@ -35,6 +36,7 @@ pub struct Gateway {
     hub: hub::Hub,
     redis: chatmesh_redis::Cluster,
     chat: ChatServiceClient<tonic::transport::Channel>,
+    storage: tonic::transport::Channel,
     routes: watch::Receiver<Arc<membership::Routes>>,
     connections: AtomicUsize,
     next_session: AtomicU64,
@@ -147,6 +149,9 @@ pub async fn serve(
         hub,
         redis,
         chat: ChatServiceClient::new(chat_channel),
+        storage: tonic::transport::Endpoint::from_shared(config.services.storage.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy(),
         routes: routes_rx,
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),

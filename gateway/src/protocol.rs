@@ -140,6 +140,13 @@ pub enum ServerFrame {
     },
     /// This node does not own the channel; connect to `url` for it.
     Redirect { channel_id: String, url: String },
+    /// The messages missed since `from_seq` cannot be replayed; reload the
+    /// channel's history over HTTP or gRPC.
+    ReloadRequired {
+        channel_id: String,
+        from_seq: u64,
+        to_seq: u64,
+    },
     /// Reconnect (to `url`, if given) and resubscribe these channels with
     /// their last sequence numbers.
     Reconnect {

@@ -100,7 +100,9 @@ pub(crate) async fn run(
         channels: HashSet::new(),
     };
     if let Some(channel) = initial {
-        session.subscribe(None, channel.as_str().to_owned()).await;
+        session
+            .subscribe(None, channel.as_str().to_owned(), None)
+            .await;
     }
     let mut routes = gw.routes.clone();
     let shutting_down = gw.shutdown.clone();
@@ -257,8 +259,8 @@ impl Session {
             ClientFrame::Subscribe {
                 request_id,
                 channel_id,
-                last_seq: _,
-            } => self.subscribe(request_id, channel_id).await,
+                last_seq,
+            } => self.subscribe(request_id, channel_id, last_seq).await,
             ClientFrame::Unsubscribe {
                 request_id,
                 channel_id,
@@ -298,7 +300,12 @@ impl Session {
         }
     }
 
-    async fn subscribe(&mut self, request_id: Option<String>, channel_id: String) {
+    async fn subscribe(
+        &mut self,
+        request_id: Option<String>,
+        channel_id: String,
+        last_seq: Option<u64>,
+    ) {
         if let Err(err) = ChannelId::new(channel_id.as_str()) {
             return self
                 .reply(ServerFrame::error(
@@ -376,16 +383,21 @@ impl Session {
         let sub = Subscriber {
             tx: self.tx.clone(),
             overflow: self.overflow.clone(),
+            held: last_seq.map(|_| Vec::new()),
         };
         match self.gw.hub.subscribe(&channel_id, self.id, sub).await {
             Ok(seq) => {
                 self.channels.insert(channel_id.clone());
                 self.reply(ServerFrame::Subscribed {
                     request_id,
-                    channel_id,
+                    channel_id: channel_id.clone(),
                     seq,
                 })
                 .await;
+                if let Some(last) = last_seq {
+                    self.replay(&channel_id, last, seq).await;
+                    self.gw.hub.release(&channel_id, self.id);
+                }
             }
             Err(err) => {
                 tracing::warn!(channel = %channel_id, error = %err, "subscribe failed");
@@ -395,6 +407,36 @@ impl Session {
                     "fan-out temporarily unavailable, retry",
                     true,
                 ))
+                .await;
+            }
+        }
+    }
+
+    /// Sends the messages of `channel` after `last` up to `current`, from
+    /// the recent window in Redis and, for older ones, from storage. Numbers
+    /// that were never made durable are skipped. When the gap cannot be
+    /// filled the client is told to reload.
+    async fn replay(&self, channel: &str, last: u64, current: u64) {
+        tracing::debug!(channel, last, current, "replaying a gap");
+        if last >= current {
+            return;
+        }
+        match crate::recovery::fill(&self.gw, channel, self.user.as_str(), last, current).await {
+            Some(messages) => {
+                metrics::counter!("chatmesh_gateway_replayed_total")
+                    .increment(messages.len() as u64);
+                for m in &messages {
+                    self.reply(ServerFrame::Message(crate::protocol::MessageBody::from(m)))
+                        .await;
+                }
+            }
+            None => {
+                metrics::counter!("chatmesh_gateway_reloads_total").increment(1);
+                self.reply(ServerFrame::ReloadRequired {
+                    channel_id: channel.to_owned(),
+                    from_seq: last + 1,
+                    to_seq: current,
+                })
                 .await;
             }
         }
