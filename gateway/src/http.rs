@@ -22,7 +22,8 @@ use crate::config::PinMode;
 pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
     let mut router = axum::Router::new()
         .route("/v1/ws", get(upgrade))
-        .route("/v1/route/{channel}", get(route));
+        .route("/v1/route/{channel}", get(route))
+        .route("/v1/channels/{channel}/messages", get(history));
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }
@@ -169,5 +170,87 @@ async fn dev_token(
             "dev_tokens_disabled",
             "dev tokens need an HS256 secret",
         ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// A page of a channel's history, for members only: `?before=<id>` or
+/// `?after=<id>` (message IDs as strings) and `?limit=` (capped by storage).
+async fn history(
+    State(gw): State<Arc<Gateway>>,
+    Path(channel): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+    };
+    let token = q.token.as_deref().or_else(|| bearer(&headers));
+    let user = match token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| gw.auth.verify(t))
+    {
+        Ok(user) => user,
+        Err(err) => {
+            let code = if err == AuthError::Expired {
+                "token_expired"
+            } else {
+                "unauthorized"
+            };
+            return error(StatusCode::UNAUTHORIZED, code, err.to_string());
+        }
+    };
+    if let Err(err) = ChannelId::new(channel.as_str()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+    }
+    let cursor = |raw: Option<String>| raw.map(|v| v.parse::<u64>()).transpose();
+    let (before, after) = match (cursor(q.before), cursor(q.after)) {
+        (Ok(b), Ok(a)) => (b, a),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "before and after must be message IDs",
+            );
+        }
+    };
+    let mut client = chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient::new(
+        gw.storage.clone(),
+    );
+    let request = chatmesh_proto::storage::v1::GetHistoryRequest {
+        channel_id: channel,
+        user_id: user.as_str().to_owned(),
+        before,
+        after,
+        limit: q.limit.unwrap_or(0),
+    };
+    match client.get_history(request).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            let messages: Vec<crate::protocol::MessageBody> =
+                r.messages.iter().map(Into::into).collect();
+            Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
+        }
+        Err(status) => {
+            let (http, code) = match status.code() {
+                tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
+                tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, "not_member"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            };
+            error(http, code, status.message())
+        }
     }
 }

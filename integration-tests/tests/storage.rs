@@ -190,3 +190,84 @@ async fn acknowledged_messages_are_stored_once_and_paged_cleanly() -> anyhow::Re
     }
     sb.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_history_for_members_only() -> anyhow::Result<()> {
+    use chatmesh_integration_tests::client::{Client, dev_token};
+    use serde_json::{Value, json};
+
+    let sb = Sandbox::start_ready(Options::default()).await?;
+    let gw = sb.gateways[0];
+    let room = channel_id("http-history");
+    create_channel(&sb, &room, ModerationPolicy::Reject, &["alice", "bob"]).await?;
+    let alice_token = dev_token(gw, "alice").await?;
+    let mut alice = Client::connect(gw, &alice_token, None).await?;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        alice
+            .send(json!({"type": "send", "channel_id": room, "body": format!("h{i}")}))
+            .await?;
+        ids.push(
+            alice.expect("ack").await?["message_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let http = reqwest::Client::new();
+    let url = format!("http://{gw}/v1/channels/{room}/messages");
+    let bob = dev_token(gw, "bob").await?;
+    let page: Value = wait::until("history over HTTP", Duration::from_secs(30), || {
+        let (http, url, bob) = (http.clone(), url.clone(), bob.clone());
+        async move {
+            let page: Value = http
+                .get(&url)
+                .bearer_auth(&bob)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            anyhow::ensure!(
+                page["messages"].as_array().map(Vec::len) == Some(3),
+                "{page}"
+            );
+            Ok(page)
+        }
+    })
+    .await?;
+    let got: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ids);
+    assert_eq!(page["has_more"], false);
+
+    let older: Value = http
+        .get(format!("{url}?before={}&limit=1", ids[2]))
+        .bearer_auth(&bob)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(older["messages"][0]["message_id"], ids[1].as_str());
+    assert_eq!(older["has_more"], true);
+
+    let stranger = dev_token(gw, "mallory").await?;
+    assert_eq!(
+        http.get(&url).bearer_auth(&stranger).send().await?.status(),
+        403
+    );
+    assert_eq!(http.get(&url).send().await?.status(), 401);
+    assert_eq!(
+        http.get(format!("{url}?before=nope"))
+            .bearer_auth(&bob)
+            .send()
+            .await?
+            .status(),
+        400
+    );
+    sb.stop().await
+}
