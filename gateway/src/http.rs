@@ -38,6 +38,21 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// The user behind `token`, or the 401 answer to send.
+fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, Box<Response>> {
+    token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| gw.auth.verify(t))
+        .map_err(|err| {
+            let code = if err == AuthError::Expired {
+                "token_expired"
+            } else {
+                "unauthorized"
+            };
+            Box::new(error(StatusCode::UNAUTHORIZED, code, err.to_string()))
+        })
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -56,19 +71,9 @@ async fn upgrade(
         .get("token")
         .map(String::as_str)
         .or_else(|| bearer(&headers));
-    let user = match token
-        .ok_or(AuthError::Missing)
-        .and_then(|t| gw.auth.verify(t))
-    {
+    let user = match authenticate(&gw, token) {
         Ok(user) => user,
-        Err(err) => {
-            let code = if err == AuthError::Expired {
-                "token_expired"
-            } else {
-                "unauthorized"
-            };
-            return error(StatusCode::UNAUTHORIZED, code, err.to_string());
-        }
+        Err(response) => return *response,
     };
     let channel = match query
         .get("channel")
@@ -199,19 +204,9 @@ async fn history(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
     };
     let token = q.token.as_deref().or_else(|| bearer(&headers));
-    let user = match token
-        .ok_or(AuthError::Missing)
-        .and_then(|t| gw.auth.verify(t))
-    {
+    let user = match authenticate(&gw, token) {
         Ok(user) => user,
-        Err(err) => {
-            let code = if err == AuthError::Expired {
-                "token_expired"
-            } else {
-                "unauthorized"
-            };
-            return error(StatusCode::UNAUTHORIZED, code, err.to_string());
-        }
+        Err(response) => return *response,
     };
     if let Err(err) = ChannelId::new(channel.as_str()) {
         return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
