@@ -2,9 +2,9 @@
 //! (production, keys from PEM files or a JWKS document).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use chatmesh_ids::UserId;
+use chatmesh_ids::{Clock as _, SystemClock, UserId};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -59,12 +59,6 @@ impl std::fmt::Debug for Authenticator {
             .field("rs256_keys", &self.rs256.len())
             .finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Authenticator {
@@ -158,7 +152,7 @@ impl Authenticator {
     /// an HS256 secret configured; the gateway exposes it in dev mode only.
     pub fn issue(&self, user: &UserId, ttl: Duration) -> Option<String> {
         let (key, _) = self.hs256.as_ref()?;
-        let now = now_secs();
+        let now = SystemClock.now_ms() / 1000;
         let claims = Claims {
             sub: user.as_str().to_owned(),
             exp: now + ttl.as_secs(),
@@ -202,7 +196,7 @@ mod tests {
         let a = auth("s3cret");
         let claims = Claims {
             sub: "alice".into(),
-            exp: now_secs() - 3600,
+            exp: (SystemClock.now_ms() / 1000) - 3600,
             iat: 0,
             iss: None,
             aud: None,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use chatmesh_ids::{Clock as _, SystemClock};
 use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
@@ -368,7 +369,7 @@ fn deliver(channel: &str, state: &mut ChannelState, messages: &[Message]) {
         let text: Utf8Bytes = ServerFrame::Message(MessageBody::from(message))
             .to_json()
             .into();
-        let lag_ms = chrono_now_ms() - message.created_at_ms;
+        let lag_ms = SystemClock.now_ms() as i64 - message.created_at_ms;
         metrics::histogram!("chatmesh_gateway_fanout_latency_seconds")
             .record(lag_ms.max(0) as f64 / 1000.0);
         for sub in state.sessions.values_mut() {
@@ -397,12 +398,6 @@ fn deliver(channel: &str, state: &mut ChannelState, messages: &[Message]) {
             }
         }
     }
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use chatmesh_ids::{Clock as _, SystemClock};
 
 use chatmesh_redis::{Cluster, keys};
 use tokio::sync::watch;
@@ -28,12 +30,6 @@ impl Routes {
         let node = self.ring.owner(channel)?;
         Some((node, self.urls.get(node).map(String::as_str)))
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Registers `node` and keeps `routes` current until `shutdown`, then
@@ -98,7 +94,7 @@ async fn refresh(
     url: &str,
     ttl: Duration,
 ) -> Result<(Vec<String>, HashMap<String, String>), redis::RedisError> {
-    let now = now_ms();
+    let now = SystemClock.now_ms();
     let mut conn = redis.conn().await?;
     let (mut nodes, all_urls): (Vec<String>, HashMap<String, String>) = redis::pipe()
         .cmd("ZADD")

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::{ChannelId, Clock as _, SystemClock, UserId};
 use chatmesh_proto::chat::v1 as chat;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
@@ -289,7 +289,7 @@ impl Session {
                 request_id,
                 client_time_ms,
             } => {
-                let server_time_ms = chrono_ms();
+                let server_time_ms = SystemClock.now_ms() as i64;
                 self.reply(ServerFrame::Pong {
                     request_id,
                     client_time_ms,
@@ -537,10 +537,4 @@ impl Session {
             .await;
         }
     }
-}
-
-fn chrono_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -2,9 +2,9 @@
 //! Kafka, then fan out through Redis.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::{ChannelId, Clock as _, SystemClock, UserId};
 use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
@@ -126,12 +126,6 @@ impl std::fmt::Debug for SendPath {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl SendPath {
     /// Sends one message. On success the message is durable in Kafka; its
     /// fan-out through Redis is best effort and never undoes the send.
@@ -225,7 +219,7 @@ impl SendPath {
     /// Fixed one-second windows in Redis, so the limits hold across every
     /// chat instance.
     async fn rate_limit(&self, channel: &ChannelId, sender: &UserId) -> Result<(), ChatError> {
-        let window = now_ms() / 1000;
+        let window = SystemClock.now_ms() / 1000;
         let mut conn = self.redis.conn().await?;
         for (key, limit, scope) in [
             (
