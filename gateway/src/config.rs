@@ -38,6 +38,41 @@ pub struct GatewayConfig {
     /// Per-connection and node-wide limits.
     #[serde(default)]
     pub limits: GatewayLimits,
+    /// Session liveness: heartbeats and expiry.
+    #[serde(default)]
+    pub presence: PresenceSettings,
+}
+
+/// How sessions prove they are alive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSettings {
+    /// A session that has not pinged for this long is closed and shown
+    /// offline. Clients should ping at a third of it or more often.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How often the node publishes the heartbeats gathered since the last
+    /// publish, as one batch.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// How often the node checks its quiet sessions for an expired key, in
+    /// case the expiry event was lost.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How often the Redis topology is reread for expiry subscriptions.
+    #[serde(with = "humantime_serde")]
+    pub topology_refresh: Duration,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(30),
+            flush_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(10),
+            topology_refresh: Duration::from_secs(5),
+        }
+    }
 }
 
 /// How clients prove who they are.
@@ -214,6 +249,22 @@ impl Validate for GatewayConfig {
             }
         }
         self.redis.validate().map_err(|e| e.within("redis"))?;
+        let p = &self.presence;
+        for (field, value) in [
+            ("presence.flush_interval", p.flush_interval),
+            ("presence.sweep_interval", p.sweep_interval),
+            ("presence.topology_refresh", p.topology_refresh),
+        ] {
+            if value < Duration::from_millis(10) {
+                return Err(Invalid::new(field, "must be at least 10ms"));
+            }
+        }
+        if p.session_ttl < p.flush_interval * 2 {
+            return Err(Invalid::new(
+                "presence.session_ttl",
+                "must be at least twice presence.flush_interval",
+            ));
+        }
         let s = &self.services;
         for (field, value) in [
             ("services.chat", &s.chat),

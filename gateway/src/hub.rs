@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use chatmesh_ids::{Clock as _, SystemClock};
 use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::presence::v1::PresenceEvent;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 use redis::cluster_async::ClusterConnection;
@@ -167,6 +168,7 @@ impl Hub {
         let result = async {
             let mut pubsub = self.inner.pubsub.clone();
             pubsub.ssubscribe(keys::fanout(channel)).await?;
+            pubsub.ssubscribe(keys::presence_events(channel)).await?;
             let mut conn = self.inner.redis.conn().await?;
             let current: Option<u64> = redis::cmd("GET")
                 .arg(keys::seq(channel))
@@ -235,8 +237,10 @@ impl Hub {
         };
         if now_empty {
             let mut pubsub = self.inner.pubsub.clone();
-            if let Err(err) = pubsub.sunsubscribe(keys::fanout(channel)).await {
-                tracing::warn!(channel, error = %err, "sunsubscribe failed");
+            for name in [keys::fanout(channel), keys::presence_events(channel)] {
+                if let Err(err) = pubsub.sunsubscribe(&name).await {
+                    tracing::warn!(channel, error = %err, "sunsubscribe failed");
+                }
             }
             // A subscriber may have arrived while the unsubscribe was in flight.
             if self.lock().contains_key(channel) {
@@ -300,7 +304,11 @@ impl Hub {
         let mut delay = Duration::from_millis(50);
         while self.lock().contains_key(&channel) {
             let mut pubsub = self.inner.pubsub.clone();
-            match pubsub.ssubscribe(keys::fanout(&channel)).await {
+            let result = async {
+                pubsub.ssubscribe(keys::fanout(&channel)).await?;
+                pubsub.ssubscribe(keys::presence_events(&channel)).await
+            };
+            match result.await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(channel, error = %err, retry_in = ?delay, "re-subscribe failed")
@@ -319,10 +327,14 @@ impl Hub {
         let [.., Value::BulkString(name), Value::BulkString(payload)] = data else {
             return;
         };
-        let Some(channel) = std::str::from_utf8(name)
-            .ok()
-            .and_then(keys::channel_of_fanout)
-        else {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return;
+        };
+        if let Some(channel) = keys::channel_of_presence_events(name) {
+            self.on_presence(channel, payload);
+            return;
+        }
+        let Some(channel) = keys::channel_of_fanout(name) else {
             return;
         };
         let message = match Message::decode(payload.as_slice()) {
@@ -338,6 +350,36 @@ impl Hub {
         };
         let ready = state.accept(message, Instant::now());
         deliver(channel, state, &ready);
+    }
+
+    /// Passes a join or leave event to the channel's sessions. Events are
+    /// not sequenced, so they skip the reorder window.
+    fn on_presence(&self, channel: &str, payload: &[u8]) {
+        let event = match PresenceEvent::decode(payload) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::warn!(channel, error = %err, "undecodable presence event dropped");
+                return;
+            }
+        };
+        let Some(frame) = ServerFrame::presence(&event) else {
+            return;
+        };
+        let text: Utf8Bytes = frame.to_json().into();
+        let mut map = self.lock();
+        let Some(state) = map.get_mut(channel) else {
+            return;
+        };
+        for sub in state.sessions.values_mut() {
+            if sub.overflow.is_cancelled() {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(text.clone()) {
+                tracing::info!(channel, "closing a client whose outbound queue is full");
+                metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
+                sub.overflow.cancel();
+            }
+        }
     }
 
     async fn expire_holds(self, shutdown: CancellationToken) {

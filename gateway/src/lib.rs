@@ -7,6 +7,8 @@ mod config;
 mod http;
 pub mod hub;
 pub mod membership;
+mod presence;
+mod presence_http;
 pub mod protocol;
 mod recovery;
 pub mod ring;
@@ -24,9 +26,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AuthConfig, GatewayConfig, GatewayLimits, PinMode, RoutingConfig, ServiceEndpoints,
+    AuthConfig, GatewayConfig, GatewayLimits, PinMode, PresenceSettings, RoutingConfig,
+    ServiceEndpoints,
 };
-pub use session::{CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER};
+pub use session::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
 pub use upstream::GrpcHealthProbe;
 
 /// State shared by every connection of a node.
@@ -37,6 +40,8 @@ pub struct Gateway {
     redis: chatmesh_redis::Cluster,
     chat: ChatServiceClient<tonic::transport::Channel>,
     storage: tonic::transport::Channel,
+    presence_api: tonic::transport::Channel,
+    presence: presence::Presence,
     routes: watch::Receiver<Arc<membership::Routes>>,
     connections: AtomicUsize,
     next_session: AtomicU64,
@@ -113,6 +118,12 @@ pub async fn serve(
     // Background tasks outlive the server briefly so sessions can drain.
     let tasks = CancellationToken::new();
     let hub = connect_hub(&redis, &config, tasks.clone(), &shutdown).await?;
+    let (presence, expiry_probe) = presence::Presence::start(
+        config.node_id.clone(),
+        redis.clone(),
+        config.presence.clone(),
+        tasks.clone(),
+    );
     let chat_channel = tonic::transport::Endpoint::from_shared(config.services.chat.clone())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .connect_lazy();
@@ -133,6 +144,7 @@ pub async fn serve(
             config.node_id.clone(),
             routes_rx.clone(),
         )),
+        Arc::new(expiry_probe),
     ];
     let readiness = Readiness::default();
     let watcher = tokio::spawn(chatmesh_server::watch_dependencies(
@@ -152,6 +164,10 @@ pub async fn serve(
         storage: tonic::transport::Endpoint::from_shared(config.services.storage.clone())?
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy(),
+        presence_api: tonic::transport::Endpoint::from_shared(config.services.presence.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy(),
+        presence,
         routes: routes_rx,
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),

@@ -3,6 +3,7 @@
 //! exceed JavaScript's safe integers.
 
 use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
 use serde::{Deserialize, Serialize};
 
 /// A frame from the client.
@@ -138,6 +139,14 @@ pub enum ServerFrame {
         message: String,
         retryable: bool,
     },
+    /// A user came online in a channel (`event` = `join`) or went offline
+    /// there (`leave`).
+    Presence {
+        channel_id: String,
+        user_id: String,
+        event: &'static str,
+        at_ms: i64,
+    },
     /// This node does not own the channel; connect to `url` for it.
     Redirect { channel_id: String, url: String },
     /// The messages missed since `from_seq` cannot be replayed; reload the
@@ -185,6 +194,21 @@ impl From<&Message> for MessageBody {
 }
 
 impl ServerFrame {
+    /// The frame for a presence event; `None` for an unknown kind.
+    pub fn presence(event: &PresenceEvent) -> Option<Self> {
+        let kind = match presence_event::Kind::try_from(event.kind) {
+            Ok(presence_event::Kind::Join) => "join",
+            Ok(presence_event::Kind::Leave) => "leave",
+            _ => return None,
+        };
+        Some(Self::Presence {
+            channel_id: event.channel_id.clone(),
+            user_id: event.user_id.clone(),
+            event: kind,
+            at_ms: event.at_ms,
+        })
+    }
+
     /// The frame as JSON text.
     pub fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.

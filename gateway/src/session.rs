@@ -23,6 +23,8 @@ use crate::protocol::{self, ClientFrame, ServerFrame};
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code for a node going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a session that stopped pinging (private range).
+pub const CLOSE_SESSION_EXPIRED: u16 = 4009;
 
 /// A token bucket: `rate` frames per second, bursts up to `burst`.
 #[derive(Debug)]
@@ -65,6 +67,8 @@ struct Session {
     overflow: CancellationToken,
     channels: HashSet<String>,
     bucket: Bucket,
+    /// The session's ID in presence state.
+    presence_id: String,
 }
 
 /// Serves one upgraded connection until either side closes it.
@@ -90,6 +94,7 @@ pub(crate) async fn run(
     metrics::gauge!("chatmesh_gateway_connections").increment(1.0);
 
     let limits = &gw.config.limits;
+    let (presence_id, expired) = gw.presence.open(user.as_str());
     let mut session = Session {
         bucket: Bucket::new(limits.frames_per_second, limits.frame_burst),
         gw: gw.clone(),
@@ -98,6 +103,7 @@ pub(crate) async fn run(
         tx,
         overflow: overflow.clone(),
         channels: HashSet::new(),
+        presence_id,
     };
     if let Some(channel) = initial {
         session
@@ -114,7 +120,8 @@ pub(crate) async fn run(
                     session.reply(ServerFrame::error(None, "unsupported_frame", "binary frames are not supported; send JSON text frames", false)).await;
                 }
                 Some(Ok(WsMessage::Close(_))) | None => break None,
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Ping(_))) => session.alive(),
+                Some(Ok(WsMessage::Pong(_))) => {}
                 Some(Err(err)) => {
                     // Oversized frames end up here: the socket layer refuses
                     // anything far beyond the frame limit.
@@ -124,6 +131,10 @@ pub(crate) async fn run(
             },
             Ok(()) = routes.changed() => session.on_ring_change().await,
             () = overflow.cancelled() => break None,
+            () = expired.cancelled() => {
+                let ttl = gw.config.presence.session_ttl;
+                break Some((CLOSE_SESSION_EXPIRED, format!("session expired: no ping for {}s", ttl.as_secs_f64())));
+            }
             () = shutting_down.cancelled() => {
                 let channels = session.channels.iter().cloned().collect();
                 session.reply(ServerFrame::Reconnect { reason: "node shutting down".into(), url: None, channel_ids: channels }).await;
@@ -135,6 +146,10 @@ pub(crate) async fn run(
         *close_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
     }
     close.cancel();
+    gw.presence.close(
+        &session.presence_id,
+        session.channels.iter().cloned().collect(),
+    );
     for channel in std::mem::take(&mut session.channels) {
         gw.hub.unsubscribe(&channel, id).await;
     }
@@ -172,7 +187,9 @@ async fn write(
                         return;
                     }
                 }
-                None => break None,
+                // Every sender is gone: the session ended, maybe before this
+                // task saw `close`, so the reason still applies.
+                None => break reason.lock().unwrap_or_else(|p| p.into_inner()).take(),
             },
             () = close.cancelled() => {
                 // Flush what is already queued, such as a final reconnect frame.
@@ -267,6 +284,7 @@ impl Session {
             } => {
                 if self.channels.remove(&channel_id) {
                     self.gw.hub.unsubscribe(&channel_id, self.id).await;
+                    self.alive();
                 }
                 self.reply(ServerFrame::Unsubscribed {
                     request_id,
@@ -289,6 +307,7 @@ impl Session {
                 request_id,
                 client_time_ms,
             } => {
+                self.alive();
                 let server_time_ms = SystemClock.now_ms() as i64;
                 self.reply(ServerFrame::Pong {
                     request_id,
@@ -388,6 +407,7 @@ impl Session {
         match self.gw.hub.subscribe(&channel_id, self.id, sub).await {
             Ok(seq) => {
                 self.channels.insert(channel_id.clone());
+                self.alive();
                 self.reply(ServerFrame::Subscribed {
                     request_id,
                     channel_id: channel_id.clone(),
@@ -511,6 +531,13 @@ impl Session {
             ),
         };
         self.reply(frame).await;
+    }
+
+    /// Reports the session alive, in its current channels.
+    fn alive(&self) {
+        self.gw
+            .presence
+            .alive(&self.presence_id, self.channels.iter().cloned().collect());
     }
 
     /// Tells the client to move the channels the ring now gives to another node.

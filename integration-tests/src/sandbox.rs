@@ -42,6 +42,9 @@ pub struct Sandbox {
     /// Gateway nodes' HTTP addresses; node `gw-<i>` is at index `i`.
     pub gateways: Vec<SocketAddr>,
     gateway_template: String,
+    presence_toml: String,
+    /// The presence instance group, shared by extra instances.
+    pub presence_group: String,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -79,6 +82,11 @@ pub struct Options {
     pub chat_limits: String,
     /// Blocked words for the chat service.
     pub blocked_words: Vec<String>,
+    /// Body of the gateways' `[presence]` table.
+    pub gateway_presence: String,
+    /// Body of the presence service's `[presence]` table; the sandbox adds
+    /// its own instance group.
+    pub presence: String,
 }
 
 impl Default for Options {
@@ -89,6 +97,9 @@ impl Default for Options {
             gateway_limits: "reorder_window = \"300ms\"\n".into(),
             chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\n".into(),
             blocked_words: Vec::new(),
+            // Long enough that tests of other features need not ping.
+            gateway_presence: "session_ttl = \"10m\"\nflush_interval = \"100ms\"\n".into(),
+            presence: String::new(),
         }
     }
 }
@@ -128,8 +139,13 @@ impl Sandbox {
 
         let l = listeners().await?;
         let presence = addrs(&l);
-        let config: chatmesh_presence::PresenceConfig =
-            parse("presence", &format!("{SERVER_TOML}{}", infra.redis_toml()))?;
+        let presence_group = format!("sandbox-{run}");
+        let presence_toml = format!(
+            "{SERVER_TOML}{}[presence]\ngroup = {presence_group:?}\n{}",
+            infra.redis_toml(),
+            options.presence
+        );
+        let config: chatmesh_presence::PresenceConfig = parse("presence", &presence_toml)?;
         tasks.push((
             "presence",
             tokio::spawn(chatmesh_presence::serve(config, l, shutdown.clone())),
@@ -171,14 +187,15 @@ impl Sandbox {
         ));
 
         let gateway_template = format!(
-            "probe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}",
+            "probe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}[presence]\n{}",
             infra.redis_toml(),
             chat.grpc,
             presence.grpc,
             storage.grpc,
             media.grpc,
             options.pin_mode,
-            options.gateway_limits
+            options.gateway_limits,
+            options.gateway_presence
         );
         let mut sandbox = Self {
             chat,
@@ -188,6 +205,8 @@ impl Sandbox {
             media,
             gateways: Vec::new(),
             gateway_template,
+            presence_toml,
+            presence_group,
             shutdown,
             tasks,
         };
@@ -226,6 +245,19 @@ impl Sandbox {
             )),
         ));
         Ok(addr)
+    }
+
+    /// Starts one more presence instance in the sandbox's group and returns
+    /// its addresses.
+    pub async fn add_presence_instance(&mut self) -> anyhow::Result<ServiceAddrs> {
+        let l = listeners().await?;
+        let addrs = addrs(&l);
+        let config: chatmesh_presence::PresenceConfig = parse("presence", &self.presence_toml)?;
+        self.tasks.push((
+            "presence",
+            tokio::spawn(chatmesh_presence::serve(config, l, self.shutdown.clone())),
+        ));
+        Ok(addrs)
     }
 
     /// Waits until every service reports SERVING and every gateway is ready.

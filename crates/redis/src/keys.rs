@@ -54,6 +54,65 @@ pub fn gateway_urls(cluster: &str) -> String {
     format!("cm:{{gateways:{cluster}}}:urls")
 }
 
+/// Pub/sub channel (not sharded) on which gateways publish heartbeat
+/// batches for the presence service.
+pub const HEARTBEAT: &str = "HEARTBEAT";
+
+/// Pub/sub channel of keyspace expiry events; each master publishes only
+/// the expiries of its own keys.
+pub const EXPIRED_EVENTS: &str = "__keyevent@0__:expired";
+
+/// Sharded pub/sub channel carrying a chat channel's join and leave events.
+pub fn presence_events(channel: &str) -> String {
+    format!("cm:{{{channel}}}:presence")
+}
+
+/// The chat channel ID named by a presence event channel, if it is one.
+pub fn channel_of_presence_events(name: &str) -> Option<&str> {
+    name.strip_prefix("cm:{")?.strip_suffix("}:presence")
+}
+
+/// A session's TTL key. It expires, and the gateway holding the session
+/// hears of it, when the session stops heartbeating.
+pub fn session(user: &str, session: &str) -> String {
+    format!("cm:user:{{{user}}}:session:{session}")
+}
+
+/// The user and session ID named by a session TTL key, if it is one.
+pub fn session_of_key(key: &str) -> Option<(&str, &str)> {
+    let (head, session) = key.rsplit_once(":session:")?;
+    let user = head.strip_prefix("cm:user:{")?.strip_suffix('}')?;
+    (!user.is_empty() && !session.is_empty()).then_some((user, session))
+}
+
+/// Hash of a user's live sessions: session ID to its record (channels and
+/// expiry).
+pub fn user_sessions(user: &str) -> String {
+    format!("cm:user:{{{user}}}:sessions")
+}
+
+/// A user's last heartbeat, in ms since the Unix epoch.
+pub fn last_seen(user: &str) -> String {
+    format!("cm:user:{{{user}}}:seen")
+}
+
+/// Sorted set of a channel's online users, scored by the expiry (ms) of
+/// their longest-lived session in the channel.
+pub fn online(channel: &str) -> String {
+    format!("cm:{{{channel}}}:online")
+}
+
+/// Hash of one user's sessions in a channel: session ID to expiry (ms).
+pub fn online_sessions(channel: &str, user: &str) -> String {
+    format!("cm:{{{channel}}}:online-sessions:{user}")
+}
+
+/// Sorted set of live presence service instances, scored by registration
+/// expiry (ms); they split heartbeat work between them.
+pub fn presence_instances(group: &str) -> String {
+    format!("cm:{{presence:{group}}}:instances")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +136,25 @@ mod tests {
             key_slot(gateway_urls("a").as_bytes())
         );
         assert_eq!(channel_of_fanout(&fanout(c)), Some(c));
+        for key in [presence_events(c), online(c), online_sessions(c, "u:1}x")] {
+            assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
+        }
+        assert_eq!(channel_of_presence_events(&presence_events(c)), Some(c));
+        assert_eq!(channel_of_presence_events(&fanout(c)), None);
         assert_eq!(channel_of_fanout("cm:{x}:seq"), None);
+    }
+
+    #[test]
+    fn a_users_keys_share_a_slot_and_session_keys_parse() {
+        for user in ["alice", "we:ird}user", "x:session:y"] {
+            let slot = key_slot(user_sessions(user).as_bytes());
+            for key in [session(user, "ab12"), last_seen(user), user_rate(user, 3)] {
+                assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
+            }
+            assert_eq!(session_of_key(&session(user, "ab12")), Some((user, "ab12")));
+        }
+        assert_eq!(session_of_key("cm:{room}:seq"), None);
+        assert_eq!(session_of_key("cm:user:{}:session:x"), None);
+        assert_eq!(session_of_key("cm:user:{u}:session:"), None);
     }
 }

@@ -1,6 +1,9 @@
 //! Redis Cluster access shared by the gateway, chat and presence services.
 
 pub mod keys;
+mod subscriber;
+
+pub use subscriber::{Scope, Subscriber, SubscriberProbe};
 
 use std::sync::Arc;
 
@@ -18,6 +21,9 @@ use tokio::sync::OnceCell;
 pub struct Cluster {
     client: ClusterClient,
     conn: Arc<OnceCell<ClusterConnection>>,
+    /// The first seed node's URL, the template for per-node URLs.
+    seed: String,
+    connect_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -36,6 +42,8 @@ impl Cluster {
         Ok(Self {
             client,
             conn: Arc::new(OnceCell::new()),
+            seed: config.nodes.first().cloned().unwrap_or_default(),
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -50,6 +58,17 @@ impl Cluster {
     /// The underlying client, for dedicated connections such as pub/sub.
     pub fn client(&self) -> &ClusterClient {
         &self.client
+    }
+
+    /// A URL for the node at `addr` (`host:port`), with the seed's scheme
+    /// and credentials.
+    pub fn node_url(&self, addr: &str) -> String {
+        node_url(&self.seed, addr)
+    }
+
+    /// The configured connect timeout.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
     }
 }
 
@@ -106,6 +125,15 @@ pub async fn masters(conn: &mut ClusterConnection) -> Result<Vec<Master>, RedisE
     }
     masters.sort_by(|a, b| a.addr.cmp(&b.addr));
     Ok(masters)
+}
+
+fn node_url(seed: &str, addr: &str) -> String {
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    match authority.rsplit_once('@') {
+        Some((credentials, _)) => format!("{scheme}://{credentials}@{addr}"),
+        None => format!("{scheme}://{addr}"),
+    }
 }
 
 /// The cluster hash slot of `key`, honouring `{hash tags}`.
@@ -176,6 +204,19 @@ impl Probe for RedisProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_urls_keep_scheme_and_credentials() {
+        assert_eq!(
+            node_url("redis://127.0.0.1:7000", "10.0.0.2:7001"),
+            "redis://10.0.0.2:7001"
+        );
+        assert_eq!(
+            node_url("rediss://user:pw@seed:6379/0", "10.0.0.2:7001"),
+            "rediss://user:pw@10.0.0.2:7001"
+        );
+        assert_eq!(node_url("seed:6379", "h:1"), "redis://h:1");
+    }
 
     #[test]
     fn slots_match_redis() {

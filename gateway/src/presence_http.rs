@@ -1,0 +1,167 @@
+//! HTTP routes for presence: who is online, per user and per channel.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_proto::chat::v1 as chat;
+use chatmesh_proto::presence::v1 as pb;
+use chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Gateway;
+use crate::http::{authenticate, bearer, error};
+
+/// Most users one presence request may name.
+const MAX_USERS: usize = 100;
+
+pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/v1/presence", get(presence))
+        .route("/v1/channels/{channel}/online", get(online))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceQuery {
+    /// Comma-separated user IDs.
+    user_ids: String,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn unavailable(status: &tonic::Status) -> Response {
+    match status.code() {
+        tonic::Code::InvalidArgument => {
+            error(StatusCode::BAD_REQUEST, "invalid_request", status.message())
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("presence is unavailable: {}", status.message()),
+        ),
+    }
+}
+
+/// `GET /v1/presence?user_ids=a,b`: online status and last-seen time.
+async fn presence(
+    State(gw): State<Arc<Gateway>>,
+    query: Result<Query<PresenceQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+    };
+    if let Err(response) = authenticate(&gw, q.token.as_deref().or_else(|| bearer(&headers))) {
+        return *response;
+    }
+    let users: Vec<String> = q
+        .user_ids
+        .split(',')
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if users.is_empty() || users.len() > MAX_USERS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("name between 1 and {MAX_USERS} user_ids"),
+        );
+    }
+    if let Some(err) = users.iter().find_map(|u| UserId::new(u.as_str()).err()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_user", err.to_string());
+    }
+    let mut client = PresenceServiceClient::new(gw.presence_api.clone());
+    match client
+        .get_presence(pb::GetPresenceRequest { user_ids: users })
+        .await
+    {
+        Ok(r) => {
+            let users: Vec<_> = r
+                .into_inner()
+                .users
+                .into_iter()
+                .map(|u| {
+                    json!({
+                        "user_id": u.user_id,
+                        "online": u.online,
+                        "last_seen_ms": (u.last_seen_ms > 0).then_some(u.last_seen_ms),
+                    })
+                })
+                .collect();
+            Json(json!({ "users": users })).into_response()
+        }
+        Err(status) => unavailable(&status),
+    }
+}
+
+/// `GET /v1/channels/{id}/online`: the channel's online users, for members.
+async fn online(
+    State(gw): State<Arc<Gateway>>,
+    Path(channel): Path<String>,
+    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+    };
+    let user = match authenticate(&gw, q.token.as_deref().or_else(|| bearer(&headers))) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    if let Err(err) = ChannelId::new(channel.as_str()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+    }
+    let mut chat = gw.chat.clone();
+    match chat
+        .check_membership(chat::CheckMembershipRequest {
+            channel_id: channel.clone(),
+            user_id: user.as_str().to_owned(),
+        })
+        .await
+    {
+        Ok(r) if r.get_ref().member => {}
+        Ok(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "not_member",
+                "only channel members see who is online",
+            );
+        }
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            return error(StatusCode::NOT_FOUND, "unknown_channel", status.message());
+        }
+        Err(status) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                status.message(),
+            );
+        }
+    }
+    let mut client = PresenceServiceClient::new(gw.presence_api.clone());
+    match client
+        .list_online(pb::ListOnlineRequest {
+            channel_id: channel.clone(),
+        })
+        .await
+    {
+        Ok(r) => Json(json!({ "channel_id": channel, "user_ids": r.into_inner().user_ids }))
+            .into_response(),
+        Err(status) => unavailable(&status),
+    }
+}
