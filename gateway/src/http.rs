@@ -23,14 +23,15 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
     let mut router = axum::Router::new()
         .route("/v1/ws", get(upgrade))
         .route("/v1/route/{channel}", get(route))
-        .route("/v1/channels/{channel}/messages", get(history));
+        .route("/v1/channels/{channel}/messages", get(history))
+        .merge(crate::media_http::routes());
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }
     router.with_state(gw)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "error": { "code": code, "message": message.into() } })),
@@ -39,7 +40,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 }
 
 /// The user behind `token`, or the 401 answer to send.
-fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, Box<Response>> {
+pub(crate) fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, Box<Response>> {
     token
         .ok_or(AuthError::Missing)
         .and_then(|t| gw.auth.verify(t))
@@ -53,7 +54,7 @@ fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, Box<Respons
         })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()

@@ -6,6 +6,7 @@ pub mod auth;
 mod config;
 mod http;
 pub mod hub;
+mod media_http;
 pub mod membership;
 pub mod protocol;
 mod recovery;
@@ -37,6 +38,7 @@ pub struct Gateway {
     redis: chatmesh_redis::Cluster,
     chat: ChatServiceClient<tonic::transport::Channel>,
     storage: tonic::transport::Channel,
+    media: tonic::transport::Channel,
     routes: watch::Receiver<Arc<membership::Routes>>,
     connections: AtomicUsize,
     next_session: AtomicU64,
@@ -150,6 +152,9 @@ pub async fn serve(
         redis,
         chat: ChatServiceClient::new(chat_channel),
         storage: tonic::transport::Endpoint::from_shared(config.services.storage.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy(),
+        media: tonic::transport::Endpoint::from_shared(config.services.media.clone())?
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy(),
         routes: routes_rx,
