@@ -79,6 +79,11 @@ pub struct Options {
     pub chat_limits: String,
     /// Blocked words for the chat service.
     pub blocked_words: Vec<String>,
+    /// Body of the media service's `[limits]` table.
+    pub media_limits: String,
+    /// Body of the media service's `[store]` table; `None` uses the
+    /// infrastructure's S3 bucket.
+    pub media_store: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +94,8 @@ impl Default for Options {
             gateway_limits: "reorder_window = \"300ms\"\n".into(),
             chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\n".into(),
             blocked_words: Vec::new(),
+            media_limits: String::new(),
+            media_store: None,
         }
     }
 }
@@ -153,16 +160,21 @@ impl Sandbox {
 
         let l = listeners().await?;
         let media = addrs(&l);
-        let config: chatmesh_media::MediaConfig = parse(
-            "media",
-            &format!(
-                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\nkind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
-                infra.directory_url,
+        let media_store = options.media_store.clone().unwrap_or_else(|| {
+            format!(
+                "kind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
                 infra.s3_endpoint,
                 infra.s3_region,
                 infra.s3_bucket,
                 infra.s3_access_key,
                 infra.s3_secret_key
+            )
+        });
+        let config: chatmesh_media::MediaConfig = parse(
+            "media",
+            &format!(
+                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\n{media_store}[limits]\n{}",
+                infra.directory_url, options.media_limits
             ),
         )?;
         tasks.push((
