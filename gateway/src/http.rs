@@ -24,7 +24,8 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/ws", get(upgrade))
         .route("/v1/route/{channel}", get(route))
         .route("/v1/channels/{channel}/messages", get(history))
-        .merge(crate::presence_http::routes());
+        .merge(crate::presence_http::routes())
+        .merge(crate::media_http::routes());
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }

@@ -6,6 +6,7 @@ pub mod auth;
 mod config;
 mod http;
 pub mod hub;
+mod media_http;
 pub mod membership;
 mod presence;
 mod presence_http;
@@ -42,6 +43,7 @@ pub struct Gateway {
     storage: tonic::transport::Channel,
     presence_api: tonic::transport::Channel,
     presence: presence::Presence,
+    media: tonic::transport::Channel,
     routes: watch::Receiver<Arc<membership::Routes>>,
     connections: AtomicUsize,
     next_session: AtomicU64,
@@ -168,6 +170,9 @@ pub async fn serve(
             .connect_timeout(std::time::Duration::from_secs(2))
             .connect_lazy(),
         presence,
+        media: tonic::transport::Endpoint::from_shared(config.services.media.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy(),
         routes: routes_rx,
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),

@@ -87,6 +87,11 @@ pub struct Options {
     /// Body of the presence service's `[presence]` table; the sandbox adds
     /// its own instance group.
     pub presence: String,
+    /// Body of the media service's `[limits]` table.
+    pub media_limits: String,
+    /// Body of the media service's `[store]` table; `None` uses the
+    /// infrastructure's S3 bucket.
+    pub media_store: Option<String>,
 }
 
 impl Default for Options {
@@ -100,6 +105,8 @@ impl Default for Options {
             // Long enough that tests of other features need not ping.
             gateway_presence: "session_ttl = \"10m\"\nflush_interval = \"100ms\"\n".into(),
             presence: String::new(),
+            media_limits: String::new(),
+            media_store: None,
         }
     }
 }
@@ -169,16 +176,21 @@ impl Sandbox {
 
         let l = listeners().await?;
         let media = addrs(&l);
-        let config: chatmesh_media::MediaConfig = parse(
-            "media",
-            &format!(
-                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\nkind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
-                infra.directory_url,
+        let media_store = options.media_store.clone().unwrap_or_else(|| {
+            format!(
+                "kind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
                 infra.s3_endpoint,
                 infra.s3_region,
                 infra.s3_bucket,
                 infra.s3_access_key,
                 infra.s3_secret_key
+            )
+        });
+        let config: chatmesh_media::MediaConfig = parse(
+            "media",
+            &format!(
+                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\n{media_store}[limits]\n{}",
+                infra.directory_url, options.media_limits
             ),
         )?;
         tasks.push((

@@ -1,0 +1,141 @@
+//! Media metadata and channel membership in the directory database.
+
+use chatmesh_db::directory::{channels, media, memberships};
+use chatmesh_db::{DbError, Pool};
+use chatmesh_ids::{ChannelId, UserId};
+use chrono::{DateTime, Utc};
+use diesel::{
+    ExpressionMethods as _, Insertable, OptionalExtension as _, QueryDsl as _, Queryable,
+    Selectable, SelectableHelper as _,
+};
+use diesel_async::RunQueryDsl as _;
+
+use crate::store::ObjectKey;
+use crate::{Media, MediaError, MediaId, MediaState};
+
+/// The `media` table and the membership checks around it.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: Pool,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = media)]
+struct MediaRow {
+    media_id: String,
+    channel_id: String,
+    uploader_id: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    object_key: String,
+    state: i16,
+    created_at: DateTime<Utc>,
+}
+
+impl MediaRow {
+    fn from_media(m: &Media) -> Self {
+        Self {
+            media_id: m.id.to_string(),
+            channel_id: m.channel.to_string(),
+            uploader_id: m.uploader.to_string(),
+            filename: m.filename.clone(),
+            content_type: m.content_type.clone(),
+            size: i64::try_from(m.size).unwrap_or(i64::MAX),
+            object_key: m.key.to_string(),
+            state: m.state.to_db(),
+            created_at: m.created_at,
+        }
+    }
+
+    fn into_media(self) -> Result<Media, MediaError> {
+        // Rows were validated on the way in; a failure here means the table
+        // was edited by hand.
+        let corrupt = |what: &str| {
+            MediaError::Database(DbError::Migration(format!(
+                "stored media row {} has an invalid {what}",
+                self.media_id
+            )))
+        };
+        Ok(Media {
+            id: MediaId::new(&self.media_id).map_err(|_| corrupt("media_id"))?,
+            channel: ChannelId::new(self.channel_id.as_str()).map_err(|_| corrupt("channel_id"))?,
+            uploader: UserId::new(self.uploader_id.as_str()).map_err(|_| corrupt("uploader_id"))?,
+            key: ObjectKey::parse(&self.object_key).ok_or_else(|| corrupt("object_key"))?,
+            size: u64::try_from(self.size).map_err(|_| corrupt("size"))?,
+            state: MediaState::from_db(self.state),
+            filename: self.filename,
+            content_type: self.content_type,
+            created_at: self.created_at,
+        })
+    }
+}
+
+impl Catalog {
+    /// A catalog over the directory database.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Fails unless `channel` exists and `user` belongs to it.
+    pub async fn check_member(&self, channel: &ChannelId, user: &UserId) -> Result<(), MediaError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let member: Option<bool> = channels::table
+            .find(channel.as_str())
+            .select(diesel::dsl::exists(
+                memberships::table
+                    .filter(memberships::channel_id.eq(channel.as_str()))
+                    .filter(memberships::user_id.eq(user.as_str())),
+            ))
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(DbError::from)?;
+        match member {
+            None => Err(MediaError::ChannelNotFound),
+            Some(false) => Err(MediaError::NotMember),
+            Some(true) => Ok(()),
+        }
+    }
+
+    /// Records a new upload.
+    pub async fn insert(&self, m: &Media) -> Result<(), MediaError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        diesel::insert_into(media::table)
+            .values(MediaRow::from_media(m))
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    /// The media with `id`.
+    pub async fn get(&self, id: &MediaId) -> Result<Media, MediaError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let row: Option<MediaRow> = media::table
+            .find(id.as_str())
+            .select(MediaRow::as_select())
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(DbError::from)?;
+        row.ok_or(MediaError::MediaNotFound)?.into_media()
+    }
+
+    /// Marks `id` ready and returns it. Marking a ready media again changes
+    /// nothing, so a retried completion succeeds.
+    pub async fn mark_ready(&self, id: &MediaId) -> Result<Media, MediaError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        diesel::update(media::table.find(id.as_str()))
+            .filter(media::state.ne(MediaState::Ready.to_db()))
+            .set((
+                media::state.eq(MediaState::Ready.to_db()),
+                media::completed_at.eq(Some(Utc::now())),
+            ))
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        drop(conn);
+        self.get(id).await
+    }
+}
