@@ -43,7 +43,8 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: message-path load benchmark in release mode (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS)
+## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), then presence (BENCH_SESSIONS, BENCH_PING_MS)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p chatmesh-bench
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench
+	$(CARGO) run --release -p chatmesh-bench --bin presence

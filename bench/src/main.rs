@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use chatmesh_bench::{SECRET, free_port, param, percentile, rss_kib, token};
 use chatmesh_integration_tests::fixtures::create_channel;
 use chatmesh_integration_tests::sandbox::{Options, channel};
 use chatmesh_integration_tests::{Infra, Sandbox, wait};
@@ -24,43 +25,6 @@ use chatmesh_proto::common::v1::ModerationPolicy;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-const SECRET: &str = "bench-secret-0123456789abcdef";
-
-fn param(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({ "sub": user, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
 
 struct GatewayProcess {
     child: tokio::process::Child,
@@ -100,14 +64,6 @@ async fn start_gateway(
     })
     .await?;
     Ok(GatewayProcess { child, addr })
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 #[tokio::main]

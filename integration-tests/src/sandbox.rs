@@ -43,6 +43,7 @@ pub struct Sandbox {
     pub gateways: Vec<SocketAddr>,
     gateway_template: String,
     presence_toml: String,
+    presence_instance: bool,
     /// The presence instance group, shared by extra instances.
     pub presence_group: String,
     shutdown: CancellationToken,
@@ -87,6 +88,9 @@ pub struct Options {
     /// Body of the presence service's `[presence]` table; the sandbox adds
     /// its own instance group.
     pub presence: String,
+    /// Run a presence instance in the sandbox. Without one, `presence`
+    /// addresses answer nothing and the caller runs its own.
+    pub presence_instance: bool,
     /// Body of the media service's `[limits]` table.
     pub media_limits: String,
     /// Body of the media service's `[store]` table; `None` uses the
@@ -105,6 +109,7 @@ impl Default for Options {
             // Long enough that tests of other features need not ping.
             gateway_presence: "session_ttl = \"10m\"\nflush_interval = \"100ms\"\n".into(),
             presence: String::new(),
+            presence_instance: true,
             media_limits: String::new(),
             media_store: None,
         }
@@ -153,10 +158,12 @@ impl Sandbox {
             options.presence
         );
         let config: chatmesh_presence::PresenceConfig = parse("presence", &presence_toml)?;
-        tasks.push((
-            "presence",
-            tokio::spawn(chatmesh_presence::serve(config, l, shutdown.clone())),
-        ));
+        if options.presence_instance {
+            tasks.push((
+                "presence",
+                tokio::spawn(chatmesh_presence::serve(config, l, shutdown.clone())),
+            ));
+        }
 
         let l = listeners().await?;
         let storage = addrs(&l);
@@ -218,6 +225,7 @@ impl Sandbox {
             gateways: Vec::new(),
             gateway_template,
             presence_toml,
+            presence_instance: options.presence_instance,
             presence_group,
             shutdown,
             tasks,
@@ -275,6 +283,9 @@ impl Sandbox {
     /// Waits until every service reports SERVING and every gateway is ready.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         for (name, addrs) in self.services() {
+            if name == "presence" && !self.presence_instance {
+                continue;
+            }
             if let Err(err) = wait::until(&format!("{name} SERVING"), timeout, || {
                 health(addrs.grpc, "")
             })
