@@ -114,6 +114,16 @@ impl StorageProcess {
     }
 }
 
+impl Drop for StorageProcess {
+    fn drop(&mut self) {
+        // The child is killed on drop; its files go unless a test panics
+        // and someone may want to read them.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 fn log_path(dir: &Path, start: u32) -> PathBuf {
     dir.join(format!("storage-{start}.log"))
 }
