@@ -43,7 +43,8 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: message-path load benchmark in release mode (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS)
+## bench: message-path load benchmark in release mode (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), then the storage benchmark (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-storage
