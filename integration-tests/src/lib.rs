@@ -5,7 +5,9 @@
 pub mod client;
 pub mod fixtures;
 pub mod infra;
+pub mod messages;
 pub mod sandbox;
+pub mod storage_process;
 pub mod wait;
 
 pub use infra::Infra;

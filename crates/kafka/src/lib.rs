@@ -8,7 +8,7 @@ use std::time::Duration;
 use chatmesh_config::KafkaConfig;
 use chatmesh_server::{Probe, ProbeFuture};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer as _};
 
@@ -56,6 +56,13 @@ pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kaf
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000");
     with_overrides(client, config).create()
+}
+
+/// A consumer that never joins a group, for offset and watermark queries.
+/// It keeps its own broker connections, so its requests never wait behind a
+/// group consumer's fetch long-poll.
+pub fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    with_overrides(base(config), config).create()
 }
 
 /// Checks that the broker answers and the topic exists, through a plain

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chatmesh_config::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::probe::{Probe, Readiness, watch_dependencies};
 
@@ -112,7 +112,9 @@ pub async fn serve_grpc(
     let server = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.grpc),
+            // Without TCP_NODELAY a small response waits for the client's
+            // delayed ACK (about 40 ms) whenever it goes out in two writes.
+            TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     let grace = config.shutdown_grace;

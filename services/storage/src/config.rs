@@ -29,6 +29,13 @@ pub struct StorageConfig {
     /// Largest history page a client may ask for.
     #[serde(default = "default_max_page")]
     pub max_page: u32,
+    /// How often the consumer lag is measured at the broker.
+    #[serde(default = "default_lag_interval", with = "humantime_serde")]
+    pub lag_interval: Duration,
+}
+
+fn default_lag_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_max_page() -> u32 {
@@ -76,6 +83,9 @@ impl Validate for StorageConfig {
             .map_err(|e| e.within("directory"))?;
         if self.batch.batch_size == 0 {
             return Err(Invalid::new("batch.batch_size", "must be at least 1"));
+        }
+        if self.lag_interval.is_zero() {
+            return Err(Invalid::new("lag_interval", "must be greater than zero"));
         }
         if self.max_page == 0 {
             return Err(Invalid::new("max_page", "must be at least 1"));

@@ -4,6 +4,7 @@
 //! and the inserts skip what is already stored: no loss, no duplicates.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatmesh_db::ShardMap;
@@ -22,7 +23,7 @@ use crate::writer;
 
 /// Consumes until `shutdown`, finishing and committing the batch in hand.
 pub(crate) async fn run(
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     topic: String,
     shards: ShardMap,
     config: BatchConfig,

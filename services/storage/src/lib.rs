@@ -5,6 +5,7 @@ mod config;
 mod consumer;
 mod grpc;
 mod history;
+mod lag;
 mod rows;
 mod schema;
 mod writer;
@@ -53,8 +54,19 @@ pub async fn serve(
             shutdown.clone(),
         )));
     }
-    let consumer = chatmesh_kafka::consumer(&config.kafka, &config.consumer_group)
-        .context("kafka consumer")?;
+    let consumer = Arc::new(
+        chatmesh_kafka::consumer(&config.kafka, &config.consumer_group)
+            .context("kafka consumer")?,
+    );
+    let watermarks =
+        chatmesh_kafka::offsets_client(&config.kafka).context("kafka offsets client")?;
+    let measuring = tokio::spawn(lag::run(
+        consumer.clone(),
+        watermarks,
+        config.kafka.topic.clone(),
+        config.lag_interval,
+        shutdown.clone(),
+    ));
     let consuming = tokio::spawn(consumer::run(
         consumer,
         config.kafka.topic.clone(),
@@ -78,5 +90,6 @@ pub async fn serve(
     .await;
     // The consumer finishes and commits the batch in hand before exiting.
     consuming.await.context("storage consumer panicked")??;
+    measuring.await.context("consumer lag task panicked")?;
     served
 }

@@ -1,0 +1,196 @@
+//! The storage service as a process of its own, built from the workspace's
+//! binary, so a test can SIGKILL it the way a crashed node dies and start it
+//! again on the same configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::process::{Child, Command};
+
+use crate::Infra;
+
+/// How long a start may take before the process reports its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running storage process.
+#[derive(Debug)]
+pub struct StorageProcess {
+    binary: PathBuf,
+    dir: PathBuf,
+    child: Child,
+    starts: u32,
+    /// gRPC address of the current process.
+    pub grpc: SocketAddr,
+    /// Admin (`/metrics`, `/readyz`) address of the current process.
+    pub admin: SocketAddr,
+}
+
+/// The directory holding the workspace's binaries: next to a test's `deps`
+/// directory, or the directory of a binary such as the bench.
+pub fn binary_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("executable has no directory")?;
+    Ok(if dir.ends_with("deps") {
+        dir.parent().context("deps has no parent")?.to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// Storage configuration consuming `topic` in `group` into the shards of
+/// `infra`, with `extra` TOML appended (top-level fields go before any
+/// table, so `extra` holds tables only). Logs are JSON so the process's
+/// addresses can be read back; ports are ephemeral.
+pub fn config(infra: &Infra, topic: &str, group: &str, lag_interval: &str, extra: &str) -> String {
+    format!(
+        "consumer_group = {group:?}\nlag_interval = {lag_interval:?}\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n[telemetry]\nlog = \"info\"\njson = true\n{}[directory]\nurl = {:?}\n{}{extra}",
+        infra.kafka_toml_for(topic),
+        infra.directory_url,
+        Infra::shards_toml(&infra.shard_urls, 256)
+    )
+}
+
+impl StorageProcess {
+    /// Writes `config` to a fresh directory and starts the process on it.
+    pub async fn start(config: &str) -> anyhow::Result<Self> {
+        let binary = binary_dir()?.join("chatmesh-storage");
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "chatmesh-storage-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("storage.toml"), config)?;
+        let (child, grpc, admin) = spawn(&binary, &dir, 0).await?;
+        Ok(Self {
+            binary,
+            dir,
+            child,
+            starts: 1,
+            grpc,
+            admin,
+        })
+    }
+
+    /// Kills the process with SIGKILL: no shutdown path runs, the batch in
+    /// hand is lost mid-write and its offsets are not committed.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// Starts the process again after [`Self::kill`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let (child, grpc, admin) = spawn(&self.binary, &self.dir, self.starts).await?;
+        self.starts += 1;
+        (self.child, self.grpc, self.admin) = (child, grpc, admin);
+        Ok(())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The current process's Prometheus metrics.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("http://{}/metrics", self.admin))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
+    /// The log of the current process, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.dir, self.starts - 1)).unwrap_or_default()
+    }
+}
+
+impl Drop for StorageProcess {
+    fn drop(&mut self) {
+        // The child is killed on drop; its files go unless a test panics
+        // and someone may want to read them.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn log_path(dir: &Path, start: u32) -> PathBuf {
+    dir.join(format!("storage-{start}.log"))
+}
+
+/// Starts the binary with its log in the directory and waits for the
+/// `serving` line that names its bound addresses.
+async fn spawn(
+    binary: &Path,
+    dir: &Path,
+    start: u32,
+) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
+    let log = log_path(dir, start);
+    let file = std::fs::File::create(&log)?;
+    let mut child = Command::new(binary)
+        .env("CHATMESH_CONFIG", dir.join("storage.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addrs) = text.lines().find_map(serving) {
+            return Ok((child, addrs.0, addrs.1));
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("storage exited with {status} on start:\n{text}");
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "storage did not start within {START_TIMEOUT:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The gRPC and admin addresses of a JSON `serving` log line.
+fn serving(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &v["fields"];
+    if fields["message"] != "serving" {
+        return None;
+    }
+    Some((
+        fields["grpc_addr"].as_str()?.parse().ok()?,
+        fields["admin_addr"].as_str()?.parse().ok()?,
+    ))
+}
+
+/// Values of the samples of metric `name` in Prometheus text, with their
+/// label sets as written (`{partition="3"}`, or empty).
+pub fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => {
+                    let (labels, value) = r.split_once('}')?;
+                    (format!("{{{labels}}}"), value)
+                }
+                None if rest.starts_with(' ') => (String::new(), rest),
+                None => return None,
+            };
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
