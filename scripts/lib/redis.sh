@@ -75,6 +75,9 @@ cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout 5000
 notify-keyspace-events Ex
+# Expired keys are found by an incremental scan that runs hz times a second;
+# a higher hz makes expiry events (which end silent sessions) more timely.
+hz 100
 appendonly no
 save ""
 EOF

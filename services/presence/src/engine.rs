@@ -24,8 +24,6 @@ use crate::scripts::{
 /// Allowance for clock differences between the hosts that write expiry
 /// times, before a record counts as stale.
 const STALE_GRACE_MS: u64 = 2_000;
-/// How long a user's last-seen time is kept.
-const LAST_SEEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A channel no heartbeat named for this long drops off the sweep list.
 const SWEEP_FORGET: Duration = Duration::from_secs(600);
 
@@ -226,7 +224,6 @@ impl Engine {
             .arg(ttl_ms * 4)
             .arg(node)
             .arg(now.saturating_sub(STALE_GRACE_MS))
-            .arg(LAST_SEEN_TTL.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
         let mut reply = reply.into_iter();
@@ -282,7 +279,6 @@ impl Engine {
             .key(keys::last_seen(user))
             .arg(session)
             .arg(at_ms)
-            .arg(LAST_SEEN_TTL.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
         let mut channels: Vec<String> = previous

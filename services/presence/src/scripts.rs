@@ -48,8 +48,11 @@ impl SessionRecord {
 ///
 /// KEYS: session TTL key, the user's session hash, the user's last-seen key.
 /// ARGV: session ID, encoded record, TTL (ms), heartbeat time (ms), the hash's
-/// TTL (ms), gateway node, now (ms) minus the grace for stale records,
-/// last-seen TTL (ms).
+/// TTL (ms), gateway node, now (ms) minus the grace for stale records.
+///
+/// The last-seen key has no TTL: it is one small key per user, and keeping
+/// it out of the volatile set keeps Redis' expiry scan, and so the expiry
+/// events of session keys, quick.
 ///
 /// Returns the session's previous record (or false), followed by session
 /// ID and record pairs of the user's other sessions that expired without
@@ -63,7 +66,7 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local seen = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[4]) > seen then
-  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[8])
+  redis.call('SET', KEYS[3], ARGV[4])
 end
 local out = { previous }
 local cutoff = tonumber(ARGV[7])
@@ -84,7 +87,7 @@ return out
 /// Ends a session: drops its TTL key and its record.
 ///
 /// KEYS: session TTL key, the user's session hash, the user's last-seen key.
-/// ARGV: session ID, end time (ms; 0 leaves last-seen alone), last-seen TTL.
+/// ARGV: session ID, end time (ms; 0 leaves last-seen alone).
 ///
 /// Returns the removed record, or false if it was already gone.
 pub(crate) static END_SESSION: LazyLock<Script> = LazyLock::new(|| {
@@ -95,7 +98,7 @@ local previous = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 local at = tonumber(ARGV[2])
 if at > 0 and at > tonumber(redis.call('GET', KEYS[3]) or '0') then
-  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', KEYS[3], ARGV[2])
 end
 return previous
 ",
