@@ -96,6 +96,19 @@ impl Infra {
         format!("[redis]\nnodes = {:?}\n", self.redis_nodes)
     }
 
+    /// A client of the Redis Cluster, for a test's own commands.
+    pub fn redis(&self) -> anyhow::Result<chatmesh_redis::Cluster> {
+        let config: chatmesh_config::RedisConfig =
+            toml::from_str(&format!("nodes = {:?}", self.redis_nodes))?;
+        Ok(chatmesh_redis::Cluster::new(&config)?)
+    }
+
+    /// The cluster's masters and their slots, as the cluster reports them now.
+    pub async fn redis_masters(&self) -> anyhow::Result<Vec<chatmesh_redis::Master>> {
+        let mut conn = self.redis()?.conn().await?;
+        Ok(chatmesh_redis::masters(&mut conn).await?)
+    }
+
     /// TOML for a `[kafka]` section on the shared message topic.
     pub fn kafka_toml(&self) -> String {
         self.kafka_toml_for(&self.kafka_topic)

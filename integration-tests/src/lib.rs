@@ -12,3 +12,12 @@ pub mod wait;
 
 pub use infra::Infra;
 pub use sandbox::Sandbox;
+
+/// Sends the services' logs to the test output, filtered by `RUST_LOG`
+/// (default `warn`). Safe to call from every test.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}

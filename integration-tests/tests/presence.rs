@@ -12,7 +12,7 @@ use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use chatmesh_proto::presence::v1 as pb;
 use chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use chatmesh_redis::{Cluster, key_slot, keys, masters};
+use chatmesh_redis::{key_slot, keys};
 use serde_json::{Value, json};
 
 const TTL: Duration = Duration::from_secs(2);
@@ -58,13 +58,6 @@ async fn presence_event(client: &mut Client) -> anyhow::Result<(String, String)>
     ))
 }
 
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-}
-
 fn short_ttl(sweep: &str) -> Options {
     Options {
         gateway_presence: format!(
@@ -80,12 +73,9 @@ fn short_ttl(sweep: &str) -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_client_is_closed_by_its_keys_master_and_shown_offline() -> anyhow::Result<()> {
-    logs();
+    chatmesh_integration_tests::logs();
     let infra = Infra::load()?;
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut conn = Cluster::new(&config)?.conn().await?;
-    let masters = masters(&mut conn).await?;
+    let masters = infra.redis_masters().await?;
     assert_eq!(masters.len(), 3);
 
     // One user whose session keys live on each master.
@@ -189,7 +179,7 @@ async fn a_silent_client_is_closed_by_its_keys_master_and_shown_offline() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pinging_client_stays_connected_across_several_ttls() -> anyhow::Result<()> {
-    logs();
+    chatmesh_integration_tests::logs();
     let sb = Sandbox::start_ready(short_ttl("500ms")).await?;
     let gw = sb.gateways[0];
     let room = channel_id("alive");

@@ -11,7 +11,7 @@ use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use chatmesh_proto::presence::v1 as pb;
 use chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use chatmesh_redis::{Cluster, keys};
+use chatmesh_redis::keys;
 use serde_json::json;
 
 const SESSIONS: usize = 60;
@@ -53,9 +53,7 @@ async fn three_instances_share_heartbeats_without_doubling_work() -> anyhow::Res
         )
         .await?;
     }
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut redis = Cluster::new(&config)?.conn().await?;
+    let mut redis = infra.redis()?.conn().await?;
     let registered: usize = redis::cmd("ZCARD")
         .arg(keys::presence_instances(&sb.presence_group))
         .query_async(&mut redis)

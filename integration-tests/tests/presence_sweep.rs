@@ -12,7 +12,6 @@ use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use chatmesh_proto::presence::v1 as pb;
 use chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use chatmesh_redis::{Cluster, masters};
 use serde_json::{Value, json};
 
 const TTL: Duration = Duration::from_secs(3);
@@ -83,15 +82,10 @@ async fn ping(client: &mut Client) -> anyhow::Result<Vec<(String, String)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ghost_is_closed_by_the_sweep_when_expiry_events_are_lost() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    chatmesh_integration_tests::logs();
     let infra = Infra::load()?;
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut conn = Cluster::new(&config)?.conn().await?;
-    let addrs: Vec<String> = masters(&mut conn)
+    let addrs: Vec<String> = infra
+        .redis_masters()
         .await?
         .into_iter()
         .map(|m| m.addr)

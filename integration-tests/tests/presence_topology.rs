@@ -13,7 +13,7 @@ use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::Options;
 use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
-use chatmesh_redis::{Cluster, key_slot, keys, masters};
+use chatmesh_redis::{key_slot, keys};
 use serde_json::json;
 
 const TTL: Duration = Duration::from_secs(2);
@@ -225,15 +225,9 @@ async fn expiry_subscribers(addr: &str) -> anyhow::Result<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_that_joins_later_delivers_expiry_events() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    chatmesh_integration_tests::logs();
     let infra = Infra::load()?;
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut conn = Cluster::new(&config)?.conn().await?;
-    let originals = masters(&mut conn).await?;
+    let originals = infra.redis_masters().await?;
     assert_eq!(originals.len(), 3, "expected the 3-master local cluster");
     let addrs: Vec<String> = originals.iter().map(|m| m.addr.clone()).collect();
 
@@ -325,9 +319,8 @@ async fn a_master_that_joins_later_delivers_expiry_events() -> anyhow::Result<()
     );
     let result = sb.stop().await;
     drop(extra);
-    let mut conn = Cluster::new(&config)?.conn().await?;
     assert_eq!(
-        masters(&mut conn).await?.len(),
+        infra.redis_masters().await?.len(),
         3,
         "the cluster is back to three masters"
     );

@@ -12,10 +12,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    chatmesh_integration_tests::logs();
     let sb = Sandbox::start_ready(Options {
         chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\nrecent_history = 20\n"
             .into(),

@@ -2,16 +2,13 @@
 //! each holding keys, with keyspace expiry events on.
 
 use chatmesh_integration_tests::Infra;
-use chatmesh_redis::{Cluster, key_slot, masters};
+use chatmesh_redis::key_slot;
 
 #[tokio::test]
 async fn keys_live_on_every_master() -> anyhow::Result<()> {
     let infra = Infra::load()?;
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let cluster = Cluster::new(&config)?;
-    let mut conn = cluster.conn().await?;
-    let masters = masters(&mut conn).await?;
+    let mut conn = infra.redis()?.conn().await?;
+    let masters = infra.redis_masters().await?;
     assert_eq!(masters.len(), 3, "expected 3 masters, got {masters:?}");
 
     let run = uuid::Uuid::new_v4();

@@ -11,20 +11,14 @@ use chatmesh_integration_tests::fixtures::create_channel;
 use chatmesh_integration_tests::sandbox::Options;
 use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
-use chatmesh_redis::{Cluster, key_slot, keys, masters};
+use chatmesh_redis::{key_slot, keys};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delivery_resumes_after_pubsub_connections_are_killed() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    chatmesh_integration_tests::logs();
     let infra = Infra::load()?;
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut conn = Cluster::new(&config)?.conn().await?;
-    let masters = masters(&mut conn).await?;
+    let masters = infra.redis_masters().await?;
     assert_eq!(masters.len(), 3);
 
     // Two channels per master: six channels whose fan-out slots span all three.

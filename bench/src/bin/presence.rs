@@ -273,10 +273,9 @@ async fn main() -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    let config: chatmesh_config::RedisConfig =
-        toml::from_str(&format!("nodes = {:?}", infra.redis_nodes))?;
-    let mut redis_conn = chatmesh_redis::Cluster::new(&config)?.conn().await?;
-    let masters: Vec<String> = chatmesh_redis::masters(&mut redis_conn)
+    let mut redis_conn = infra.redis()?.conn().await?;
+    let masters: Vec<String> = infra
+        .redis_masters()
         .await?
         .into_iter()
         .map(|m| m.addr)

@@ -27,6 +27,14 @@ const STALE_GRACE_MS: u64 = 2_000;
 /// A channel no heartbeat named for this long drops off the sweep list.
 const SWEEP_FORGET: Duration = Duration::from_secs(600);
 
+/// The next payload, or `None` once the channel closes or on shutdown.
+async fn next(rx: &mut mpsc::Receiver<Vec<u8>>, shutdown: &CancellationToken) -> Option<Vec<u8>> {
+    tokio::select! {
+        p = rx.recv() => p,
+        () = shutdown.cancelled() => None,
+    }
+}
+
 /// Presence state keeper. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -53,11 +61,7 @@ impl Engine {
         mut rx: mpsc::Receiver<Vec<u8>>,
         shutdown: CancellationToken,
     ) {
-        loop {
-            let payload = tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => return },
-                () = shutdown.cancelled() => return,
-            };
+        while let Some(payload) = next(&mut rx, &shutdown).await {
             match HeartbeatBatch::decode(payload.as_slice()) {
                 Ok(batch) => self.handle_batch(batch).await,
                 Err(err) => {
@@ -74,11 +78,7 @@ impl Engine {
         mut rx: mpsc::Receiver<Vec<u8>>,
         shutdown: CancellationToken,
     ) {
-        loop {
-            let payload = tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => return },
-                () = shutdown.cancelled() => return,
-            };
+        while let Some(payload) = next(&mut rx, &shutdown).await {
             let Ok(key) = std::str::from_utf8(&payload) else {
                 continue;
             };
