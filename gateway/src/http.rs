@@ -55,6 +55,30 @@ pub(crate) fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, 
         })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// The caller, from `Authorization: Bearer` or `?token=`.
+pub(crate) fn caller(
+    gw: &Gateway,
+    query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<UserId, Box<Response>> {
+    let Query(q) = query.map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            e.body_text(),
+        ))
+    })?;
+    let token = q.token.as_deref().or_else(|| bearer(headers));
+    authenticate(gw, token)
+}
+
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?

@@ -10,14 +10,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::ChannelId;
 use chatmesh_proto::media::v1 as pb;
 use chatmesh_proto::media::v1::media_service_client::MediaServiceClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{authenticate, bearer, error};
+use crate::http::{TokenQuery, caller, error};
 
 /// The media routes, merged into the gateway's router.
 pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
@@ -26,30 +26,6 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/v1/media/{media}", get(get_media))
         .route("/v1/media/{media}/complete", post(complete_upload))
         .route("/v1/media/{media}/download", get(download_url))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenQuery {
-    #[serde(default)]
-    token: Option<String>,
-}
-
-/// The caller, from `Authorization: Bearer` or `?token=`.
-fn caller(
-    gw: &Gateway,
-    query: Result<Query<TokenQuery>, QueryRejection>,
-    headers: &HeaderMap,
-) -> Result<UserId, Box<Response>> {
-    let Query(q) = query.map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.body_text(),
-        ))
-    })?;
-    let token = q.token.as_deref().or_else(|| bearer(headers));
-    authenticate(gw, token)
 }
 
 fn client(gw: &Gateway) -> MediaServiceClient<tonic::transport::Channel> {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::http::{authenticate, bearer, error};
+use crate::http::{TokenQuery, authenticate, bearer, caller, error};
 
 /// Most users one presence request may name.
 const MAX_USERS: usize = 100;
@@ -31,13 +31,6 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
 struct PresenceQuery {
     /// Comma-separated user IDs.
     user_ids: String,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenQuery {
     #[serde(default)]
     token: Option<String>,
 }
@@ -115,11 +108,7 @@ async fn online(
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
-    };
-    let user = match authenticate(&gw, q.token.as_deref().or_else(|| bearer(&headers))) {
+    let user = match caller(&gw, query, &headers) {
         Ok(user) => user,
         Err(response) => return *response,
     };
