@@ -1,7 +1,7 @@
 //! Schema of the directory database, shared by every service that checks
 //! channel membership.
 
-use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 
 use crate::{DbError, Pool};
@@ -66,6 +66,23 @@ pub const MEDIA_READY: i16 = 2;
 diesel::joinable!(memberships -> channels (channel_id));
 diesel::joinable!(media -> channels (channel_id));
 diesel::allow_tables_to_appear_in_same_query!(channels, memberships, media);
+
+/// Whether `user` belongs to `channel`, in one query: `None` if there is no
+/// such channel.
+pub async fn membership(pool: &Pool, channel: &str, user: &str) -> Result<Option<bool>, DbError> {
+    let mut conn = pool.get().await?;
+    let found = channels::table
+        .find(channel)
+        .select(diesel::dsl::exists(
+            memberships::table
+                .filter(memberships::channel_id.eq(channel))
+                .filter(memberships::user_id.eq(user)),
+        ))
+        .first(&mut *conn)
+        .await
+        .optional()?;
+    Ok(found)
+}
 
 /// True if `user` is a member of `channel`.
 pub async fn is_member(pool: &Pool, channel: &str, user: &str) -> Result<bool, DbError> {

@@ -1,6 +1,6 @@
 //! Media metadata and channel membership in the directory database.
 
-use chatmesh_db::directory::{channels, media, memberships};
+use chatmesh_db::directory::media;
 use chatmesh_db::{DbError, Pool};
 use chatmesh_ids::{ChannelId, UserId};
 use chrono::{DateTime, Utc};
@@ -79,18 +79,8 @@ impl Catalog {
 
     /// Fails unless `channel` exists and `user` belongs to it.
     pub async fn check_member(&self, channel: &ChannelId, user: &UserId) -> Result<(), MediaError> {
-        let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        let member: Option<bool> = channels::table
-            .find(channel.as_str())
-            .select(diesel::dsl::exists(
-                memberships::table
-                    .filter(memberships::channel_id.eq(channel.as_str()))
-                    .filter(memberships::user_id.eq(user.as_str())),
-            ))
-            .first(&mut *conn)
-            .await
-            .optional()
-            .map_err(DbError::from)?;
+        let member =
+            chatmesh_db::directory::membership(&self.pool, channel.as_str(), user.as_str()).await?;
         match member {
             None => Err(MediaError::ChannelNotFound),
             Some(false) => Err(MediaError::NotMember),
