@@ -160,6 +160,21 @@ impl Shards {
         Ok(total)
     }
 
+    /// Waits until at least `expected` rows of `channels` are stored.
+    pub async fn wait_for(
+        &self,
+        channels: &[String],
+        expected: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        crate::wait::until("every acked message stored", timeout, || async move {
+            let n = self.count(channels).await?;
+            anyhow::ensure!(n >= expected, "{n} of {expected} stored");
+            Ok(())
+        })
+        .await
+    }
+
     /// Every stored row of `channels`, by the shard it was found on.
     pub async fn rows(&self, channels: &[String]) -> anyhow::Result<Vec<Vec<StoredRow>>> {
         let mut out = Vec::new();

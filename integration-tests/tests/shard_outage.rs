@@ -268,25 +268,12 @@ async fn a_shard_server_outage_pauses_storage_and_loses_nothing() -> anyhow::Res
         failed[0]
     );
 
-    let expected = acked.len() as i64;
-    wait::until(
-        "every acked message stored",
-        Duration::from_secs(60),
-        || async {
-            let n = shards.count(&channels).await?;
-            anyhow::ensure!(n >= expected, "{n} of {expected} stored");
-            Ok(())
-        },
-    )
-    .await?;
+    shards
+        .wait_for(&channels, acked.len() as i64, Duration::from_secs(60))
+        .await?;
     let drained = Instant::now();
     wait::until("the lag to drain", Duration::from_secs(30), || async {
         let t = storage.metrics().await?;
-        eprintln!(
-            "DEBUG {:.2} {:?}",
-            drained.elapsed().as_secs_f64(),
-            samples(&t, "chatmesh_storage_consumer_lag")
-        );
         let lag = lag(&t).unwrap_or(f64::NAN);
         anyhow::ensure!(lag == 0.0, "lag {lag}");
         Ok(())

@@ -123,21 +123,10 @@ async fn storage_killed_three_times_stores_every_acked_message_exactly_once() ->
     );
 
     // Settled: no acked message is still on its way.
-    let expected = acked.len() as i64;
-    wait::until(
-        "every acked message stored",
-        Duration::from_secs(120),
-        || {
-            let (shards, channels) = (&shards, &channels);
-            async move {
-                let n = shards.count(channels).await?;
-                anyhow::ensure!(n >= expected, "{n} of {expected} stored");
-                Ok(())
-            }
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\nstorage log:\n{}", storage.log()))?;
+    shards
+        .wait_for(&channels, acked.len() as i64, Duration::from_secs(120))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nstorage log:\n{}", storage.log()))?;
     anyhow::ensure!(storage.is_running(), "storage exited:\n{}", storage.log());
 
     // The last process started from the offsets committed before the last
