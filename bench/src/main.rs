@@ -206,6 +206,34 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
+    // Let the connection burst settle first: every client's join has been
+    // processed by presence and fanned out to its channel.
+    let presence =
+        chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient::new(channel(
+            sb.presence.grpc,
+        ));
+    for room in &rooms {
+        let expected = (0..clients)
+            .filter(|i| rooms[i % channels] == *room)
+            .count();
+        wait::until("joins processed", Duration::from_secs(60), || {
+            let (mut presence, room) = (presence.clone(), room.clone());
+            async move {
+                let online = presence
+                    .list_online(chatmesh_proto::presence::v1::ListOnlineRequest {
+                        channel_id: room,
+                    })
+                    .await?
+                    .into_inner()
+                    .user_ids
+                    .len();
+                anyhow::ensure!(online >= expected, "{online} of {expected} online");
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .await?;
+    }
+
     // Senders: each sends at R/S per second round-robin over the channels,
     // without waiting for acks (they are counted by a reader half).
     let sent = Arc::new(AtomicU64::new(0));
