@@ -52,6 +52,10 @@ pub struct PresenceSettings {
     pub concurrency: usize,
     /// Most users in one `GetPresence` call.
     pub max_batch_users: usize,
+    /// Join and leave events are published only while a channel has at
+    /// most this many users online: in a larger channel every join would
+    /// reach every member. `ListOnline` answers for any size.
+    pub events_max_online: u64,
 }
 
 impl Default for PresenceSettings {
@@ -66,6 +70,7 @@ impl Default for PresenceSettings {
             topology_refresh: Duration::from_secs(5),
             concurrency: 256,
             max_batch_users: 1_000,
+            events_max_online: 1_000,
         }
     }
 }

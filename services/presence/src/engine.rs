@@ -27,6 +27,11 @@ const STALE_GRACE_MS: u64 = 2_000;
 /// A channel no heartbeat named for this long drops off the sweep list.
 const SWEEP_FORGET: Duration = Duration::from_secs(600);
 
+/// An integer from a script's reply; a missing one counts as 0.
+fn count(value: Option<redis::Value>) -> Result<u64, RedisError> {
+    Ok(value.map(redis::from_redis_value).transpose()?.unwrap_or(0))
+}
+
 /// The next payload, or `None` once the channel closes or on shutdown.
 async fn next(rx: &mut mpsc::Receiver<Vec<u8>>, shutdown: &CancellationToken) -> Option<Vec<u8>> {
     tokio::select! {
@@ -129,13 +134,16 @@ impl Engine {
 
     async fn sweep(&self, channel: &str, cutoff: u64) -> Result<(), RedisError> {
         let mut conn = self.redis.conn().await?;
-        let gone: Vec<String> = SWEEP_CHANNEL
+        let reply: Vec<redis::Value> = SWEEP_CHANNEL
             .key(keys::online(channel))
             .arg(cutoff)
             .invoke_async(&mut conn)
             .await?;
-        for user in gone {
-            self.publish(presence_event::Kind::Leave, channel, &user)
+        let mut reply = reply.into_iter();
+        let online = count(reply.next())?;
+        for user in reply {
+            let user: String = redis::from_redis_value(user)?;
+            self.publish(presence_event::Kind::Leave, channel, &user, online)
                 .await;
         }
         Ok(())
@@ -319,18 +327,15 @@ impl Engine {
             .invoke_async(&mut conn)
             .await?;
         let mut reply = reply.into_iter();
-        let joined: i64 = reply
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()?
-            .unwrap_or(0);
+        let joined = count(reply.next())? == 1;
+        let online = count(reply.next())?;
         for lapsed in reply {
             let lapsed: String = redis::from_redis_value(lapsed)?;
-            self.publish(presence_event::Kind::Leave, channel, &lapsed)
+            self.publish(presence_event::Kind::Leave, channel, &lapsed, online)
                 .await;
         }
-        if joined == 1 {
-            self.publish(presence_event::Kind::Join, channel, user)
+        if joined {
+            self.publish(presence_event::Kind::Join, channel, user, online)
                 .await;
         }
         Ok(())
@@ -344,7 +349,7 @@ impl Engine {
         now: u64,
     ) -> Result<(), RedisError> {
         let mut conn = self.redis.conn().await?;
-        let left: i64 = LEAVE_CHANNEL
+        let (left, online): (i64, u64) = LEAVE_CHANNEL
             .key(keys::online(channel))
             .key(keys::online_sessions(channel, user))
             .arg(user)
@@ -353,16 +358,21 @@ impl Engine {
             .invoke_async(&mut conn)
             .await?;
         if left == 1 {
-            self.publish(presence_event::Kind::Leave, channel, user)
+            self.publish(presence_event::Kind::Leave, channel, user, online)
                 .await;
         }
         Ok(())
     }
 
-    /// Announces a join or leave to the channel's subscribers. Events are
+    /// Announces a join or leave to the channel's subscribers, unless the
+    /// channel has more than `events_max_online` users online. Events are
     /// advisory (`ListOnline` is the source of truth), so a failed publish
     /// is logged, not retried.
-    async fn publish(&self, kind: presence_event::Kind, channel: &str, user: &str) {
+    async fn publish(&self, kind: presence_event::Kind, channel: &str, user: &str, online: u64) {
+        if online > self.settings.events_max_online {
+            metrics::counter!("chatmesh_presence_events_suppressed_total").increment(1);
+            return;
+        }
         let event = PresenceEvent {
             kind: kind as i32,
             channel_id: channel.to_owned(),

@@ -111,8 +111,9 @@ return previous
 /// ARGV: user ID, session ID, session expiry (ms), now (ms), the keys' TTL
 /// (ms), now minus the grace for stale members (ms).
 ///
-/// Returns whether the user just came online in the channel, followed by
-/// users whose presence lapsed without an event; they are removed here.
+/// Returns whether the user just came online in the channel, the number of
+/// users online there now, then users whose presence lapsed without an
+/// event; they are removed here.
 pub(crate) static JOIN_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -127,10 +128,12 @@ if not old or tonumber(old) < expires then
   redis.call('ZADD', KEYS[1], expires, ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local out = { joined }
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[6], 'LIMIT', 0, 100)
 for _, user in ipairs(stale) do
   redis.call('ZREM', KEYS[1], user)
+end
+local out = { joined, redis.call('ZCARD', KEYS[1]) }
+for _, user in ipairs(stale) do
   table.insert(out, user)
 end
 return out
@@ -144,7 +147,7 @@ return out
 /// KEYS: the channel's online set, the user's sessions in the channel.
 /// ARGV: user ID, session ID, now (ms).
 ///
-/// Returns 1 if the user left the channel.
+/// Returns {1 if the user left the channel, users online there now}.
 pub(crate) static LEAVE_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -157,10 +160,11 @@ for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 if best > 0 then
   redis.call('ZADD', KEYS[1], best, ARGV[1])
-  return 0
+  return { 0, redis.call('ZCARD', KEYS[1]) }
 end
 redis.call('DEL', KEYS[2])
-return redis.call('ZREM', KEYS[1], ARGV[1])
+local left = redis.call('ZREM', KEYS[1], ARGV[1])
+return { left, redis.call('ZCARD', KEYS[1]) }
 ",
     )
 });
@@ -168,7 +172,7 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 /// Removes users whose presence in a channel lapsed without an event.
 ///
 /// KEYS: the channel's online set. ARGV: cutoff (ms).
-/// Returns the removed users.
+/// Returns the number of users online there now, then the removed users.
 pub(crate) static SWEEP_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -176,7 +180,11 @@ local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMI
 for _, user in ipairs(stale) do
   redis.call('ZREM', KEYS[1], user)
 end
-return stale
+local out = { redis.call('ZCARD', KEYS[1]) }
+for _, user in ipairs(stale) do
+  table.insert(out, user)
+end
+return out
 ",
     )
 });
