@@ -256,10 +256,15 @@ impl Engine {
                 self.leave(channel, user, session, now).await?;
             }
         }
-        for channel in &record.channels {
-            self.join(channel, user, session, expires, now, ttl_ms * 4)
-                .await?;
-        }
+        // One script per channel, all in flight at once on the pipelined
+        // cluster connection.
+        futures::future::try_join_all(
+            record
+                .channels
+                .iter()
+                .map(|channel| self.join(channel, user, session, expires, now, ttl_ms * 4)),
+        )
+        .await?;
         // Other sessions of this user that lapsed unnoticed.
         while let (Some(Some(stale)), Some(Some(raw))) = (reply.next(), reply.next()) {
             if let Some(r) = SessionRecord::decode(&raw) {
@@ -299,9 +304,12 @@ impl Engine {
             }
         }
         let now = SystemClock.now_ms();
-        for channel in &channels {
-            self.leave(channel, user, session, now).await?;
-        }
+        futures::future::try_join_all(
+            channels
+                .iter()
+                .map(|channel| self.leave(channel, user, session, now)),
+        )
+        .await?;
         Ok(())
     }
 
