@@ -20,6 +20,28 @@ pub enum DbError {
     Migration(String),
 }
 
+impl DbError {
+    /// The gRPC code for this error: a connection problem may pass, a
+    /// failed query is a server fault.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            Self::Connection(_) => tonic::Code::Unavailable,
+            Self::Query(_) | Self::Migration(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The status to answer a caller with. The error itself carries hosts
+    /// and SQL, so it is logged and the caller gets a generic text.
+    pub fn to_status(&self) -> tonic::Status {
+        tracing::error!(error = %self, "directory database error");
+        let text = match self.code() {
+            tonic::Code::Unavailable => "directory temporarily unavailable, retry later",
+            _ => "internal error",
+        };
+        tonic::Status::new(self.code(), text)
+    }
+}
+
 impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError {
     fn from(err: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
         Self::Connection(err.to_string())

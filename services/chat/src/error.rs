@@ -78,8 +78,7 @@ impl ChatError {
             Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::InFlight => Code::Aborted,
             Self::LogUnavailable | Self::Redis(_) | Self::NoWorkerId => Code::Unavailable,
-            Self::Database(DbError::Connection(_)) => Code::Unavailable,
-            Self::Database(_) => Code::Internal,
+            Self::Database(err) => err.code(),
         }
     }
 }
@@ -89,15 +88,7 @@ impl From<ChatError> for Status {
         let code = err.code();
         match &err {
             // Store errors carry SQL and hosts: log them, return a generic text.
-            ChatError::Database(inner) => {
-                tracing::error!(error = %inner, "directory database error");
-                let text = if code == Code::Unavailable {
-                    "directory temporarily unavailable, retry later"
-                } else {
-                    "internal error"
-                };
-                Status::new(code, text)
-            }
+            ChatError::Database(inner) => inner.to_status(),
             ChatError::Redis(inner) => {
                 tracing::error!(error = %inner, "redis error");
                 Status::new(code, "chat temporarily unavailable, retry later")

@@ -90,8 +90,8 @@ impl MediaError {
             | Self::SizeMismatch { .. }
             | Self::TypeMismatch { .. }
             | Self::NotReady => Code::FailedPrecondition,
-            Self::Store(_) | Self::Database(DbError::Connection(_)) => Code::Unavailable,
-            Self::Database(_) => Code::Internal,
+            Self::Store(_) => Code::Unavailable,
+            Self::Database(err) => err.code(),
         }
     }
 }
@@ -102,15 +102,7 @@ impl From<MediaError> for Status {
         match &err {
             // Store and database errors carry hosts, keys and SQL: log them,
             // return a generic text.
-            MediaError::Database(inner) => {
-                tracing::error!(error = %inner, "directory database error");
-                let text = if code == Code::Unavailable {
-                    "directory temporarily unavailable, retry later"
-                } else {
-                    "internal error"
-                };
-                Status::new(code, text)
-            }
+            MediaError::Database(inner) => inner.to_status(),
             MediaError::Store(inner) => {
                 tracing::error!(error = %inner, "object store error");
                 Status::new(code, "media store temporarily unavailable, retry later")
