@@ -3,6 +3,8 @@
 //! Packages are versioned (`chatmesh.chat.v1`); each module mirrors one.
 #![allow(missing_docs, unreachable_pub, clippy::large_enum_variant)]
 
+mod convert;
+
 /// Types shared by every API.
 pub mod common {
     /// Version 1.

@@ -66,12 +66,12 @@ pub struct MigrationProbe {
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl chatmesh_server::Probe for MigrationProbe {
+impl chatmesh_probe::Probe for MigrationProbe {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn check(&self) -> chatmesh_server::ProbeFuture<'_> {
+    fn check(&self) -> chatmesh_probe::ProbeFuture<'_> {
         let done = self.done.load(std::sync::atomic::Ordering::Acquire);
         Box::pin(async move {
             if done {

@@ -1,5 +1,5 @@
 use chatmesh_config::PostgresConfig;
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_probe::{Probe, ProbeFuture};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
@@ -21,24 +21,10 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// The gRPC code for this error: a connection problem may pass, a
-    /// failed query is a server fault.
-    pub fn code(&self) -> tonic::Code {
-        match self {
-            Self::Connection(_) => tonic::Code::Unavailable,
-            Self::Query(_) | Self::Migration(_) => tonic::Code::Internal,
-        }
-    }
-
-    /// The status to answer a caller with. The error itself carries hosts
-    /// and SQL, so it is logged and the caller gets a generic text.
-    pub fn to_status(&self) -> tonic::Status {
-        tracing::error!(error = %self, "directory database error");
-        let text = match self.code() {
-            tonic::Code::Unavailable => "directory temporarily unavailable, retry later",
-            _ => "internal error",
-        };
-        tonic::Status::new(self.code(), text)
+    /// True for failures that may pass on their own (no connection could be
+    /// had); a failed query or migration is a server fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Connection(_))
     }
 }
 

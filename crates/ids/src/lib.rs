@@ -2,8 +2,10 @@
 //! IDs. Domain code takes these newtypes; raw strings and integers are
 //! converted once, at the proto or HTTP boundary.
 
+mod message;
 mod names;
 mod snowflake;
 
+pub use message::ChatMessage;
 pub use names::{ChannelId, IdError, UserId};
 pub use snowflake::{CHATMESH_EPOCH_MS, Clock, MAX_WORKER_ID, MessageId, Snowflake, SystemClock};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_config::KafkaConfig;
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_probe::{Probe, ProbeFuture};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, StreamConsumer};
 use rdkafka::error::KafkaError;

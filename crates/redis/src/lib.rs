@@ -8,7 +8,7 @@ pub use subscriber::{Scope, Subscriber, SubscriberProbe};
 use std::sync::Arc;
 
 use chatmesh_config::RedisConfig;
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_probe::{Probe, ProbeFuture};
 use redis::RedisError;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;

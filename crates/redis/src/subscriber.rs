@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_probe::{Probe, ProbeFuture};
 
 use futures::StreamExt as _;
 use redis::RedisError;

@@ -2,21 +2,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// The future a probe returns: `Err` carries a short, loggable reason.
-pub type ProbeFuture<'a> = BoxFuture<'a, Result<(), String>>;
-
-/// A check that one dependency is reachable and usable.
-pub trait Probe: Send + Sync {
-    /// Name of the dependency, e.g. `redis` or `shard:shard_0`.
-    fn name(&self) -> &str;
-    /// Runs the check once.
-    fn check(&self) -> ProbeFuture<'_>;
-}
+pub use chatmesh_probe::{Probe, ProbeFuture};
 
 /// The latest probe results, shared between gRPC health and `/readyz`.
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,7 @@
 use chatmesh_db::DbError;
+use chatmesh_error::{ClientError, ErrorKind};
 use chatmesh_ids::IdError;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// Everything the chat service can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -66,34 +67,44 @@ impl ChatError {
         }
     }
 
-    /// The gRPC code for this error; the single place errors map to codes.
-    pub fn code(&self) -> Code {
+    /// The kind clients see; the gRPC code, HTTP status and client code
+    /// follow from `chatmesh_error`'s table.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument { .. } => Code::InvalidArgument,
-            Self::ChannelNotFound => Code::NotFound,
-            Self::ChannelExists => Code::AlreadyExists,
-            Self::NotMember => Code::PermissionDenied,
-            Self::TooLarge { .. } | Self::Attachment(_) => Code::InvalidArgument,
-            Self::Blocked => Code::FailedPrecondition,
-            Self::RateLimited { .. } => Code::ResourceExhausted,
-            Self::InFlight => Code::Aborted,
-            Self::LogUnavailable | Self::Redis(_) | Self::NoWorkerId => Code::Unavailable,
-            Self::Database(err) => err.code(),
+            Self::InvalidArgument { .. } | Self::TooLarge { .. } | Self::Attachment(_) => {
+                ErrorKind::InvalidMessage
+            }
+            Self::ChannelNotFound => ErrorKind::UnknownChannel,
+            Self::ChannelExists => ErrorKind::AlreadyExists,
+            Self::NotMember => ErrorKind::NotMember,
+            Self::Blocked => ErrorKind::Blocked,
+            Self::RateLimited { .. } => ErrorKind::RateLimited,
+            Self::InFlight => ErrorKind::InProgress,
+            Self::LogUnavailable | Self::Redis(_) | Self::NoWorkerId => ErrorKind::Unavailable,
+            Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
+            Self::Database(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The error as a client may see it. Store errors carry hosts, keys and
+    /// SQL: they are logged here and the client gets the table's text.
+    pub fn to_client(&self) -> ClientError {
+        match self {
+            Self::Database(inner) => {
+                tracing::error!(error = %inner, "directory database error");
+                ClientError::generic(self.kind())
+            }
+            Self::Redis(inner) => {
+                tracing::error!(error = %inner, "redis error");
+                ClientError::generic(self.kind())
+            }
+            _ => ClientError::new(self.kind(), self.to_string()),
         }
     }
 }
 
 impl From<ChatError> for Status {
     fn from(err: ChatError) -> Self {
-        let code = err.code();
-        match &err {
-            // Store errors carry SQL and hosts: log them, return a generic text.
-            ChatError::Database(inner) => inner.to_status(),
-            ChatError::Redis(inner) => {
-                tracing::error!(error = %inner, "redis error");
-                Status::new(code, "chat temporarily unavailable, retry later")
-            }
-            _ => Status::new(code, err.to_string()),
-        }
+        err.to_client().to_status()
     }
 }

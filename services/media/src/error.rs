@@ -1,5 +1,6 @@
 use chatmesh_db::DbError;
-use tonic::{Code, Status};
+use chatmesh_error::{ClientError, ErrorKind};
+use tonic::Status;
 
 use crate::store::StoreError;
 
@@ -77,37 +78,46 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    /// The gRPC code for this error; the single place errors map to codes.
-    /// The gateway maps codes to HTTP statuses (`OUT_OF_RANGE` → 413,
-    /// `FAILED_PRECONDITION` → 409, and so on).
-    pub fn code(&self) -> Code {
+    /// The kind clients see; the gRPC code, HTTP status and client code
+    /// follow from `chatmesh_error`'s table.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument { .. } | Self::TypeNotAllowed { .. } => Code::InvalidArgument,
-            Self::TooLarge { .. } => Code::OutOfRange,
-            Self::ChannelNotFound | Self::MediaNotFound => Code::NotFound,
-            Self::NotMember | Self::NotUploader => Code::PermissionDenied,
+            Self::InvalidArgument { .. } | Self::TypeNotAllowed { .. } => ErrorKind::InvalidRequest,
+            Self::TooLarge { .. } => ErrorKind::TooLarge,
+            Self::ChannelNotFound => ErrorKind::UnknownChannel,
+            Self::MediaNotFound => ErrorKind::NotFound,
+            Self::NotMember => ErrorKind::NotMember,
+            Self::NotUploader => ErrorKind::Forbidden,
             Self::NotUploaded
             | Self::SizeMismatch { .. }
             | Self::TypeMismatch { .. }
-            | Self::NotReady => Code::FailedPrecondition,
-            Self::Store(_) => Code::Unavailable,
-            Self::Database(err) => err.code(),
+            | Self::NotReady => ErrorKind::FailedPrecondition,
+            Self::Store(_) => ErrorKind::Unavailable,
+            Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
+            Self::Database(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The error as a client may see it. Store and database errors carry
+    /// hosts, keys and SQL: they are logged here and the client gets the
+    /// table's text.
+    pub fn to_client(&self) -> ClientError {
+        match self {
+            Self::Database(inner) => {
+                tracing::error!(error = %inner, "directory database error");
+                ClientError::generic(self.kind())
+            }
+            Self::Store(inner) => {
+                tracing::error!(error = %inner, "object store error");
+                ClientError::generic(self.kind())
+            }
+            _ => ClientError::new(self.kind(), self.to_string()),
         }
     }
 }
 
 impl From<MediaError> for Status {
     fn from(err: MediaError) -> Self {
-        let code = err.code();
-        match &err {
-            // Store and database errors carry hosts, keys and SQL: log them,
-            // return a generic text.
-            MediaError::Database(inner) => inner.to_status(),
-            MediaError::Store(inner) => {
-                tracing::error!(error = %inner, "object store error");
-                Status::new(code, "media store temporarily unavailable, retry later")
-            }
-            _ => Status::new(code, err.to_string()),
-        }
+        err.to_client().to_status()
     }
 }
