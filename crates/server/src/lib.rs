@@ -8,9 +8,11 @@ mod entry;
 mod grpc;
 mod probe;
 mod shutdown;
+mod tasks;
 
 pub use admin::{admin_routes, serve_admin};
 pub use entry::{ServiceConfig, run_main};
 pub use grpc::{Listeners, serve_grpc};
 pub use probe::{Probe, ProbeFuture, Readiness, watch_dependencies};
 pub use shutdown::shutdown_on_signal;
+pub use tasks::Tasks;
