@@ -1,53 +1,62 @@
 //! The WebSocket edge gateway. Clients connect here; each node serves the
 //! channels the hash ring assigns it, calls the chat service over gRPC and
 //! delivers fanned-out messages to its sessions.
+//!
+//! Layout: `ws/` holds the client connection, its session and fan-out;
+//! `http/` the REST routes; `ring/` channel placement and the node registry;
+//! `upstream/` the adapters to the services and Redis behind the traits in
+//! `ports.rs`.
 
 pub mod auth;
 mod config;
 mod http;
-pub mod hub;
-mod media_http;
-pub mod membership;
-mod presence;
-mod presence_http;
-pub mod protocol;
-mod recovery;
+mod liveness;
+#[cfg(test)]
+mod memory;
+mod ports;
 pub mod ring;
-mod session;
 mod upstream;
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient;
-use chatmesh_server::{Probe, Readiness};
+use chatmesh_server::{Probe, Readiness, Tasks};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{
     AuthConfig, GatewayConfig, GatewayLimits, PinMode, PresenceSettings, RoutingConfig,
     ServiceEndpoints,
 };
-pub use session::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
-pub use upstream::GrpcHealthProbe;
+pub use upstream::health::GrpcHealthProbe;
+pub use ws::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
+
+use crate::ws::session::{Placement, SessionContext};
 
 /// State shared by every connection of a node.
 pub struct Gateway {
     config: GatewayConfig,
     auth: auth::Authenticator,
-    hub: hub::Hub,
-    redis: chatmesh_redis::Cluster,
-    chat: ChatServiceClient<tonic::transport::Channel>,
+    sessions: Arc<SessionContext>,
     storage: tonic::transport::Channel,
     presence_api: tonic::transport::Channel,
-    presence: presence::Presence,
     media: tonic::transport::Channel,
-    routes: watch::Receiver<Arc<membership::Routes>>,
     connections: AtomicUsize,
     next_session: AtomicU64,
+    /// Shutdown was asked for: new connections are refused.
     shutdown: CancellationToken,
+    /// The node has left the ring: every session sends `reconnect` and
+    /// closes with 1001.
+    going_away: CancellationToken,
+    /// Upgraded connections, which the HTTP server's graceful shutdown does
+    /// not wait for; shutdown waits on this instead.
+    live: TaskTracker,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -58,45 +67,39 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-impl Gateway {
-    /// The URL of the node owning `channel`, when that is another node.
-    fn redirect_url(&self, channel: &str) -> Option<String> {
-        let routes = self.routes.borrow();
-        match routes.owner(channel) {
-            Some((node, Some(url))) if node != self.config.node_id => Some(url.to_owned()),
-            _ => None,
-        }
-    }
+/// A lazily connecting gRPC channel to `url`.
+fn lazy_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy())
 }
 
-/// Opens the fan-out hub, retrying while Redis is unreachable: a node
+/// Opens the fan-out feed, retrying while Redis is unreachable: a node
 /// started before its Redis Cluster waits for it instead of exiting.
-async fn connect_hub(
+async fn connect_feed(
     redis: &chatmesh_redis::Cluster,
     config: &GatewayConfig,
-    tasks: CancellationToken,
     shutdown: &CancellationToken,
-) -> anyhow::Result<hub::Hub> {
-    let mut delay = std::time::Duration::from_millis(200);
-    loop {
-        match hub::Hub::start(
-            redis.clone(),
-            &config.redis,
-            config.limits.reorder_window,
-            tasks.clone(),
+) -> anyhow::Result<(
+    upstream::feed::RedisFeed,
+    tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+)> {
+    use backon::{ExponentialBuilder, Retryable as _};
+    let connect = || upstream::feed::RedisFeed::connect(redis.clone(), &config.redis);
+    let retried = connect
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_jitter()
+                .without_max_times(),
         )
-        .await
-        {
-            Ok(hub) => return Ok(hub),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?delay, "redis pub/sub unreachable")
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.cancelled() => anyhow::bail!("shut down before redis was reachable"),
-        }
-        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        .notify(|err, delay| {
+            tracing::warn!(error = %err, retry_in = ?delay, "redis pub/sub unreachable")
+        });
+    tokio::select! {
+        result = retried => Ok(result?),
+        () = shutdown.cancelled() => anyhow::bail!("shut down before redis was reachable"),
     }
 }
 
@@ -109,7 +112,9 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> anyhow::
 }
 
 /// Serves on an already-bound listener until `shutdown`. On shutdown the
-/// node leaves the ring and tells its clients to reconnect elsewhere.
+/// node leaves the ring, tells every client to reconnect and closes it with
+/// 1001, publishes its last heartbeats, then returns, all within
+/// `shutdown_grace`.
 pub async fn serve(
     config: GatewayConfig,
     listener: TcpListener,
@@ -117,84 +122,140 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let redis = chatmesh_redis::Cluster::new(&config.redis).context("redis client")?;
     let auth = auth::Authenticator::from_config(&config.auth)?;
-    // Background tasks outlive the server briefly so sessions can drain.
-    let tasks = CancellationToken::new();
-    let hub = connect_hub(&redis, &config, tasks.clone(), &shutdown).await?;
-    let (presence, expiry_probe) = presence::Presence::start(
+    // Background tasks outlive the HTTP server so sessions can drain;
+    // each group is stopped and awaited in turn.
+    let background = Tasks::new(CancellationToken::new());
+    let heartbeats = Tasks::new(CancellationToken::new());
+    let ring_tasks = Tasks::new(shutdown.clone());
+
+    let (feed, pushes) = connect_feed(&redis, &config, &shutdown).await?;
+    let hub = ws::hub::Hub::new(Arc::new(feed), config.limits.reorder_window);
+    background.spawn(
+        "fanout-pushes",
+        upstream::feed::read_pushes(hub.clone(), pushes, background.clone()),
+    );
+    background.spawn(
+        "reorder-window",
+        hub.clone().expire_holds(background.shutdown().clone()),
+    );
+    let (liveness, expiry_probe) = liveness::Presence::start(
         config.node_id.clone(),
         redis.clone(),
         config.presence.clone(),
-        tasks.clone(),
+        &heartbeats,
     );
-    let chat_channel = tonic::transport::Endpoint::from_shared(config.services.chat.clone())?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect_lazy();
-    let (routes_tx, routes_rx) = watch::channel(Arc::new(membership::Routes::default()));
-    let membership = tokio::spawn(membership::run(
-        redis.clone(),
-        config.node_id.clone(),
-        config.public_url.clone(),
-        config.routing.clone(),
-        routes_tx,
-        shutdown.clone(),
-    ));
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(ring::nodes::Routes::default()));
+    ring_tasks.spawn(
+        "ring-membership",
+        ring::nodes::run(
+            redis.clone(),
+            config.node_id.clone(),
+            config.public_url.clone(),
+            config.routing.clone(),
+            routes_tx,
+            shutdown.clone(),
+        ),
+    );
 
     let probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
         Arc::new(GrpcHealthProbe::new("chat", &config.services.chat)?),
-        Arc::new(membership::RingProbe::new(
+        Arc::new(ring::nodes::RingProbe::new(
             config.node_id.clone(),
             routes_rx.clone(),
         )),
         Arc::new(expiry_probe),
     ];
     let readiness = Readiness::default();
-    let watcher = tokio::spawn(chatmesh_server::watch_dependencies(
-        probes,
-        readiness.clone(),
-        None,
-        Vec::new(),
-        config.probe_interval,
-        shutdown.clone(),
-    ));
+    background.spawn(
+        "dependency-probes",
+        chatmesh_server::watch_dependencies(
+            probes,
+            readiness.clone(),
+            None,
+            Vec::new(),
+            config.probe_interval,
+            shutdown.clone(),
+        ),
+    );
 
+    let storage = lazy_channel(&config.services.storage)?;
+    let sessions = Arc::new(SessionContext {
+        chat: Arc::new(upstream::chat::GrpcChat::new(lazy_channel(
+            &config.services.chat,
+        )?)),
+        hub,
+        gaps: Arc::new(upstream::gaps::StoredGaps::new(
+            redis.clone(),
+            storage.clone(),
+        )),
+        liveness: Arc::new(liveness),
+        limits: config.limits.clone(),
+        placement: Placement {
+            node_id: config.node_id.clone(),
+            mode: config.routing.mode,
+            routes: routes_rx,
+        },
+    });
     let gw = Arc::new(Gateway {
         auth,
-        hub,
-        redis,
-        chat: ChatServiceClient::new(chat_channel),
-        storage: tonic::transport::Endpoint::from_shared(config.services.storage.clone())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy(),
-        presence_api: tonic::transport::Endpoint::from_shared(config.services.presence.clone())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy(),
-        presence,
-        media: tonic::transport::Endpoint::from_shared(config.services.media.clone())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy(),
-        routes: routes_rx,
+        sessions,
+        storage,
+        presence_api: lazy_channel(&config.services.presence)?,
+        media: lazy_channel(&config.services.media)?,
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
         shutdown: shutdown.clone(),
+        going_away: CancellationToken::new(),
+        live: TaskTracker::new(),
         config,
     });
     let app = http::routes(gw.clone()).merge(chatmesh_server::admin_routes(readiness));
     let addr = listener.local_addr()?;
     tracing::info!(node_id = %gw.config.node_id, %addr, "gateway serving");
-    let grace = gw.config.shutdown_grace;
+
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        result = server => result?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "connections did not close within the grace period");
-        }
-    }
-    shutdown.cancel();
-    tasks.cancel();
-    let _ = watcher.await;
-    let _ = membership.await;
-    tracing::info!("gateway stopped");
+    let serving = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    drain(&gw, ring_tasks, heartbeats, background, serving).await;
     Ok(())
+}
+
+/// The shutdown sequence, bounded by `shutdown_grace` as a whole.
+async fn drain(
+    gw: &Gateway,
+    ring_tasks: Tasks,
+    heartbeats: Tasks,
+    background: Tasks,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let deadline = Instant::now() + gw.config.shutdown_grace;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    tracing::info!(connections = gw.live.len(), "gateway shutting down");
+    // 1. Leave the ring, so reconnecting clients are sent elsewhere.
+    ring_tasks.wait(left()).await;
+    // 2. Every session sends `reconnect` and closes with 1001.
+    gw.going_away.cancel();
+    gw.live.close();
+    if tokio::time::timeout(left(), gw.live.wait()).await.is_err() {
+        tracing::warn!(
+            still_open = gw.live.len(),
+            "connections did not close within the grace period"
+        );
+    }
+    match tokio::time::timeout(left(), serving).await {
+        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "http server failed while draining"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("http requests did not finish within the grace period"),
+    }
+    // 3. The closed sessions' last heartbeats go out.
+    heartbeats
+        .drain(left().max(Duration::from_millis(500)))
+        .await;
+    // 4. Everything else.
+    background
+        .drain(left().max(Duration::from_millis(100)))
+        .await;
+    tracing::info!("gateway stopped");
 }

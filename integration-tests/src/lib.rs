@@ -6,6 +6,7 @@ pub mod client;
 pub mod fixtures;
 pub mod infra;
 pub mod messages;
+pub mod process;
 pub mod sandbox;
 pub mod storage_process;
 pub mod wait;

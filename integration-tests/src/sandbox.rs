@@ -46,6 +46,8 @@ pub struct Sandbox {
     presence_instance: bool,
     /// The presence instance group, shared by extra instances.
     pub presence_group: String,
+    /// The gateways' ring cluster name (`routing.cluster`).
+    pub ring_cluster: String,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -227,6 +229,7 @@ impl Sandbox {
             presence_toml,
             presence_instance: options.presence_instance,
             presence_group,
+            ring_cluster: format!("sandbox-{run}"),
             shutdown,
             tasks,
         };
@@ -250,9 +253,10 @@ impl Sandbox {
         let i = self.gateways.len();
         let config: chatmesh_gateway::GatewayConfig = parse(
             "gateway",
-            &format!(
-                "node_id = \"gw-{i}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\n{}",
-                self.gateway_template
+            &self.gateway_toml(
+                &format!("gw-{i}"),
+                &addr.to_string(),
+                &format!("http://{addr}"),
             ),
         )?;
         self.gateways.push(addr);
@@ -265,6 +269,16 @@ impl Sandbox {
             )),
         ));
         Ok(addr)
+    }
+
+    /// The configuration of a gateway node of this sandbox named `node_id`,
+    /// listening on `http_addr` (port 0 picks one) and reached at
+    /// `public_url`. Tables may be appended to it.
+    pub fn gateway_toml(&self, node_id: &str, http_addr: &str, public_url: &str) -> String {
+        format!(
+            "node_id = {node_id:?}\nhttp_addr = {http_addr:?}\npublic_url = {public_url:?}\n{}",
+            self.gateway_template
+        )
     }
 
     /// Starts one more presence instance in the sandbox's group and returns

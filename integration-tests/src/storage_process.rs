@@ -4,15 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::Context as _;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::Infra;
-
-/// How long a start may take before the process reports its addresses.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::{Infra, process};
 
 /// A running storage process.
 #[derive(Debug)]
@@ -25,18 +20,6 @@ pub struct StorageProcess {
     pub grpc: SocketAddr,
     /// Admin (`/metrics`, `/readyz`) address of the current process.
     pub admin: SocketAddr,
-}
-
-/// The directory holding the workspace's binaries: next to a test's `deps`
-/// directory, or the directory of a binary such as the bench.
-pub fn binary_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("executable has no directory")?;
-    Ok(if dir.ends_with("deps") {
-        dir.parent().context("deps has no parent")?.to_path_buf()
-    } else {
-        dir.to_path_buf()
-    })
 }
 
 /// Storage configuration consuming `topic` in `group` into the shards of
@@ -55,17 +38,8 @@ pub fn config(infra: &Infra, topic: &str, group: &str, lag_interval: &str, extra
 impl StorageProcess {
     /// Writes `config` to a fresh directory and starts the process on it.
     pub async fn start(config: &str) -> anyhow::Result<Self> {
-        let binary = binary_dir()?.join("chatmesh-storage");
-        anyhow::ensure!(
-            binary.exists(),
-            "{} is missing: run `cargo build --workspace --bins` first",
-            binary.display()
-        );
-        let dir = std::env::temp_dir().join(format!(
-            "chatmesh-storage-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir)?;
+        let binary = process::binary("chatmesh-storage")?;
+        let dir = process::scratch_dir("chatmesh-storage")?;
         std::fs::write(dir.join("storage.toml"), config)?;
         let (child, grpc, admin) = spawn(&binary, &dir, 0).await?;
         Ok(Self {
@@ -135,40 +109,19 @@ async fn spawn(
     dir: &Path,
     start: u32,
 ) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
-    let log = log_path(dir, start);
-    let file = std::fs::File::create(&log)?;
-    let mut child = Command::new(binary)
-        .env("CHATMESH_CONFIG", dir.join("storage.toml"))
-        .env_remove("RUST_LOG")
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addrs) = text.lines().find_map(serving) {
-            return Ok((child, addrs.0, addrs.1));
-        }
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("storage exited with {status} on start:\n{text}");
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "storage did not start within {START_TIMEOUT:?}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (child, (grpc, admin)) = process::spawn_until(
+        binary,
+        &dir.join("storage.toml"),
+        &log_path(dir, start),
+        serving,
+    )
+    .await?;
+    Ok((child, grpc, admin))
 }
 
 /// The gRPC and admin addresses of a JSON `serving` log line.
-fn serving(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let fields = &v["fields"];
-    if fields["message"] != "serving" {
-        return None;
-    }
+pub fn serving(line: &serde_json::Value) -> Option<(SocketAddr, SocketAddr)> {
+    let fields = process::log_fields(line, "serving")?;
     Some((
         fields["grpc_addr"].as_str()?.parse().ok()?,
         fields["admin_addr"].as_str()?.parse().ok()?,

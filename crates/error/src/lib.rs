@@ -63,6 +63,10 @@ pub enum ErrorKind {
     TooManyConnections,
     /// The node is draining.
     ShuttingDown,
+    /// No gateway node is registered in the ring yet.
+    NoNodes,
+    /// Development tokens are switched off on this node.
+    DevTokensDisabled,
     /// The same idempotent request is still in flight.
     InProgress,
     /// A backing service is down or timed out; nothing was done.
@@ -104,7 +108,7 @@ const fn spec(
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 26] = [
+    pub const ALL: [ErrorKind; 28] = [
         Self::InvalidRequest,
         Self::InvalidChannel,
         Self::InvalidUser,
@@ -128,6 +132,8 @@ impl ErrorKind {
         Self::TooManySubscriptions,
         Self::TooManyConnections,
         Self::ShuttingDown,
+        Self::NoNodes,
+        Self::DevTokensDisabled,
         Self::InProgress,
         Self::Unavailable,
         Self::Internal,
@@ -161,6 +167,8 @@ impl ErrorKind {
             Self::TooManySubscriptions => spec(G::ResourceExhausted, 429, "too_many_subscriptions", false, "too many subscriptions on this connection"),
             Self::TooManyConnections => spec(G::ResourceExhausted, 503, "too_many_connections", true, "node at its connection limit"),
             Self::ShuttingDown => spec(G::Unavailable, 503, "shutting_down", true, "node shutting down"),
+            Self::NoNodes => spec(G::Unavailable, 503, "no_nodes", true, "no gateway node is registered yet"),
+            Self::DevTokensDisabled => spec(G::NotFound, 404, "dev_tokens_disabled", false, "dev tokens need an HS256 secret"),
             Self::InProgress => spec(G::Aborted, 409, "in_progress", true, "the same request is in progress, retry shortly"),
             Self::Unavailable => spec(G::Unavailable, 503, "unavailable", true, "temporarily unavailable, retry later"),
             Self::Internal => spec(G::Internal, 500, "internal", true, "internal error"),

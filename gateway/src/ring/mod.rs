@@ -6,6 +6,8 @@
 //! node owns many virtual points, so load spreads evenly and a joining or
 //! leaving node moves only about 1/N of the channels.
 
+pub mod nodes;
+
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Virtual points per node unless configured otherwise.

@@ -20,7 +20,11 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use chatmesh_ids::UserId;
+use chatmesh_server::Tasks;
+
 use crate::config::PresenceSettings;
+use crate::ports::Liveness;
 
 /// Sessions per published batch; larger flushes are split.
 const MAX_BATCH: usize = 2_000;
@@ -43,6 +47,20 @@ struct Inner {
     sessions: Mutex<HashMap<String, Local>>,
 }
 
+impl Liveness for Presence {
+    fn open(&self, user: &UserId) -> (String, CancellationToken) {
+        self.open_session(user.as_str())
+    }
+
+    fn alive(&self, id: &str, channels: Vec<String>) {
+        self.session_alive(id, channels);
+    }
+
+    fn close(&self, id: &str, channels: Vec<String>) {
+        self.session_closed(id, channels);
+    }
+}
+
 /// Liveness tracking for a node's sessions. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Presence {
@@ -57,7 +75,7 @@ impl Presence {
         node: String,
         redis: Cluster,
         settings: PresenceSettings,
-        tasks: CancellationToken,
+        tasks: &Tasks,
     ) -> (Self, SubscriberProbe) {
         let presence = Self {
             inner: Arc::new(Inner {
@@ -72,16 +90,15 @@ impl Presence {
         let expiries = Subscriber::new(redis, keys::EXPIRED_EVENTS, Scope::EveryMaster)
             .refresh(settings.topology_refresh);
         let probe = expiries.probe("expiry-subscriptions");
-        tokio::spawn(expiries.run(tx, tasks.clone()));
-        tokio::spawn(presence.clone().on_expiries(rx, tasks.clone()));
-        tokio::spawn(presence.clone().flush_loop(tasks.clone()));
-        tokio::spawn(presence.clone().sweep_loop(tasks));
+        let stop = tasks.shutdown();
+        tasks.spawn("expiry-subscriber", expiries.run(tx, stop.clone()));
+        tasks.spawn("expiries", presence.clone().on_expiries(rx, stop.clone()));
+        tasks.spawn("heartbeat-flush", presence.clone().flush_loop(stop.clone()));
+        tasks.spawn("presence-sweep", presence.clone().sweep_loop(stop.clone()));
         (presence, probe)
     }
 
-    /// Registers a new session of `user`. Returns its ID and a token that
-    /// fires when the session's presence expires.
-    pub(crate) fn open(&self, user: &str) -> (String, CancellationToken) {
+    fn open_session(&self, user: &str) -> (String, CancellationToken) {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let expired = CancellationToken::new();
         self.lock_sessions().insert(
@@ -96,9 +113,7 @@ impl Presence {
         (id, expired)
     }
 
-    /// The session pinged, or changed its channels: it is alive and in
-    /// `channels`.
-    pub(crate) fn alive(&self, id: &str, channels: Vec<String>) {
+    fn session_alive(&self, id: &str, channels: Vec<String>) {
         let user = {
             let mut sessions = self.lock_sessions();
             let Some(local) = sessions.get_mut(id) else {
@@ -110,8 +125,7 @@ impl Presence {
         self.queue(id, &user, channels, false);
     }
 
-    /// The session ended; its channels see it leave.
-    pub(crate) fn close(&self, id: &str, channels: Vec<String>) {
+    fn session_closed(&self, id: &str, channels: Vec<String>) {
         let Some(local) = self.lock_sessions().remove(id) else {
             return;
         };

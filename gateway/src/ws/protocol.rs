@@ -2,6 +2,8 @@
 //! is an object with a `type`; message IDs travel as strings because they
 //! exceed JavaScript's safe integers.
 
+use chatmesh_error::{ClientError, ErrorKind};
+use chatmesh_ids::ChatMessage;
 use chatmesh_proto::common::v1::Message;
 use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientFrame {
+pub(crate) enum ClientFrame {
     /// Start receiving a channel, replaying what was missed after `last_seq`.
     Subscribe {
         #[serde(default)]
@@ -50,7 +52,7 @@ const TYPES: &[&str] = &["subscribe", "unsubscribe", "send", "ack", "ping"];
 
 /// Why a text frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// Not a JSON object with a string `type`.
     Malformed(String),
     /// A `type` this server does not know.
@@ -60,17 +62,23 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The stable error code sent to the client.
-    pub fn code(&self) -> &'static str {
+    /// The error's kind.
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            Self::Malformed(_) => "malformed_frame",
-            Self::UnknownType(_) => "unknown_frame_type",
-            Self::Invalid(_) => "invalid_frame",
+            Self::Malformed(_) => ErrorKind::MalformedFrame,
+            Self::UnknownType(_) => ErrorKind::UnknownFrameType,
+            Self::Invalid(_) => ErrorKind::InvalidFrame,
         }
     }
 
+    /// The stable error code sent to the client.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.kind().client_code()
+    }
+
     /// A human-readable explanation.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::Malformed(e) => format!("frame is not a JSON object with a \"type\": {e}"),
             Self::UnknownType(t) => format!("unknown frame type {t:?}; expected one of {TYPES:?}"),
@@ -79,8 +87,14 @@ impl FrameError {
     }
 }
 
+impl From<FrameError> for ClientError {
+    fn from(err: FrameError) -> Self {
+        ClientError::new(err.kind(), err.message())
+    }
+}
+
 /// Parses one text frame.
-pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+pub(crate) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
@@ -97,7 +111,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
 /// A frame to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
+pub(crate) enum ServerFrame {
     /// A message in a subscribed channel.
     Message(MessageBody),
     /// A send was stored.
@@ -168,18 +182,19 @@ pub enum ServerFrame {
 
 /// The fields of a delivered message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageBody {
-    pub channel_id: String,
-    pub message_id: String,
-    pub seq: u64,
-    pub sender_id: String,
-    pub body: String,
+pub(crate) struct MessageBody {
+    pub(crate) channel_id: String,
+    pub(crate) message_id: String,
+    pub(crate) seq: u64,
+    pub(crate) sender_id: String,
+    pub(crate) body: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<String>,
-    pub created_at_ms: i64,
+    pub(crate) attachments: Vec<String>,
+    pub(crate) created_at_ms: i64,
 }
 
 impl From<&Message> for MessageBody {
+    /// A stored message read over HTTP, straight from its wire form.
     fn from(m: &Message) -> Self {
         Self {
             channel_id: m.channel_id.clone(),
@@ -193,9 +208,23 @@ impl From<&Message> for MessageBody {
     }
 }
 
+impl From<&ChatMessage> for MessageBody {
+    fn from(m: &ChatMessage) -> Self {
+        Self {
+            channel_id: m.channel.as_str().to_owned(),
+            message_id: m.id.to_string(),
+            seq: m.seq,
+            sender_id: m.sender.as_str().to_owned(),
+            body: m.body.clone(),
+            attachments: m.attachments.clone(),
+            created_at_ms: m.created_at_ms,
+        }
+    }
+}
+
 impl ServerFrame {
     /// The frame for a presence event; `None` for an unknown kind.
-    pub fn presence(event: &PresenceEvent) -> Option<Self> {
+    pub(crate) fn presence(event: &PresenceEvent) -> Option<Self> {
         let kind = match presence_event::Kind::try_from(event.kind) {
             Ok(presence_event::Kind::Join) => "join",
             Ok(presence_event::Kind::Leave) => "leave",
@@ -210,23 +239,19 @@ impl ServerFrame {
     }
 
     /// The frame as JSON text.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
     }
 
-    /// An error frame.
-    pub fn error(
-        request_id: Option<String>,
-        code: &'static str,
-        message: impl Into<String>,
-        retryable: bool,
-    ) -> Self {
+    /// The error frame for `err`: its code and retryability come from the
+    /// error table.
+    pub(crate) fn from_error(request_id: Option<String>, err: &ClientError) -> Self {
         Self::Error {
             request_id,
-            code,
-            message: message.into(),
-            retryable,
+            code: err.kind.client_code(),
+            message: err.message.clone(),
+            retryable: err.retryable(),
         }
     }
 }
@@ -289,10 +314,9 @@ mod tests {
 
     #[test]
     fn message_ids_are_strings() {
-        let m = Message {
-            message_id: u64::MAX >> 1,
-            seq: 1,
-            ..Default::default()
+        let m = ChatMessage {
+            id: chatmesh_ids::MessageId::from_raw(u64::MAX >> 1),
+            ..crate::memory::message("general", 1)
         };
         let json = ServerFrame::Message(MessageBody::from(&m)).to_json();
         assert!(

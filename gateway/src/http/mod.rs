@@ -1,4 +1,9 @@
-//! HTTP routes: the WebSocket upgrade, the route endpoint, dev tokens.
+//! HTTP routes: the WebSocket upgrade, the route endpoint, history, dev
+//! tokens, and (in their own files) presence and media. Every error answer
+//! is rendered by [`render`] from the error table.
+
+mod media;
+mod presence;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +15,13 @@ use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chatmesh_error::{ClientError, ErrorKind};
 use chatmesh_ids::{ChannelId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
 use crate::auth::AuthError;
-use crate::config::PinMode;
 
 /// Every client-facing route.
 pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
@@ -24,20 +29,34 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/ws", get(upgrade))
         .route("/v1/route/{channel}", get(route))
         .route("/v1/channels/{channel}/messages", get(history))
-        .merge(crate::presence_http::routes())
-        .merge(crate::media_http::routes());
+        .merge(presence::routes())
+        .merge(media::routes());
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }
     router.with_state(gw)
 }
 
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response()
+/// The HTTP answer for `err`: status and code from the error table.
+pub(crate) fn render(err: &ClientError) -> Response {
+    let spec = err.kind.spec();
+    let status = StatusCode::from_u16(spec.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({ "error": {
+        "code": spec.client_code,
+        "message": err.message,
+        "retryable": spec.retryable,
+    } });
+    (status, Json(body)).into_response()
+}
+
+/// The HTTP answer for an error of `kind`.
+pub(crate) fn fail(kind: ErrorKind, message: impl Into<String>) -> Response {
+    render(&ClientError::new(kind, message))
+}
+
+/// The HTTP answer for a service's error status.
+pub(crate) fn from_status(status: &tonic::Status) -> Response {
+    render(&ClientError::from_status(status))
 }
 
 /// The user behind `token`, or the 401 answer to send.
@@ -46,12 +65,12 @@ pub(crate) fn authenticate(gw: &Gateway, token: Option<&str>) -> Result<UserId, 
         .ok_or(AuthError::Missing)
         .and_then(|t| gw.auth.verify(t))
         .map_err(|err| {
-            let code = if err == AuthError::Expired {
-                "token_expired"
+            let kind = if err == AuthError::Expired {
+                ErrorKind::TokenExpired
             } else {
-                "unauthorized"
+                ErrorKind::Unauthorized
             };
-            Box::new(error(StatusCode::UNAUTHORIZED, code, err.to_string()))
+            Box::new(fail(kind, err.to_string()))
         })
 }
 
@@ -68,13 +87,7 @@ pub(crate) fn caller(
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     headers: &HeaderMap,
 ) -> Result<UserId, Box<Response>> {
-    let Query(q) = query.map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.body_text(),
-        ))
-    })?;
+    let Query(q) = query.map_err(|e| Box::new(fail(ErrorKind::InvalidRequest, e.body_text())))?;
     let token = q.token.as_deref().or_else(|| bearer(headers));
     authenticate(gw, token)
 }
@@ -107,11 +120,10 @@ async fn upgrade(
         .transpose()
     {
         Ok(c) => c,
-        Err(err) => return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string()),
+        Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
     };
     if let Some(channel) = &channel
-        && gw.config.routing.mode == PinMode::Redirect
-        && let Some(base) = gw.redirect_url(channel.as_str())
+        && let Some(base) = gw.sessions.placement.redirect_url(channel)
     {
         let qs: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query.iter())
@@ -124,19 +136,14 @@ async fn upgrade(
             .into_response();
     }
     if gw.shutdown.is_cancelled() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "this node is shutting down",
-        );
+        return fail(ErrorKind::ShuttingDown, "this node is shutting down");
     }
     let max = gw.config.limits.max_connections;
     if gw.connections.fetch_add(1, Ordering::Relaxed) >= max {
         gw.connections.fetch_sub(1, Ordering::Relaxed);
         metrics::counter!("chatmesh_gateway_connections_refused_total").increment(1);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+        return fail(
+            ErrorKind::TooManyConnections,
             format!("this node serves at most {max} connections"),
         );
     }
@@ -153,23 +160,22 @@ async fn upgrade(
         .on_failed_upgrade(move |_| {
             session_gw.connections.fetch_sub(1, Ordering::Relaxed);
         })
-        .on_upgrade(move |socket| crate::session::run(gw, socket, user, channel))
+        .on_upgrade(move |socket| {
+            let live = gw.live.clone();
+            live.track_future(crate::ws::run(gw, socket, user, channel))
+        })
 }
 
 async fn route(State(gw): State<Arc<Gateway>>, Path(channel): Path<String>) -> Response {
     if let Err(err) = ChannelId::new(channel.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+        return fail(ErrorKind::InvalidChannel, err.to_string());
     }
-    let routes = gw.routes.borrow().clone();
+    let routes = gw.sessions.placement.routes.borrow().clone();
     match routes.owner(&channel) {
         Some((node, url)) => {
             Json(json!({ "channel_id": channel, "node": node, "url": url })).into_response()
         }
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_nodes",
-            "no gateway node is registered yet",
-        ),
+        None => fail(ErrorKind::NoNodes, "no gateway node is registered yet"),
     }
 }
 
@@ -187,18 +193,17 @@ async fn dev_token(
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+        Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     let user = match UserId::new(req.user_id) {
         Ok(u) => u,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_user", e.to_string()),
+        Err(e) => return fail(ErrorKind::InvalidUser, e.to_string()),
     };
     let ttl = Duration::from_secs(req.ttl_secs.unwrap_or(3600).clamp(1, 86_400));
     match gw.auth.issue(&user, ttl) {
         Some(token) => Json(json!({ "token": token, "expires_in": ttl.as_secs() })).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "dev_tokens_disabled",
+        None => fail(
+            ErrorKind::DevTokensDisabled,
             "dev tokens need an HS256 secret",
         ),
     }
@@ -227,7 +232,7 @@ async fn history(
 ) -> Response {
     let Query(q) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+        Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     let token = q.token.as_deref().or_else(|| bearer(&headers));
     let user = match authenticate(&gw, token) {
@@ -235,15 +240,14 @@ async fn history(
         Err(response) => return *response,
     };
     if let Err(err) = ChannelId::new(channel.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+        return fail(ErrorKind::InvalidChannel, err.to_string());
     }
     let cursor = |raw: Option<String>| raw.map(|v| v.parse::<u64>()).transpose();
     let (before, after) = match (cursor(q.before), cursor(q.after)) {
         (Ok(b), Ok(a)) => (b, a),
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+            return fail(
+                ErrorKind::InvalidRequest,
                 "before and after must be message IDs",
             );
         }
@@ -261,17 +265,10 @@ async fn history(
     match client.get_history(request).await {
         Ok(r) => {
             let r = r.into_inner();
-            let messages: Vec<crate::protocol::MessageBody> =
+            let messages: Vec<crate::ws::protocol::MessageBody> =
                 r.messages.iter().map(Into::into).collect();
             Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
         }
-        Err(status) => {
-            let (http, code) = match status.code() {
-                tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
-                tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, "not_member"),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            };
-            error(http, code, status.message())
-        }
+        Err(status) => from_status(&status),
     }
 }

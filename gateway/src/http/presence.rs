@@ -4,18 +4,19 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chatmesh_ids::{ChannelId, UserId};
-use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::presence::v1 as pb;
 use chatmesh_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::http::{TokenQuery, authenticate, bearer, caller, error};
+use crate::http::{TokenQuery, authenticate, bearer, caller, fail, from_status, render};
+use crate::ports::Access;
+use chatmesh_error::ErrorKind;
 
 /// Most users one presence request may name.
 const MAX_USERS: usize = 100;
@@ -35,19 +36,6 @@ struct PresenceQuery {
     token: Option<String>,
 }
 
-fn unavailable(status: &tonic::Status) -> Response {
-    match status.code() {
-        tonic::Code::InvalidArgument => {
-            error(StatusCode::BAD_REQUEST, "invalid_request", status.message())
-        }
-        _ => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("presence is unavailable: {}", status.message()),
-        ),
-    }
-}
-
 /// `GET /v1/presence?user_ids=a,b`: online status and last-seen time.
 async fn presence(
     State(gw): State<Arc<Gateway>>,
@@ -56,7 +44,7 @@ async fn presence(
 ) -> Response {
     let Query(q) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+        Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     if let Err(response) = authenticate(&gw, q.token.as_deref().or_else(|| bearer(&headers))) {
         return *response;
@@ -68,14 +56,13 @@ async fn presence(
         .map(str::to_owned)
         .collect();
     if users.is_empty() || users.len() > MAX_USERS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        return fail(
+            ErrorKind::InvalidRequest,
             format!("name between 1 and {MAX_USERS} user_ids"),
         );
     }
     if let Some(err) = users.iter().find_map(|u| UserId::new(u.as_str()).err()) {
-        return error(StatusCode::BAD_REQUEST, "invalid_user", err.to_string());
+        return fail(ErrorKind::InvalidUser, err.to_string());
     }
     let mut client = PresenceServiceClient::new(gw.presence_api.clone());
     match client
@@ -97,7 +84,7 @@ async fn presence(
                 .collect();
             Json(json!({ "users": users })).into_response()
         }
-        Err(status) => unavailable(&status),
+        Err(status) => from_status(&status),
     }
 }
 
@@ -112,45 +99,32 @@ async fn online(
         Ok(user) => user,
         Err(response) => return *response,
     };
-    if let Err(err) = ChannelId::new(channel.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
-    }
-    let mut chat = gw.chat.clone();
-    match chat
-        .check_membership(chat::CheckMembershipRequest {
-            channel_id: channel.clone(),
-            user_id: user.as_str().to_owned(),
-        })
-        .await
-    {
-        Ok(r) if r.get_ref().member => {}
-        Ok(_) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "not_member",
+    let channel = match ChannelId::new(channel) {
+        Ok(c) => c,
+        Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
+    };
+    match gw.sessions.chat.access(&channel, &user).await {
+        Ok(Access::Member) => {}
+        Ok(Access::NotMember) => {
+            return fail(
+                ErrorKind::NotMember,
                 "only channel members see who is online",
             );
         }
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            return error(StatusCode::NOT_FOUND, "unknown_channel", status.message());
-        }
-        Err(status) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                status.message(),
-            );
-        }
+        Ok(Access::UnknownChannel) => return fail(ErrorKind::UnknownChannel, "no such channel"),
+        Err(err) => return render(&err),
     }
     let mut client = PresenceServiceClient::new(gw.presence_api.clone());
     match client
         .list_online(pb::ListOnlineRequest {
-            channel_id: channel.clone(),
+            channel_id: channel.as_str().to_owned(),
         })
         .await
     {
-        Ok(r) => Json(json!({ "channel_id": channel, "user_ids": r.into_inner().user_ids }))
-            .into_response(),
-        Err(status) => unavailable(&status),
+        Ok(r) => {
+            Json(json!({ "channel_id": channel.as_str(), "user_ids": r.into_inner().user_ids }))
+                .into_response()
+        }
+        Err(status) => from_status(&status),
     }
 }

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{TokenQuery, caller, error};
+use crate::http::{TokenQuery, caller, fail, from_status};
+use chatmesh_error::ErrorKind;
 
 /// The media routes, merged into the gateway's router.
 pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
@@ -30,21 +31,6 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
 
 fn client(gw: &Gateway) -> MediaServiceClient<tonic::transport::Channel> {
     MediaServiceClient::new(gw.media.clone())
-}
-
-/// The HTTP answer for a media service error. The same gRPC codes map to
-/// the same statuses as on the history route; the message is the
-/// service's, which is already safe to show.
-fn from_status(status: &tonic::Status) -> Response {
-    let (http, code) = match status.code() {
-        tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
-        tonic::Code::OutOfRange => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
-        tonic::Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        tonic::Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-    };
-    error(http, code, status.message())
 }
 
 fn media_json(media: Option<pb::Media>) -> Value {
@@ -89,11 +75,11 @@ async fn create_upload(
         Err(response) => return *response,
     };
     if let Err(err) = ChannelId::new(channel.as_str()) {
-        return error(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string());
+        return fail(ErrorKind::InvalidChannel, err.to_string());
     }
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+        Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     let request = pb::CreateUploadRequest {
         channel_id: channel,

@@ -1,0 +1,314 @@
+//! In-memory implementations of the gateway's ports, for unit tests: a chat
+//! service, a fan-out feed, a gap source and liveness, each scriptable and
+//! able to fail on demand.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chatmesh_error::{ClientError, ErrorKind};
+use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ports::{
+    Access, ChatApi, Feed, FeedError, GapSource, Liveness, SendCommand, SendReceipt,
+};
+use crate::ws::outbound::{Outbox, Outgoing};
+
+/// A message of `channel` numbered `seq`, from `alice`.
+pub(crate) fn message(channel: &str, seq: u64) -> ChatMessage {
+    ChatMessage {
+        id: MessageId::from_raw((seq + 1000) << 22),
+        channel: ChannelId::new(channel).expect("test channel"),
+        sender: UserId::new("alice").expect("test user"),
+        seq,
+        body: format!("message {seq}"),
+        attachments: Vec::new(),
+        created_at_ms: 1_800_000_000_000 + seq as i64,
+        idempotency_key: None,
+    }
+}
+
+/// An outbox of `capacity` frames and its receiving end.
+pub(crate) fn outbox(capacity: usize) -> (Outbox, mpsc::Receiver<std::sync::Arc<Outgoing>>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (
+        Outbox {
+            tx,
+            overflow: CancellationToken::new(),
+        },
+        rx,
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A chat service: channels with members, sends numbered per channel.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryChat {
+    members: Mutex<HashMap<ChannelId, HashSet<UserId>>>,
+    seqs: Mutex<HashMap<ChannelId, u64>>,
+    keys: Mutex<HashMap<(ChannelId, UserId, String), SendReceipt>>,
+    fail_with: Mutex<Option<ClientError>>,
+    sends: Mutex<Vec<SendCommand>>,
+    next_id: AtomicU64,
+}
+
+impl MemoryChat {
+    /// A channel with these members.
+    pub(crate) fn with_channel(self, channel: &str, members: &[&str]) -> Self {
+        lock(&self.members).insert(
+            ChannelId::new(channel).expect("test channel"),
+            members
+                .iter()
+                .map(|m| UserId::new(*m).expect("test user"))
+                .collect(),
+        );
+        self
+    }
+
+    /// Every call fails with `err` until cleared with `None`.
+    pub(crate) fn fail_with(&self, err: Option<ClientError>) {
+        *lock(&self.fail_with) = err;
+    }
+
+    /// The sends received so far.
+    pub(crate) fn sends(&self) -> Vec<SendCommand> {
+        lock(&self.sends).clone()
+    }
+
+    fn failure(&self) -> Result<(), ClientError> {
+        lock(&self.fail_with).clone().map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl ChatApi for MemoryChat {
+    async fn access(&self, channel: &ChannelId, user: &UserId) -> Result<Access, ClientError> {
+        self.failure()?;
+        Ok(match lock(&self.members).get(channel) {
+            None => Access::UnknownChannel,
+            Some(m) if m.contains(user) => Access::Member,
+            Some(_) => Access::NotMember,
+        })
+    }
+
+    async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
+        self.failure()?;
+        lock(&self.sends).push(command.clone());
+        match self.access(&command.channel, &command.sender).await? {
+            Access::Member => {}
+            Access::NotMember => return Err(ClientError::generic(ErrorKind::NotMember)),
+            Access::UnknownChannel => return Err(ClientError::generic(ErrorKind::UnknownChannel)),
+        }
+        let key = command
+            .idempotency_key
+            .clone()
+            .map(|k| (command.channel.clone(), command.sender.clone(), k));
+        if let Some(key) = &key
+            && let Some(original) = lock(&self.keys).get(key)
+        {
+            return Ok(SendReceipt {
+                duplicate: true,
+                ..original.clone()
+            });
+        }
+        let seq = {
+            let mut seqs = lock(&self.seqs);
+            let seq = seqs.entry(command.channel.clone()).or_insert(0);
+            *seq += 1;
+            *seq
+        };
+        let receipt = SendReceipt {
+            message_id: MessageId::from_raw(self.next_id.fetch_add(1, Ordering::Relaxed) + 1),
+            seq,
+            masked: false,
+            duplicate: false,
+        };
+        if let Some(key) = key {
+            lock(&self.keys).insert(key, receipt.clone());
+        }
+        Ok(receipt)
+    }
+}
+
+/// A fan-out feed: which channels are subscribed and their counters.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryFeed {
+    subscribed: Mutex<HashSet<ChannelId>>,
+    subscribe_calls: Mutex<HashMap<ChannelId, usize>>,
+    seqs: Mutex<HashMap<ChannelId, u64>>,
+    failures: AtomicUsize,
+}
+
+impl MemoryFeed {
+    /// Sets `channel`'s latest sequence number.
+    pub(crate) fn set_seq(&self, channel: &ChannelId, seq: u64) {
+        lock(&self.seqs).insert(channel.clone(), seq);
+    }
+
+    /// Whether the node is subscribed to `channel`.
+    pub(crate) fn is_subscribed(&self, channel: &ChannelId) -> bool {
+        lock(&self.subscribed).contains(channel)
+    }
+
+    /// How often `channel` was subscribed.
+    pub(crate) fn subscribe_calls(&self, channel: &ChannelId) -> usize {
+        lock(&self.subscribe_calls)
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The connection dropped: every subscription is gone.
+    pub(crate) fn drop_all(&self) {
+        lock(&self.subscribed).clear();
+    }
+
+    /// The next `n` subscribes fail.
+    pub(crate) fn fail_next_subscribes(&self, n: usize) {
+        self.failures.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Feed for MemoryFeed {
+    async fn subscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        *lock(&self.subscribe_calls)
+            .entry(channel.clone())
+            .or_insert(0) += 1;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(FeedError("connection refused".into()));
+        }
+        lock(&self.subscribed).insert(channel.clone());
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        lock(&self.subscribed).remove(channel);
+        Ok(())
+    }
+
+    async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError> {
+        Ok(lock(&self.seqs).get(channel).copied().unwrap_or(0))
+    }
+}
+
+/// Missed messages: a recent window, a store, and void numbers.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryGaps {
+    recent: Mutex<BTreeMap<u64, ChatMessage>>,
+    stored: Mutex<BTreeMap<u64, ChatMessage>>,
+    voids: Mutex<HashSet<u64>>,
+    page: Mutex<Option<usize>>,
+    recent_down: Mutex<bool>,
+    store_calls: AtomicUsize,
+}
+
+impl MemoryGaps {
+    /// Puts `m` in the recent window.
+    pub(crate) fn recent(&self, m: ChatMessage) {
+        lock(&self.recent).insert(m.seq, m);
+    }
+    /// Puts `m` in storage.
+    pub(crate) fn store(&self, m: ChatMessage) {
+        lock(&self.stored).insert(m.seq, m);
+    }
+    /// Marks `seq` as never made durable.
+    pub(crate) fn void(&self, seq: u64) {
+        lock(&self.voids).insert(seq);
+    }
+    /// Storage answers at most `n` messages a page.
+    pub(crate) fn page_size(&self, n: usize) {
+        *lock(&self.page) = Some(n);
+    }
+    /// The recent window cannot be read.
+    pub(crate) fn recent_down(&self) {
+        *lock(&self.recent_down) = true;
+    }
+    /// How many storage pages were asked for.
+    pub(crate) fn store_calls(&self) -> usize {
+        self.store_calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl GapSource for MemoryGaps {
+    async fn recent(
+        &self,
+        _channel: &ChannelId,
+        after: u64,
+        upto: u64,
+    ) -> Result<(Vec<ChatMessage>, HashSet<u64>), ClientError> {
+        if *lock(&self.recent_down) {
+            return Err(ClientError::generic(ErrorKind::Unavailable));
+        }
+        let messages = lock(&self.recent)
+            .range(after + 1..=upto)
+            .map(|(_, m)| m.clone())
+            .collect();
+        Ok((messages, lock(&self.voids).clone()))
+    }
+
+    async fn stored_since(
+        &self,
+        _channel: &ChannelId,
+        _user: &UserId,
+        after: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), ClientError> {
+        self.store_calls.fetch_add(1, Ordering::SeqCst);
+        let stored = lock(&self.stored);
+        let all: Vec<ChatMessage> = stored.range(after + 1..).map(|(_, m)| m.clone()).collect();
+        match *lock(&self.page) {
+            Some(n) if all.len() > n => Ok((all[..n].to_vec(), true)),
+            _ => Ok((all, false)),
+        }
+    }
+}
+
+/// What liveness heard, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LivenessEvent {
+    /// A session opened.
+    Open(String),
+    /// A session was alive in these channels.
+    Alive(Vec<String>),
+    /// A session closed, leaving these channels.
+    Close(Vec<String>),
+}
+
+/// Liveness that records what it is told.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryLiveness {
+    events: Mutex<Vec<LivenessEvent>>,
+}
+
+impl MemoryLiveness {
+    /// Everything heard so far.
+    pub(crate) fn events(&self) -> Vec<LivenessEvent> {
+        lock(&self.events).clone()
+    }
+}
+
+impl Liveness for MemoryLiveness {
+    fn open(&self, user: &UserId) -> (String, CancellationToken) {
+        lock(&self.events).push(LivenessEvent::Open(user.as_str().to_owned()));
+        (format!("s-{}", user.as_str()), CancellationToken::new())
+    }
+
+    fn alive(&self, _id: &str, channels: Vec<String>) {
+        lock(&self.events).push(LivenessEvent::Alive(channels));
+    }
+
+    fn close(&self, _id: &str, channels: Vec<String>) {
+        lock(&self.events).push(LivenessEvent::Close(channels));
+    }
+}

@@ -1,0 +1,106 @@
+//! What a session needs from the world, as small traits. The real adapters
+//! (gRPC clients, Redis) live in `upstream/` and `ws/hub.rs`; in-memory ones
+//! in `memory.rs` let the session rules be unit-tested without a network.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chatmesh_error::ClientError;
+use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
+use tokio_util::sync::CancellationToken;
+
+/// Whether a user may read and write a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A member.
+    Member,
+    /// The channel exists; the user is not in it.
+    NotMember,
+    /// No such channel.
+    UnknownChannel,
+}
+
+/// A message a client asked to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SendCommand {
+    /// Target channel.
+    pub(crate) channel: ChannelId,
+    /// The session's user.
+    pub(crate) sender: UserId,
+    /// Text.
+    pub(crate) body: String,
+    /// Media IDs.
+    pub(crate) attachments: Vec<String>,
+    /// The client's key for idempotent retries.
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// What the chat service answered to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SendReceipt {
+    /// The stored message's ID.
+    pub(crate) message_id: MessageId,
+    /// Its place in the channel.
+    pub(crate) seq: u64,
+    /// Moderation masked part of it.
+    pub(crate) masked: bool,
+    /// An earlier send with the same key was answered again.
+    pub(crate) duplicate: bool,
+}
+
+/// The chat service, as the gateway calls it.
+#[async_trait]
+pub(crate) trait ChatApi: Send + Sync {
+    /// Whether `user` may subscribe to `channel`.
+    async fn access(&self, channel: &ChannelId, user: &UserId) -> Result<Access, ClientError>;
+    /// Sends a message; on success it is durable.
+    async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError>;
+}
+
+/// The Redis side of fan-out: the node's subscriptions and the channels'
+/// counters. Messages come back through [`crate::ws::hub::Hub::accept`].
+#[async_trait]
+pub(crate) trait Feed: Send + Sync {
+    /// Starts receiving `channel`'s messages and presence events.
+    async fn subscribe(&self, channel: &ChannelId) -> Result<(), FeedError>;
+    /// Stops receiving them.
+    async fn unsubscribe(&self, channel: &ChannelId) -> Result<(), FeedError>;
+    /// The channel's latest sequence number (0 before the first message).
+    async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError>;
+}
+
+/// A fan-out failure. The text is for logs; clients get `unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[error("fan-out unavailable: {0}")]
+pub(crate) struct FeedError(pub(crate) String);
+
+/// Where missed messages are found for a reconnecting client.
+#[async_trait]
+pub(crate) trait GapSource: Send + Sync {
+    /// The recent window's messages with `after < seq <= upto`, and the
+    /// numbers in that range that were never made durable.
+    async fn recent(
+        &self,
+        channel: &ChannelId,
+        after: u64,
+        upto: u64,
+    ) -> Result<(Vec<ChatMessage>, HashSet<u64>), ClientError>;
+    /// Stored messages after `after`, oldest first, and whether more follow.
+    async fn stored_since(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        after: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), ClientError>;
+}
+
+/// Session liveness: what presence learns from this node.
+pub(crate) trait Liveness: Send + Sync {
+    /// A new session of `user`: its presence ID and a token that fires when
+    /// its presence expires.
+    fn open(&self, user: &UserId) -> (String, CancellationToken);
+    /// The session is alive, in `channels`.
+    fn alive(&self, id: &str, channels: Vec<String>);
+    /// The session ended.
+    fn close(&self, id: &str, channels: Vec<String>);
+}

@@ -1,0 +1,157 @@
+//! The Redis side of fan-out: one RESP3 cluster connection carrying the
+//! node's sharded subscriptions, and the task that turns its pushes into
+//! hub deliveries.
+
+use async_trait::async_trait;
+use chatmesh_ids::{ChannelId, ChatMessage};
+use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::presence::v1::PresenceEvent;
+use chatmesh_redis::{Cluster, keys};
+use prost::Message as _;
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use crate::ports::{Feed, FeedError};
+use crate::ws::hub::Hub;
+use crate::ws::protocol::ServerFrame;
+
+/// Sharded pub/sub on Redis Cluster.
+pub(crate) struct RedisFeed {
+    redis: Cluster,
+    pubsub: ClusterConnection,
+}
+
+impl std::fmt::Debug for RedisFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFeed").finish_non_exhaustive()
+    }
+}
+
+impl RedisFeed {
+    /// Opens the node's pub/sub connection. Its pushes arrive on the
+    /// returned receiver, for [`read_pushes`].
+    pub(crate) async fn connect(
+        redis: Cluster,
+        config: &chatmesh_config::RedisConfig,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<PushInfo>), redis::RedisError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = redis::cluster::ClusterClient::builder(config.nodes.clone())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.response_timeout)
+            .push_sender(tx)
+            .build()?;
+        let pubsub = client.get_async_connection().await?;
+        Ok((Self { redis, pubsub }, rx))
+    }
+}
+
+fn feed_error(err: redis::RedisError) -> FeedError {
+    FeedError(err.to_string())
+}
+
+#[async_trait]
+impl Feed for RedisFeed {
+    async fn subscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        let mut pubsub = self.pubsub.clone();
+        pubsub
+            .ssubscribe(keys::fanout(channel.as_str()))
+            .await
+            .map_err(feed_error)?;
+        pubsub
+            .ssubscribe(keys::presence_events(channel.as_str()))
+            .await
+            .map_err(feed_error)
+    }
+
+    async fn unsubscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        let mut pubsub = self.pubsub.clone();
+        let mut result = Ok(());
+        for name in [
+            keys::fanout(channel.as_str()),
+            keys::presence_events(channel.as_str()),
+        ] {
+            if let Err(err) = pubsub.sunsubscribe(&name).await {
+                result = Err(feed_error(err));
+            }
+        }
+        result
+    }
+
+    async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError> {
+        let mut conn = self.redis.conn().await.map_err(feed_error)?;
+        let current: Option<u64> = redis::cmd("GET")
+            .arg(keys::seq(channel.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(feed_error)?;
+        Ok(current.unwrap_or(0))
+    }
+}
+
+/// Delivers the pushes of the feed's connection to `hub` until `shutdown`.
+pub(crate) async fn read_pushes(
+    hub: Hub,
+    mut rx: mpsc::UnboundedReceiver<PushInfo>,
+    tasks: chatmesh_server::Tasks,
+) {
+    let shutdown = tasks.shutdown().clone();
+    loop {
+        let push = tokio::select! {
+            push = rx.recv() => match push { Some(p) => p, None => return },
+            () = shutdown.cancelled() => return,
+        };
+        match push.kind {
+            PushKind::SMessage => on_message(&hub, &push.data),
+            // redis-rs re-subscribes all channels in one SSUBSCRIBE after a
+            // reconnect, which Redis refuses with CROSSSLOT as soon as they
+            // span slots. The hub re-subscribes each channel on its own.
+            PushKind::Disconnection => {
+                metrics::counter!("chatmesh_gateway_pubsub_reconnects_total").increment(1);
+                tracing::warn!("pub/sub connection lost, re-subscribing every channel");
+                tasks.spawn("resubscribe", hub.clone().resubscribe_all(shutdown.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn on_message(hub: &Hub, data: &[Value]) {
+    // RESP3 smessage push: [channel, payload].
+    let [.., Value::BulkString(name), Value::BulkString(payload)] = data else {
+        return;
+    };
+    let Ok(name) = std::str::from_utf8(name) else {
+        return;
+    };
+    if let Some(channel) = keys::channel_of_presence_events(name) {
+        let Ok(channel) = ChannelId::new(channel) else {
+            return;
+        };
+        match PresenceEvent::decode(payload.as_slice()) {
+            Ok(event) => {
+                if let Some(frame) = ServerFrame::presence(&event) {
+                    hub.broadcast(&channel, frame);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(channel = %channel, error = %err, "undecodable presence event dropped")
+            }
+        }
+        return;
+    }
+    let Some(channel) = keys::channel_of_fanout(name) else {
+        return;
+    };
+    let decoded = Message::decode(payload.as_slice())
+        .map_err(|e| e.to_string())
+        .and_then(|m| ChatMessage::try_from(m).map_err(|e| e.to_string()));
+    match (ChannelId::new(channel), decoded) {
+        (Ok(channel), Ok(message)) => hub.accept(&channel, message),
+        (_, Err(err)) => {
+            tracing::warn!(channel, error = %err, "undecodable fan-out payload dropped")
+        }
+        (Err(_), _) => {}
+    }
+}

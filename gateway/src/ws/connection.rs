@@ -1,0 +1,154 @@
+//! One upgraded WebSocket: the read loop that feeds the session, and the
+//! writer task that drains its outbound queue and closes the socket with
+//! the right code.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use chatmesh_ids::{ChannelId, UserId};
+use futures::{SinkExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Gateway;
+use crate::ws::outbound::{Outbox, Outgoing};
+use crate::ws::session::Session;
+
+/// Close code for a client that could not keep up (private range).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code for a node going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a session that stopped pinging (private range).
+pub const CLOSE_SESSION_EXPIRED: u16 = 4009;
+
+/// How long a send to a client that overflowed may stay blocked.
+const STALLED_SEND: Duration = Duration::from_secs(5);
+
+/// Why the server closes a connection, if it does.
+type CloseReason = Arc<std::sync::Mutex<Option<(u16, String)>>>;
+
+/// Serves one upgraded connection until either side closes it.
+pub(crate) async fn run(
+    gw: Arc<Gateway>,
+    socket: WebSocket,
+    user: UserId,
+    initial: Option<ChannelId>,
+) {
+    let id = gw.next_session.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel::<Arc<Outgoing>>(gw.config.limits.outbound_queue);
+    let outbox = Outbox {
+        tx,
+        overflow: CancellationToken::new(),
+    };
+    let close = CancellationToken::new();
+    let close_reason: CloseReason = Arc::default();
+    let (sink, mut stream) = socket.split();
+    let writer = tokio::spawn(write(
+        sink,
+        rx,
+        outbox.overflow.clone(),
+        close.clone(),
+        close_reason.clone(),
+    ));
+    metrics::gauge!("chatmesh_gateway_connections").increment(1.0);
+
+    let overflow = outbox.overflow.clone();
+    let (mut session, expired) = Session::open(gw.sessions.clone(), id, user, outbox);
+    if let Some(channel) = initial {
+        session.on_initial_channel(channel).await;
+    }
+    let mut routes = gw.sessions.placement.routes.clone();
+    let going_away = gw.going_away.clone();
+    let reason = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(WsMessage::Text(text))) => session.on_text(&text).await,
+                Some(Ok(WsMessage::Binary(_))) => session.on_binary().await,
+                Some(Ok(WsMessage::Close(_))) | None => break None,
+                Some(Ok(WsMessage::Ping(_))) => session.alive(),
+                Some(Ok(WsMessage::Pong(_))) => {}
+                Some(Err(err)) => {
+                    // Oversized frames end up here: the socket layer refuses
+                    // anything far beyond the frame limit.
+                    tracing::debug!(session = id, error = %err, "websocket read failed");
+                    break Some((1009, "frame too large or protocol error".to_owned()));
+                }
+            },
+            Ok(()) = routes.changed() => session.on_ring_change().await,
+            () = overflow.cancelled() => break None,
+            () = expired.cancelled() => {
+                let ttl = gw.config.presence.session_ttl;
+                break Some((CLOSE_SESSION_EXPIRED, Session::expiry_reason(ttl)));
+            }
+            () = going_away.cancelled() => {
+                session.going_away().await;
+                break Some((CLOSE_GOING_AWAY, "node shutting down".to_owned()));
+            }
+        }
+    };
+    if let Some(r) = reason {
+        *close_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+    close.cancel();
+    session.close().await;
+    let _ = writer.await;
+    metrics::gauge!("chatmesh_gateway_connections").decrement(1.0);
+    gw.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn write(
+    mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<Arc<Outgoing>>,
+    overflow: CancellationToken,
+    close: CancellationToken,
+    reason: CloseReason,
+) {
+    let frame = loop {
+        tokio::select! {
+            biased;
+            () = overflow.cancelled() => {
+                break Some((CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full".to_owned()));
+            }
+            next = rx.recv() => match next {
+                Some(out) => {
+                    // A client that stops reading blocks this send; once it
+                    // has overflowed it gets a bounded wait, not forever.
+                    let sent = tokio::select! {
+                        r = sink.send(WsMessage::Text(out.json())) => r.is_ok(),
+                        () = async { overflow.cancelled().await; tokio::time::sleep(STALLED_SEND).await } => false,
+                    };
+                    if !sent {
+                        if overflow.is_cancelled() {
+                            break Some((CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full".to_owned()));
+                        }
+                        return;
+                    }
+                }
+                // Every sender is gone: the session ended, maybe before this
+                // task saw `close`, so the reason still applies.
+                None => break reason.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            },
+            () = close.cancelled() => {
+                // Flush what is already queued, such as a final reconnect frame.
+                while let Ok(out) = rx.try_recv() {
+                    if sink.send(WsMessage::Text(out.json())).await.is_err() {
+                        return;
+                    }
+                }
+                break reason.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+        }
+    };
+    let close = frame.map(|(code, reason)| CloseFrame {
+        code,
+        reason: reason.into(),
+    });
+    // The close frame may not fit a stalled socket either; then just drop it.
+    let _ = tokio::time::timeout(STALLED_SEND, async {
+        let _ = sink.send(WsMessage::Close(close)).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}

@@ -1,0 +1,19 @@
+//! The WebSocket side of the gateway: one connection per client, its
+//! session's frame handling, fan-out to local sessions and gap replay.
+
+mod connection;
+mod control;
+pub(crate) mod hub;
+mod limits;
+pub(crate) mod outbound;
+pub(crate) mod protocol;
+mod replay;
+mod send;
+pub(crate) mod session;
+mod subscribe;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use connection::run;
+pub use connection::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};

@@ -1,0 +1,266 @@
+//! One client session's state and frame dispatch. The connection task
+//! (`connection.rs`) reads the socket and calls in here; each frame kind is
+//! handled in its own file (`subscribe.rs`, `send.rs`, `control.rs`).
+//! Nothing here touches a socket or a network client directly, so the
+//! session's rules are unit-tested against in-memory ports.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmesh_error::{ClientError, ErrorKind};
+use chatmesh_ids::{ChannelId, UserId};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{GatewayLimits, PinMode};
+use crate::ports::{ChatApi, GapSource, Liveness};
+use crate::ring::nodes::Routes;
+use crate::ws::hub::Hub;
+use crate::ws::limits::FrameBudget;
+use crate::ws::outbound::Outbox;
+use crate::ws::protocol::{self, ClientFrame, ServerFrame};
+
+/// Which node serves which channel, as this node sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Placement {
+    /// This node's ID.
+    pub(crate) node_id: String,
+    /// Whether clients are redirected to the owner.
+    pub(crate) mode: PinMode,
+    /// The current ring.
+    pub(crate) routes: watch::Receiver<Arc<Routes>>,
+}
+
+impl Placement {
+    /// The URL of the node owning `channel`, when that is another node and
+    /// this node redirects.
+    pub(crate) fn redirect_url(&self, channel: &ChannelId) -> Option<String> {
+        if self.mode != PinMode::Redirect {
+            return None;
+        }
+        let routes = self.routes.borrow();
+        match routes.owner(channel.as_str()) {
+            Some((node, Some(url))) if node != self.node_id => Some(url.to_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// What every session of a node shares.
+pub(crate) struct SessionContext {
+    /// The chat service.
+    pub(crate) chat: Arc<dyn ChatApi>,
+    /// Fan-out to local sessions.
+    pub(crate) hub: Hub,
+    /// Missed messages, for replay.
+    pub(crate) gaps: Arc<dyn GapSource>,
+    /// Session liveness for presence.
+    pub(crate) liveness: Arc<dyn Liveness>,
+    /// Per-connection limits.
+    pub(crate) limits: GatewayLimits,
+    /// Channel ownership.
+    pub(crate) placement: Placement,
+}
+
+impl std::fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("node_id", &self.placement.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One client session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(super) ctx: Arc<SessionContext>,
+    pub(super) id: u64,
+    pub(super) user: UserId,
+    pub(super) outbox: Outbox,
+    pub(super) channels: BTreeSet<ChannelId>,
+    budget: FrameBudget,
+    /// The session's ID in presence state.
+    pub(super) presence_id: String,
+}
+
+impl Session {
+    /// Opens a session of `user` writing to `outbox`. The token fires when
+    /// the session's presence expires.
+    pub(crate) fn open(
+        ctx: Arc<SessionContext>,
+        id: u64,
+        user: UserId,
+        outbox: Outbox,
+    ) -> (Self, CancellationToken) {
+        let (presence_id, expired) = ctx.liveness.open(&user);
+        let budget = FrameBudget::new(ctx.limits.frames_per_second, ctx.limits.frame_burst);
+        let session = Self {
+            ctx,
+            id,
+            user,
+            outbox,
+            channels: BTreeSet::new(),
+            budget,
+            presence_id,
+        };
+        (session, expired)
+    }
+
+    /// Subscribes the channel named in the upgrade request.
+    pub(crate) async fn on_initial_channel(&mut self, channel: ChannelId) {
+        self.subscribe(None, channel, None).await;
+    }
+
+    /// Queues a reply.
+    pub(super) async fn reply(&self, frame: ServerFrame) {
+        self.outbox.reply(frame).await;
+    }
+
+    /// Queues an error frame for `request_id`.
+    pub(super) async fn fail(&self, request_id: Option<String>, err: ClientError) {
+        self.reply(ServerFrame::from_error(request_id, &err)).await;
+    }
+
+    /// Handles one text frame.
+    pub(crate) async fn on_text(&mut self, text: &str) {
+        let limits = &self.ctx.limits;
+        if text.len() > limits.max_frame_bytes {
+            let msg = format!(
+                "frame is {} bytes; the limit is {}",
+                text.len(),
+                limits.max_frame_bytes
+            );
+            return self
+                .fail(None, ClientError::new(ErrorKind::FrameTooLarge, msg))
+                .await;
+        }
+        if !self.budget.take() {
+            metrics::counter!("chatmesh_gateway_rate_limited_total").increment(1);
+            let msg = format!(
+                "more than {} frames per second; slow down",
+                limits.frames_per_second
+            );
+            return self
+                .fail(None, ClientError::new(ErrorKind::RateLimited, msg))
+                .await;
+        }
+        match protocol::parse(text) {
+            Ok(frame) => self.dispatch(frame).await,
+            Err(err) => self.fail(None, err.into()).await,
+        }
+    }
+
+    /// Handles a binary frame: not spoken on this connection.
+    pub(crate) async fn on_binary(&mut self) {
+        let err = ClientError::new(
+            ErrorKind::UnsupportedFrame,
+            "binary frames are not supported; send JSON text frames",
+        );
+        self.fail(None, err).await;
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Subscribe {
+                request_id,
+                channel_id,
+                last_seq,
+            } => match ChannelId::new(channel_id) {
+                Ok(channel) => self.subscribe(request_id, channel, last_seq).await,
+                Err(err) => {
+                    let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());
+                    self.fail(request_id, err).await
+                }
+            },
+            ClientFrame::Unsubscribe {
+                request_id,
+                channel_id,
+            } => self.unsubscribe(request_id, channel_id).await,
+            ClientFrame::Send {
+                request_id,
+                channel_id,
+                body,
+                attachments,
+                idempotency_key,
+            } => match ChannelId::new(channel_id) {
+                Ok(channel) => {
+                    self.send(request_id, channel, body, attachments, idempotency_key)
+                        .await
+                }
+                Err(err) => {
+                    let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());
+                    self.fail(request_id, err).await
+                }
+            },
+            ClientFrame::Ack { .. } => {}
+            ClientFrame::Ping {
+                request_id,
+                client_time_ms,
+            } => self.ping(request_id, client_time_ms).await,
+        }
+    }
+
+    /// Reports the session alive, in its current channels.
+    pub(crate) fn alive(&self) {
+        self.ctx
+            .liveness
+            .alive(&self.presence_id, self.channel_names());
+    }
+
+    pub(super) fn channel_names(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect()
+    }
+
+    /// Tells the client to move the channels the ring now gives to another
+    /// node, one `reconnect` frame per destination.
+    pub(crate) async fn on_ring_change(&mut self) {
+        let mut moved: Vec<(String, String)> = self
+            .channels
+            .iter()
+            .filter_map(|c| {
+                let url = self.ctx.placement.redirect_url(c)?;
+                Some((c.as_str().to_owned(), url))
+            })
+            .collect();
+        moved.sort_by(|a, b| a.1.cmp(&b.1));
+        for group in moved.chunk_by(|a, b| a.1 == b.1) {
+            let url = group[0].1.clone();
+            let channel_ids = group.iter().map(|(c, _)| c.clone()).collect();
+            self.reply(ServerFrame::Reconnect {
+                reason: "channel moved to another node".into(),
+                url: Some(url),
+                channel_ids,
+            })
+            .await;
+        }
+    }
+
+    /// The node is going away: tell the client to reconnect and resubscribe.
+    pub(crate) async fn going_away(&mut self) {
+        self.reply(ServerFrame::Reconnect {
+            reason: "node shutting down".into(),
+            url: None,
+            channel_ids: self.channel_names(),
+        })
+        .await;
+    }
+
+    /// The reason given when the session's presence expired.
+    pub(crate) fn expiry_reason(ttl: Duration) -> String {
+        format!("session expired: no ping for {}s", ttl.as_secs_f64())
+    }
+
+    /// Ends the session: presence sees it leave and the hub drops it.
+    pub(crate) async fn close(mut self) {
+        self.ctx
+            .liveness
+            .close(&self.presence_id, self.channel_names());
+        for channel in std::mem::take(&mut self.channels) {
+            self.ctx.hub.unsubscribe(&channel, self.id).await;
+        }
+    }
+}
