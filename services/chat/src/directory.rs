@@ -1,6 +1,6 @@
 //! Channels and memberships, stored in the directory database.
 
-use chatmesh_db::directory::{MEDIA_READY, channels, media, memberships};
+use chatmesh_db::directory::{channels, memberships};
 use chatmesh_db::{DbError, Pool};
 use chatmesh_ids::{ChannelId, UserId};
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ impl Moderation {
         }
     }
 
-    fn from_db(raw: i16) -> Self {
+    pub(crate) fn from_db(raw: i16) -> Self {
         if raw == 2 { Self::Mask } else { Self::Reject }
     }
 }
@@ -86,7 +86,7 @@ pub(crate) const MAX_CHANNEL_NAME: usize = 200;
 /// Channel and membership operations.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 impl Directory {
@@ -201,58 +201,6 @@ impl Directory {
             .await
             .map_err(DbError::from)?;
         rows.into_iter().map(ChannelRow::into_channel).collect()
-    }
-
-    /// The channel's moderation policy, if `user` may send to it.
-    pub async fn policy_for_member(
-        &self,
-        channel: &ChannelId,
-        user: &UserId,
-    ) -> Result<Moderation, ChatError> {
-        let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        let row: Option<(i16, bool)> = channels::table
-            .find(channel.as_str())
-            .select((
-                channels::moderation,
-                diesel::dsl::exists(
-                    memberships::table
-                        .filter(memberships::channel_id.eq(channel.as_str()))
-                        .filter(memberships::user_id.eq(user.as_str())),
-                ),
-            ))
-            .first(&mut *conn)
-            .await
-            .optional()
-            .map_err(DbError::from)?;
-        match row {
-            None => Err(ChatError::ChannelNotFound),
-            Some((_, false)) => Err(ChatError::NotMember),
-            Some((policy, true)) => Ok(Moderation::from_db(policy)),
-        }
-    }
-
-    /// Fails unless every ID names a ready upload of `channel`.
-    pub async fn check_attachments(
-        &self,
-        channel: &ChannelId,
-        ids: &[String],
-    ) -> Result<(), ChatError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        let ready: Vec<String> = media::table
-            .filter(media::media_id.eq_any(ids))
-            .filter(media::channel_id.eq(channel.as_str()))
-            .filter(media::state.eq(MEDIA_READY))
-            .select(media::media_id)
-            .load(&mut *conn)
-            .await
-            .map_err(DbError::from)?;
-        match ids.iter().find(|id| !ready.contains(id)) {
-            Some(missing) => Err(ChatError::Attachment(missing.clone())),
-            None => Ok(()),
-        }
     }
 
     /// True if `user` is a member of `channel`.

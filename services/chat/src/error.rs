@@ -56,6 +56,9 @@ pub enum ChatError {
     /// A backing store failed; details are logged, not returned.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// Kafka failed; details are logged, not returned.
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
 impl ChatError {
@@ -80,7 +83,9 @@ impl ChatError {
             Self::Blocked => ErrorKind::Blocked,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::InFlight => ErrorKind::InProgress,
-            Self::LogUnavailable | Self::Redis(_) | Self::NoWorkerId => ErrorKind::Unavailable,
+            Self::LogUnavailable | Self::Redis(_) | Self::Kafka(_) | Self::NoWorkerId => {
+                ErrorKind::Unavailable
+            }
             Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
             Self::Database(_) => ErrorKind::Internal,
         }
@@ -98,6 +103,10 @@ impl ChatError {
                 tracing::error!(error = %inner, "redis error");
                 ClientError::generic(self.kind())
             }
+            Self::Kafka(inner) => {
+                tracing::error!(error = %inner, "kafka error");
+                ClientError::generic(self.kind())
+            }
             _ => ClientError::new(self.kind(), self.to_string()),
         }
     }
@@ -106,5 +115,74 @@ impl ChatError {
 impl From<ChatError> for Status {
     fn from(err: ChatError) -> Self {
         err.to_client().to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    /// Errors as the clients render them: the Redis address, the SQL and the
+    /// broker must stay in the logs.
+    #[test]
+    fn store_errors_render_without_hosts_or_sql() {
+        let sql = "duplicate key value violates unique constraint \"channels_pkey\" \
+                   in INSERT INTO channels (channel_id) VALUES ($1)";
+        let cases = [
+            (
+                ChatError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "connection refused",
+                    "10.1.2.3:6379".to_owned(),
+                ))),
+                "10.1.2.3",
+            ),
+            (
+                ChatError::Database(DbError::Connection(
+                    "could not connect to server at 10.4.5.6:5432".into(),
+                )),
+                "10.4.5.6",
+            ),
+            (
+                ChatError::Database(DbError::Query(DieselError::DatabaseError(
+                    DatabaseErrorKind::Unknown,
+                    Box::new(sql.to_owned()),
+                ))),
+                "INSERT INTO",
+            ),
+            (
+                ChatError::Kafka(rdkafka::error::KafkaError::ClientCreation(
+                    "broker 10.7.8.9:9092 unreachable".into(),
+                )),
+                "10.7.8.9",
+            ),
+        ];
+        for (err, leak) in cases {
+            assert!(err.to_string().contains(leak), "{err} should name {leak}");
+            let client = err.to_client();
+            assert!(!client.message.contains(leak), "{client}");
+            assert_eq!(client, ClientError::generic(err.kind()));
+            let status = Status::from(err);
+            assert!(!status.message().contains(leak), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn transient_store_errors_are_retryable_and_broken_queries_are_not() {
+        let down = ChatError::Database(DbError::Connection("timed out".into()));
+        assert_eq!(down.kind(), ErrorKind::Unavailable);
+        let broken = ChatError::Database(DbError::Query(DieselError::NotFound));
+        assert_eq!(broken.kind(), ErrorKind::Internal);
+        assert_eq!(ChatError::LogUnavailable.kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn domain_errors_keep_their_own_text() {
+        let err = ChatError::RateLimited { scope: "user" };
+        let client = err.to_client();
+        assert_eq!(client.kind, ErrorKind::RateLimited);
+        assert_eq!(client.message, "too many messages for this user, slow down");
     }
 }

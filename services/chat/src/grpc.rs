@@ -2,7 +2,7 @@
 
 use chatmesh_ids::{ChannelId, UserId};
 use chatmesh_proto::chat::v1 as pb;
-use chatmesh_proto::common::v1::ModerationPolicy;
+use chatmesh_proto::common::v1::{Message, ModerationPolicy};
 use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         };
         let sent = self.send.send(send).await?;
         Ok(Response::new(pb::SendMessageResponse {
-            message: Some(sent.message),
+            message: Some(Message::from(sent.message)),
             masked: sent.masked,
             duplicate: sent.duplicate,
         }))

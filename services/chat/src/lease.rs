@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use chatmesh_ids::{MAX_WORKER_ID, Snowflake};
+use chatmesh_ids::{MAX_WORKER_ID, MessageId, Snowflake};
 use chatmesh_redis::Cluster;
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_server::{Probe, ProbeFuture, Tasks};
 use tokio_util::sync::CancellationToken;
+
+use crate::ports::IdSource;
 
 /// Extends the lease only while this instance still holds it.
 const REFRESH: &str = r"
@@ -28,7 +30,8 @@ end
 return 0
 ";
 
-fn key(worker: u16) -> String {
+/// The Redis key of `worker`'s lease; its value names the holding instance.
+pub fn lease_key(worker: u16) -> String {
     format!("cm:worker:{{{worker}}}")
 }
 
@@ -49,19 +52,19 @@ impl WorkerLease {
         }
     }
 
-    /// Acquires a lease (on `wanted`, or on any free ID) in the background
-    /// and keeps it until `shutdown`, then releases it.
-    pub fn start(
-        redis: Cluster,
-        wanted: Option<u16>,
-        ttl: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// Acquires a lease (on `wanted`, or on any free ID) in a task owned by
+    /// `tasks` and keeps it until their shutdown, then releases it: drain
+    /// `tasks` to be sure the key is gone.
+    pub fn start(redis: Cluster, wanted: Option<u16>, ttl: Duration, tasks: &Tasks) -> Self {
         let lease = Self {
             ids: Arc::default(),
             held: Arc::default(),
         };
-        tokio::spawn(lease.clone().run(redis, wanted, ttl, shutdown));
+        let shutdown = tasks.shutdown().clone();
+        tasks.spawn(
+            "worker-id-lease",
+            lease.clone().run(redis, wanted, ttl, shutdown),
+        );
         lease
     }
 
@@ -80,8 +83,9 @@ impl WorkerLease {
         let mut last_refresh = Instant::now();
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                biased;
                 () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
             }
             let result: Result<(), redis::RedisError> = async {
                 let mut conn = redis.conn().await?;
@@ -108,7 +112,7 @@ impl WorkerLease {
                     }
                     Some(id) => {
                         let kept: i64 = redis::Script::new(REFRESH)
-                            .key(key(id))
+                            .key(lease_key(id))
                             .arg(&instance)
                             .arg(ttl_ms)
                             .invoke_async(&mut conn)
@@ -140,14 +144,27 @@ impl WorkerLease {
             }
         }
         self.held.store(false, Ordering::Release);
-        if let Some(id) = worker
-            && let Ok(mut conn) = redis.conn().await
-        {
-            let _: Result<i64, _> = redis::Script::new(RELEASE)
-                .key(key(id))
-                .arg(&instance)
-                .invoke_async(&mut conn)
-                .await;
+        if let Some(id) = worker {
+            // Compare-and-delete: a lease lost to another instance stays theirs.
+            let released: Result<i64, redis::RedisError> = async {
+                let mut conn = redis.conn().await?;
+                redis::Script::new(RELEASE)
+                    .key(lease_key(id))
+                    .arg(&instance)
+                    .invoke_async(&mut conn)
+                    .await
+            }
+            .await;
+            match released {
+                Ok(1) => tracing::info!(worker_id = id, "snowflake worker id lease released"),
+                Ok(_) => tracing::warn!(
+                    worker_id = id,
+                    "snowflake worker id lease was no longer held"
+                ),
+                Err(err) => {
+                    tracing::warn!(worker_id = id, error = %err, "could not release worker id lease; it expires on its own");
+                }
+            }
         }
     }
 }
@@ -171,7 +188,7 @@ async fn acquire(
     };
     for id in candidates {
         let won: Option<String> = redis::cmd("SET")
-            .arg(key(id))
+            .arg(lease_key(id))
             .arg(instance)
             .arg("NX")
             .arg("PX")
@@ -183,6 +200,12 @@ async fn acquire(
         }
     }
     Ok(None)
+}
+
+impl IdSource for WorkerLease {
+    fn next_id(&self) -> Option<MessageId> {
+        self.ids().map(Snowflake::next_id)
+    }
 }
 
 impl Probe for WorkerLease {

@@ -1,27 +1,38 @@
 //! The chat service. It owns the channel directory (channels and
 //! memberships) and the send path: validation, moderation, Snowflake IDs,
 //! per-channel sequence numbers, Kafka durability, then Redis fan-out.
+//!
+//! The send path's rules ([`SendPath`]) see their stores only through the
+//! traits in [`ports`]; [`adapters`] holds the Redis, Kafka and Postgres
+//! implementations and, for tests, `memory` the in-memory ones, and
+//! `testsuite` the trait suites both must pass.
 
+pub mod adapters;
 mod config;
 mod directory;
 mod error;
 mod grpc;
 pub mod lease;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod memory;
 pub mod moderation;
+pub mod ports;
 mod send;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatmesh_db::MigrationSet;
 use chatmesh_proto::chat::v1::chat_service_server::{ChatServiceServer, SERVICE_NAME};
-use chatmesh_server::{Listeners, Probe};
+use chatmesh_server::{Listeners, Probe, Tasks};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ChatConfig, ModerationConfig, SendLimits};
 pub use directory::{Channel, Directory, Moderation};
 pub use error::ChatError;
-pub use send::{SendPath, SendRequest, Sent};
+pub use send::{Backends, SendPath, SendRequest, Sent};
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -29,14 +40,22 @@ pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Res
     serve(config, listeners, shutdown).await
 }
 
-/// Serves on already-bound listeners until `shutdown`.
+/// Serves on already-bound listeners until `shutdown`, then waits (at most
+/// `server.shutdown_grace`) for its background tasks, so the worker ID lease
+/// is released before this returns.
 pub async fn serve(
     config: ChatConfig,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let redis = chatmesh_redis::Cluster::new(&config.redis).context("redis client")?;
-    let producer = chatmesh_kafka::producer(&config.kafka).context("kafka producer")?;
+    let log = adapters::KafkaLog::new(config.kafka.clone()).context("kafka producer")?;
+    let kafka_probe = chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?;
+    let filter = match &config.moderation.words_file {
+        Some(path) => moderation::Filter::from_file(path).context("moderation.words_file")?,
+        None => moderation::Filter::new(std::iter::empty::<&str>()),
+    };
+    tracing::info!(words = filter.len(), "moderation filter loaded");
     let pool = chatmesh_db::connect(&config.directory);
     let migrations = chatmesh_db::migrate_until_done(
         "directory",
@@ -45,39 +64,41 @@ pub async fn serve(
         shutdown.clone(),
     );
 
+    // Nothing fallible after this point: the lease task must be drained.
+    let tasks = Tasks::new(shutdown.clone());
     let lease = lease::WorkerLease::start(
         redis.clone(),
         config.worker_id,
         config.worker_lease_ttl,
-        shutdown.clone(),
+        &tasks,
     );
     let probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(lease.clone()),
         Arc::new(chatmesh_redis::RedisProbe::new(redis.clone())),
-        Arc::new(chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?),
+        Arc::new(kafka_probe),
         Arc::new(chatmesh_db::PoolProbe::new(
             "postgres:directory",
             pool.clone(),
         )),
         Arc::new(migrations),
     ];
-    let filter = match &config.moderation.words_file {
-        Some(path) => moderation::Filter::from_file(path).context("moderation.words_file")?,
-        None => moderation::Filter::new(std::iter::empty::<&str>()),
-    };
-    tracing::info!(words = filter.len(), "moderation filter loaded");
     let directory = Directory::new(pool);
-    let send = SendPath {
-        directory: directory.clone(),
-        filter: Arc::new(filter),
-        ids: lease.clone(),
-        redis: redis.clone(),
-        producer: send::Producer::new(config.kafka.clone(), producer),
-        limits: config.limits.clone(),
+    let backends = Backends {
+        directory: Arc::new(directory.clone()),
+        ids: Arc::new(lease),
+        sequencer: Arc::new(adapters::RedisSequencer::new(redis.clone())),
+        log: Arc::new(log),
+        fanout: Arc::new(adapters::RedisFanOut::new(
+            redis.clone(),
+            config.limits.recent_history,
+        )),
+        idempotency: Arc::new(adapters::RedisIdempotency::new(redis.clone())),
+        limiter: Arc::new(adapters::RedisRateLimiter::new(redis, &config.limits)),
     };
+    let send = SendPath::new(backends, Arc::new(filter), config.limits.clone());
     let service = grpc::ChatGrpc::new(directory, Arc::new(send));
     let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
-    chatmesh_server::serve_grpc(
+    let served = chatmesh_server::serve_grpc(
         routes,
         vec![SERVICE_NAME],
         probes,
@@ -85,5 +106,8 @@ pub async fn serve(
         &config.server,
         shutdown,
     )
-    .await
+    .await;
+    // Past the grace period the lease is left to expire; `drain` logs it.
+    tasks.drain(config.server.shutdown_grace).await;
+    served
 }

@@ -1,0 +1,11 @@
+//! The real implementations of the send path's seams: Redis Cluster for
+//! sequence numbers, idempotency keys, rate limits and fan-out; Kafka for
+//! the message log; the directory database for memberships. Public so the
+//! integration tests run the shared trait suites against them.
+
+pub mod kafka;
+pub mod postgres;
+pub mod redis;
+
+pub use self::kafka::KafkaLog;
+pub use self::redis::{RedisFanOut, RedisIdempotency, RedisRateLimiter, RedisSequencer};

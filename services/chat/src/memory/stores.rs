@@ -1,0 +1,223 @@
+//! In-memory counterparts of the Redis-backed seams: sequence numbers,
+//! fan-out, idempotency keys and rate limits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatmesh_ids::{ChannelId, ChatMessage, Clock, UserId};
+use tokio::time::Instant;
+
+use super::{Failure, ManualClock, lock};
+use crate::ports::{
+    Claim, FanOut, IN_FLIGHT_TTL, IdempotencyKey, IdempotencyStore, RateLimiter, Released,
+    Sequencer,
+};
+use crate::{ChatError, SendLimits};
+
+/// Sequence numbers per channel, and the numbers voided.
+#[derive(Debug, Default)]
+pub struct MemorySequencer {
+    // channel → (latest number, void numbers)
+    channels: Mutex<HashMap<ChannelId, (u64, BTreeSet<u64>)>>,
+    /// Fails `next` and `release` while on.
+    pub failure: Failure,
+}
+
+impl MemorySequencer {
+    /// The numbers of `channel` marked void, ascending.
+    pub fn void(&self, channel: &ChannelId) -> Vec<u64> {
+        lock(&self.channels)
+            .get(channel)
+            .map(|(_, void)| void.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Sequencer for MemorySequencer {
+    async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        self.failure.redis()?;
+        let mut channels = lock(&self.channels);
+        let (latest, _) = channels.entry(channel.clone()).or_default();
+        *latest += 1;
+        Ok(*latest)
+    }
+
+    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<Released, ChatError> {
+        self.failure.redis()?;
+        let mut channels = lock(&self.channels);
+        let (latest, void) = channels.entry(channel.clone()).or_default();
+        if *latest == seq {
+            *latest -= 1;
+            Ok(Released::RolledBack)
+        } else {
+            void.insert(seq);
+            Ok(Released::Voided)
+        }
+    }
+}
+
+/// Fan-out into a list of what was published, and recent windows per channel.
+#[derive(Debug)]
+pub struct MemoryFanOut {
+    keep: usize,
+    published: Mutex<Vec<ChatMessage>>,
+    recent: Mutex<HashMap<ChannelId, BTreeMap<u64, ChatMessage>>>,
+    /// Fails `publish` and `recent` while on.
+    pub failure: Failure,
+}
+
+impl MemoryFanOut {
+    /// A fan-out whose recent windows keep `keep` messages.
+    pub fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            published: Mutex::default(),
+            recent: Mutex::default(),
+            failure: Failure::default(),
+        }
+    }
+
+    /// Every message published, in order.
+    pub fn published(&self) -> Vec<ChatMessage> {
+        lock(&self.published).clone()
+    }
+}
+
+#[async_trait]
+impl FanOut for MemoryFanOut {
+    async fn publish(&self, message: &ChatMessage) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        lock(&self.published).push(message.clone());
+        let mut recent = lock(&self.recent);
+        let window = recent.entry(message.channel.clone()).or_default();
+        window.insert(message.seq, message.clone());
+        while window.len() > self.keep {
+            window.pop_first();
+        }
+        Ok(())
+    }
+
+    async fn recent(&self, channel: &ChannelId) -> Result<Vec<ChatMessage>, ChatError> {
+        self.failure.redis()?;
+        Ok(lock(&self.recent)
+            .get(channel)
+            .map(|w| w.values().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[derive(Debug)]
+enum Entry {
+    Pending,
+    Sent(ChatMessage),
+}
+
+/// Idempotency keys with expiry on Tokio's clock, so tests with paused time
+/// can let them lapse.
+#[derive(Debug, Default)]
+pub struct MemoryIdempotency {
+    keys: Mutex<HashMap<IdempotencyKey, (Entry, Instant)>>,
+    /// Fails every call while on.
+    pub failure: Failure,
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryIdempotency {
+    async fn claim(&self, key: &IdempotencyKey) -> Result<Claim, ChatError> {
+        self.failure.redis()?;
+        let now = Instant::now();
+        let mut keys = lock(&self.keys);
+        match keys.get(key) {
+            Some((Entry::Sent(message), expiry)) if *expiry > now => {
+                Ok(Claim::Duplicate(message.clone()))
+            }
+            Some((Entry::Pending, expiry)) if *expiry > now => Ok(Claim::InFlight),
+            _ => {
+                keys.insert(key.clone(), (Entry::Pending, now + IN_FLIGHT_TTL));
+                Ok(Claim::New)
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        key: &IdempotencyKey,
+        message: &ChatMessage,
+        ttl: Duration,
+    ) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        lock(&self.keys).insert(
+            key.clone(),
+            (Entry::Sent(message.clone()), Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn forget(&self, key: &IdempotencyKey) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        lock(&self.keys).remove(key);
+        Ok(())
+    }
+}
+
+/// The counts of the current one-second window; older ones are dropped.
+#[derive(Debug, Default)]
+struct Window {
+    second: u64,
+    users: HashMap<UserId, u32>,
+    channels: HashMap<ChannelId, u32>,
+}
+
+/// Fixed one-second windows counted in memory: the same rule as the Redis
+/// limiter, for one process.
+#[derive(Debug)]
+pub struct MemoryRateLimiter<C = ManualClock> {
+    user_per_second: u32,
+    channel_per_second: u32,
+    clock: C,
+    counts: Mutex<Window>,
+    /// Fails `check` while on.
+    pub failure: Failure,
+}
+
+impl<C: Clock> MemoryRateLimiter<C> {
+    /// A limiter with the per-second limits of `limits`, on `clock`.
+    pub fn new(limits: &SendLimits, clock: C) -> Self {
+        Self {
+            user_per_second: limits.user_per_second,
+            channel_per_second: limits.channel_per_second,
+            clock,
+            counts: Mutex::default(),
+            failure: Failure::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
+    async fn check(&self, channel: &ChannelId, sender: &UserId) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        let window = self.clock.now_ms() / 1000;
+        let mut counts = lock(&self.counts);
+        if counts.second != window {
+            *counts = Window {
+                second: window,
+                ..Window::default()
+            };
+        }
+        let user = counts.users.entry(sender.clone()).or_default();
+        *user += 1;
+        if *user > self.user_per_second {
+            return Err(ChatError::RateLimited { scope: "user" });
+        }
+        let count = counts.channels.entry(channel.clone()).or_default();
+        *count += 1;
+        if *count > self.channel_per_second {
+            return Err(ChatError::RateLimited { scope: "channel" });
+        }
+        Ok(())
+    }
+}
