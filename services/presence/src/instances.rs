@@ -48,7 +48,8 @@ impl Instances {
         live.iter().any(|i| i == &*self.me)
     }
 
-    fn set(&self, live: Vec<String>) {
+    /// Replaces the view of the live instances.
+    pub(crate) fn set(&self, live: Vec<String>) {
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
     }
 
