@@ -1,93 +1,56 @@
-//! gRPC transport of the storage service.
+//! gRPC transport of the storage service: requests to domain types, and
+//! results and errors back to the wire.
 
-use chatmesh_db::{DbError, Pool, ShardMap};
 use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_proto::common::v1::Message;
 use chatmesh_proto::storage::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::history::{self, Page};
-use crate::rows::Row;
-
-/// Page size when the request asks for none.
-const DEFAULT_PAGE: u32 = 50;
+use crate::error::StorageError;
+use crate::history::{History, page_of};
+use crate::members::Members;
+use crate::store::{HistoryPage, MessageStore};
 
 /// The storage service's gRPC front.
-#[derive(Debug, Clone)]
-pub(crate) struct StorageGrpc {
-    shards: ShardMap,
-    directory: Pool,
-    max_page: u32,
+#[derive(Debug)]
+pub(crate) struct StorageGrpc<S, M> {
+    history: History<S, M>,
 }
 
-impl StorageGrpc {
-    pub(crate) fn new(shards: ShardMap, directory: Pool, max_page: u32) -> Self {
-        Self {
-            shards,
-            directory,
-            max_page,
-        }
-    }
-
-    /// The channel, once `user` is known to be a member of it.
-    async fn authorize(&self, channel: String, user: String) -> Result<ChannelId, Status> {
-        let channel = ChannelId::new(channel)
-            .map_err(|e| Status::invalid_argument(format!("channel_id: {e}")))?;
-        let user =
-            UserId::new(user).map_err(|e| Status::invalid_argument(format!("user_id: {e}")))?;
-        let member =
-            chatmesh_db::directory::is_member(&self.directory, channel.as_str(), user.as_str())
-                .await
-                .map_err(unavailable)?;
-        if !member {
-            return Err(Status::permission_denied("not a member of this channel"));
-        }
-        Ok(channel)
-    }
-
-    fn limit(&self, requested: u32) -> usize {
-        (if requested == 0 {
-            DEFAULT_PAGE
-        } else {
-            requested
-        })
-        .min(self.max_page) as usize
+impl<S, M> StorageGrpc<S, M> {
+    pub(crate) fn new(history: History<S, M>) -> Self {
+        Self { history }
     }
 }
 
-/// Store failures go to the log; clients get a generic retryable error.
-fn unavailable(err: DbError) -> Status {
-    tracing::error!(error = %err, "history query failed");
-    Status::unavailable("history temporarily unavailable, retry later")
+fn ids(channel: String, user: String) -> Result<(ChannelId, UserId), StorageError> {
+    let channel = ChannelId::new(channel).map_err(StorageError::InvalidChannel)?;
+    let user = UserId::new(user).map_err(StorageError::InvalidUser)?;
+    Ok((channel, user))
 }
 
-fn id(field: &str, raw: u64) -> Result<i64, Status> {
-    i64::try_from(raw).map_err(|_| Status::invalid_argument(format!("{field} is not a message ID")))
+fn wire(page: HistoryPage) -> (Vec<Message>, bool) {
+    (
+        page.messages.into_iter().map(Message::from).collect(),
+        page.more,
+    )
 }
 
 #[tonic::async_trait]
-impl pb::storage_service_server::StorageService for StorageGrpc {
+impl<S, M> pb::storage_service_server::StorageService for StorageGrpc<S, M>
+where
+    S: MessageStore + 'static,
+    M: Members + 'static,
+{
     async fn get_history(
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let req = request.into_inner();
-        let page = match (req.before, req.after) {
-            (Some(_), Some(_)) => {
-                return Err(Status::invalid_argument("give before or after, not both"));
-            }
-            (Some(b), None) => Page::Before(id("before", b)?),
-            (None, Some(a)) => Page::After(id("after", a)?),
-            (None, None) => Page::Latest,
-        };
-        let limit = self.limit(req.limit);
-        let channel = self.authorize(req.channel_id, req.user_id).await?;
-        let (rows, has_more) = history::page(&self.shards, &channel, page, limit)
-            .await
-            .map_err(unavailable)?;
-        Ok(Response::new(pb::GetHistoryResponse {
-            messages: rows.into_iter().map(Row::into_message).collect(),
-            has_more,
-        }))
+        let page = page_of(req.before, req.after)?;
+        let (channel, user) = ids(req.channel_id, req.user_id)?;
+        let (messages, has_more) = wire(self.history.page(&channel, &user, page, req.limit).await?);
+        Ok(Response::new(pb::GetHistoryResponse { messages, has_more }))
     }
 
     async fn get_since(
@@ -95,16 +58,132 @@ impl pb::storage_service_server::StorageService for StorageGrpc {
         request: Request<pb::GetSinceRequest>,
     ) -> Result<Response<pb::GetSinceResponse>, Status> {
         let req = request.into_inner();
-        let limit = self.limit(req.limit);
-        let after = i64::try_from(req.after_seq)
-            .map_err(|_| Status::invalid_argument("after_seq is too large"))?;
-        let channel = self.authorize(req.channel_id, req.user_id).await?;
-        let (rows, truncated) = history::since(&self.shards, &channel, after, limit)
-            .await
-            .map_err(unavailable)?;
+        let (channel, user) = ids(req.channel_id, req.user_id)?;
+        let (messages, truncated) = wire(
+            self.history
+                .since(&channel, &user, req.after_seq, req.limit)
+                .await?,
+        );
         Ok(Response::new(pb::GetSinceResponse {
-            messages: rows.into_iter().map(Row::into_message).collect(),
+            messages,
             truncated,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chatmesh_error::{ClientError, ErrorKind};
+    use pb::storage_service_server::StorageService as _;
+    use tonic::Code;
+
+    use super::*;
+    use crate::members::MemoryMembers;
+    use crate::store::MemoryStore;
+    use crate::testsuite::{message, unique_channel};
+
+    fn grpc() -> (
+        StorageGrpc<Arc<MemoryStore>, MemoryMembers>,
+        Arc<MemoryStore>,
+        ChannelId,
+    ) {
+        let store = Arc::new(MemoryStore::with_shards(2));
+        let channel = unique_channel("grpc");
+        let members = MemoryMembers::new();
+        members.add(&channel, &UserId::new("bob").unwrap());
+        let grpc = StorageGrpc::new(History::new(store.clone(), members, 100));
+        (grpc, store, channel)
+    }
+
+    fn history(channel: &ChannelId, user: &str) -> pb::GetHistoryRequest {
+        pb::GetHistoryRequest {
+            channel_id: channel.as_str().into(),
+            user_id: user.into(),
+            before: None,
+            after: None,
+            limit: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn history_goes_out_in_wire_form() {
+        let (grpc, store, channel) = grpc();
+        let stored: Vec<_> = (1..=3).map(|seq| message(&channel, seq)).collect();
+        store
+            .insert(store.shard_of(&channel), &stored)
+            .await
+            .unwrap();
+        let page = grpc
+            .get_history(Request::new(history(&channel, "bob")))
+            .await
+            .unwrap()
+            .into_inner();
+        let expected: Vec<Message> = stored.into_iter().map(Message::from).collect();
+        assert_eq!((page.messages, page.has_more), (expected, false));
+    }
+
+    #[tokio::test]
+    async fn a_shard_outage_reaches_the_client_as_a_generic_unavailable() {
+        let (grpc, store, channel) = grpc();
+        store.set_down(store.shard_of(&channel), true);
+        let status = grpc
+            .get_history(Request::new(history(&channel, "bob")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("shard"), "{}", status.message());
+        assert_eq!(
+            ClientError::from_status(&status),
+            ClientError::generic(ErrorKind::Unavailable)
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_requests_keep_their_codes_and_explanations() {
+        let (grpc, _, channel) = grpc();
+        let bad_channel = pb::GetHistoryRequest {
+            channel_id: "no spaces".into(),
+            ..history(&channel, "bob")
+        };
+        let status = grpc
+            .get_history(Request::new(bad_channel))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("channel_id"),
+            "{}",
+            status.message()
+        );
+
+        let both = pb::GetHistoryRequest {
+            before: Some(1),
+            after: Some(2),
+            ..history(&channel, "bob")
+        };
+        let status = grpc.get_history(Request::new(both)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("not both"),
+            "{}",
+            status.message()
+        );
+
+        let stranger = grpc
+            .get_history(Request::new(history(&channel, "mallory")))
+            .await
+            .unwrap_err();
+        assert_eq!(stranger.code(), Code::PermissionDenied);
+
+        let since = pb::GetSinceRequest {
+            channel_id: channel.as_str().into(),
+            user_id: "bob".into(),
+            after_seq: u64::MAX,
+            limit: 0,
+        };
+        let status = grpc.get_since(Request::new(since)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
     }
 }

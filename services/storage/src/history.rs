@@ -1,90 +1,205 @@
-//! History pages. The primary key (channel_id, message_id) makes each page
-//! one index range scan on the channel's shard.
+//! History reads as clients make them: members only, with the page size
+//! defaulted and capped.
 
-use chatmesh_db::{DbError, ShardMap};
-use chatmesh_ids::ChannelId;
-use diesel::{ExpressionMethods as _, QueryDsl as _, SelectableHelper as _};
-use diesel_async::RunQueryDsl as _;
+use chatmesh_ids::{ChannelId, UserId};
 
-use crate::rows::Row;
-use crate::schema::messages;
+use crate::error::StorageError;
+use crate::members::Members;
+use crate::store::{HistoryPage, MessageStore, Page, column};
 
-/// Which page to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Page {
-    /// The newest messages.
-    Latest,
-    /// Messages older than this ID.
-    Before(i64),
-    /// Messages newer than this ID.
-    After(i64),
+/// Page size when the request asks for none.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// A channel's history for its members.
+#[derive(Debug, Clone)]
+pub struct History<S, M> {
+    store: S,
+    members: M,
+    max_page: u32,
 }
 
-/// Up to `limit` messages of `channel`, oldest first, and whether more
-/// exist beyond the page in its direction.
-pub(crate) async fn page(
-    shards: &ShardMap,
-    channel: &ChannelId,
-    page: Page,
-    limit: usize,
-) -> Result<(Vec<Row>, bool), DbError> {
-    let shard = shards.shard_for(channel);
-    let mut conn = shard.pool.get().await?;
-    let base = messages::table
-        .filter(messages::channel_id.eq(channel.as_str()))
-        .select(Row::as_select())
-        .into_boxed();
-    let fetch = limit as i64 + 1;
-    let mut rows: Vec<Row> = match page {
-        Page::Latest => {
-            base.order(messages::message_id.desc())
-                .limit(fetch)
-                .load(&mut *conn)
-                .await?
+impl<S: MessageStore, M: Members> History<S, M> {
+    /// Reads of `store` for the members `members` knows, in pages of at
+    /// most `max_page` messages.
+    pub fn new(store: S, members: M, max_page: u32) -> Self {
+        Self {
+            store,
+            members,
+            max_page,
         }
-        Page::Before(id) => {
-            base.filter(messages::message_id.lt(id))
-                .order(messages::message_id.desc())
-                .limit(fetch)
-                .load(&mut *conn)
-                .await?
-        }
-        Page::After(id) => {
-            base.filter(messages::message_id.gt(id))
-                .order(messages::message_id.asc())
-                .limit(fetch)
-                .load(&mut *conn)
-                .await?
-        }
-    };
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    // Descending scans return newest first; pages are oldest first.
-    if !matches!(page, Page::After(_)) {
-        rows.reverse();
     }
-    Ok((rows, has_more))
+
+    /// Messages a page of `requested` holds: the default for 0, never more
+    /// than the cap.
+    pub fn limit(&self, requested: u32) -> usize {
+        let wanted = if requested == 0 {
+            DEFAULT_PAGE
+        } else {
+            requested
+        };
+        wanted.min(self.max_page) as usize
+    }
+
+    async fn authorize(&self, channel: &ChannelId, user: &UserId) -> Result<(), StorageError> {
+        if self.members.is_member(channel, user).await? {
+            Ok(())
+        } else {
+            Err(StorageError::NotMember)
+        }
+    }
+
+    /// A page of `channel`'s history around `page`, for `user`.
+    pub async fn page(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        page: Page,
+        limit: u32,
+    ) -> Result<HistoryPage, StorageError> {
+        self.authorize(channel, user).await?;
+        self.store.page(channel, page, self.limit(limit)).await
+    }
+
+    /// `channel`'s messages after sequence number `after_seq`, for `user`
+    /// filling a gap.
+    pub async fn since(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, StorageError> {
+        column("after_seq", after_seq)?;
+        self.authorize(channel, user).await?;
+        self.store
+            .since(channel, after_seq, self.limit(limit))
+            .await
+    }
 }
 
-/// Messages of `channel` with a sequence number above `after_seq`, oldest
-/// first, and whether more than `limit` exist.
-pub(crate) async fn since(
-    shards: &ShardMap,
-    channel: &ChannelId,
-    after_seq: i64,
-    limit: usize,
-) -> Result<(Vec<Row>, bool), DbError> {
-    let shard = shards.shard_for(channel);
-    let mut conn = shard.pool.get().await?;
-    let mut rows: Vec<Row> = messages::table
-        .filter(messages::channel_id.eq(channel.as_str()))
-        .filter(messages::seq.gt(after_seq))
-        .order(messages::seq.asc())
-        .limit(limit as i64 + 1)
-        .select(Row::as_select())
-        .load(&mut *conn)
-        .await?;
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows, truncated))
+/// The page a request's cursors name: at most one of them, each a message
+/// ID the store can hold.
+pub fn page_of(before: Option<u64>, after: Option<u64>) -> Result<Page, StorageError> {
+    let id = |field, raw| {
+        column(field, raw)
+            .map(|_| chatmesh_ids::MessageId::from_raw(raw))
+            .map_err(|_| StorageError::InvalidArgument {
+                field,
+                reason: "not a message ID",
+            })
+    };
+    match (before, after) {
+        (Some(_), Some(_)) => Err(StorageError::InvalidArgument {
+            field: "before/after",
+            reason: "give one cursor, not both",
+        }),
+        (Some(b), None) => Ok(Page::Before(id("before", b)?)),
+        (None, Some(a)) => Ok(Page::After(id("after", a)?)),
+        (None, None) => Ok(Page::Latest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chatmesh_ids::MessageId;
+
+    use super::*;
+    use crate::members::MemoryMembers;
+    use crate::store::MemoryStore;
+    use crate::testsuite::{message, unique_channel};
+
+    fn alice() -> UserId {
+        UserId::new("alice").unwrap()
+    }
+
+    /// A history over 4 in-memory shards, capped at 20 a page, where alice
+    /// is a member of a channel holding 60 messages.
+    async fn history() -> (History<Arc<MemoryStore>, MemoryMembers>, ChannelId) {
+        let store = Arc::new(MemoryStore::with_shards(4));
+        let channel = unique_channel("history");
+        let all: Vec<_> = (1..=60).map(|seq| message(&channel, seq)).collect();
+        store.insert(store.shard_of(&channel), &all).await.unwrap();
+        let members = MemoryMembers::new();
+        members.add(&channel, &alice());
+        (History::new(store, members, 20), channel)
+    }
+
+    #[tokio::test]
+    async fn the_page_size_defaults_and_is_capped() {
+        let (history, channel) = history().await;
+        let wide = history
+            .page(&channel, &alice(), Page::Latest, 1_000)
+            .await
+            .unwrap();
+        assert_eq!((wide.messages.len(), wide.more), (20, true));
+        let small = history
+            .page(&channel, &alice(), Page::Latest, 5)
+            .await
+            .unwrap();
+        assert_eq!(small.messages.len(), 5);
+        let unlimited = History::new(MemoryStore::with_shards(1), MemoryMembers::new(), 500);
+        assert_eq!(unlimited.limit(0), DEFAULT_PAGE as usize);
+        assert_eq!(unlimited.limit(7), 7);
+        assert_eq!(unlimited.limit(501), 500);
+        let since = history.since(&channel, &alice(), 0, 0).await.unwrap();
+        assert_eq!(since.messages.len(), 20);
+    }
+
+    #[tokio::test]
+    async fn only_members_read_and_a_refusal_reads_nothing() {
+        let (history, channel) = history().await;
+        let mallory = UserId::new("mallory").unwrap();
+        // The store is down: a refusal that came after a read would fail
+        // with the store's error instead.
+        history
+            .store
+            .set_down(history.store.shard_of(&channel), true);
+        let page = history.page(&channel, &mallory, Page::Latest, 10).await;
+        assert!(matches!(page, Err(StorageError::NotMember)), "{page:?}");
+        let since = history.since(&channel, &mallory, 0, 10).await;
+        assert!(matches!(since, Err(StorageError::NotMember)), "{since:?}");
+        let member = history.page(&channel, &alice(), Page::Latest, 10).await;
+        assert!(
+            matches!(member, Err(StorageError::Database(_))),
+            "{member:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_impossible_sequence_number_is_refused_before_membership() {
+        let (history, channel) = history().await;
+        let stranger = UserId::new("mallory").unwrap();
+        let since = history.since(&channel, &stranger, u64::MAX, 10).await;
+        assert!(
+            matches!(
+                since,
+                Err(StorageError::InvalidArgument {
+                    field: "after_seq",
+                    ..
+                })
+            ),
+            "{since:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_names_at_most_one_cursor_and_only_message_ids() {
+        assert_eq!(page_of(None, None).unwrap(), Page::Latest);
+        assert_eq!(
+            page_of(Some(5), None).unwrap(),
+            Page::Before(MessageId::from_raw(5))
+        );
+        assert_eq!(
+            page_of(None, Some(5)).unwrap(),
+            Page::After(MessageId::from_raw(5))
+        );
+        assert!(matches!(
+            page_of(Some(1), Some(2)),
+            Err(StorageError::InvalidArgument { .. })
+        ));
+        let too_big = page_of(Some(u64::MAX), None).unwrap_err();
+        assert_eq!(too_big.to_string(), "before: not a message ID");
+    }
 }

@@ -1,24 +1,35 @@
 //! The storage service. It consumes the message topic in a consumer group,
 //! writes batches to the channel's shard database, and serves history.
+//!
+//! The rules live in plain types over two small traits: a [`Batcher`] moves
+//! records from a [`source::LogSource`] to a [`store::MessageStore`], and
+//! [`history::History`] serves reads of the store to channel members. The
+//! Kafka and Postgres adapters are wired here; in-memory ones (with the
+//! `testsuite` feature) stand in for them in tests.
 
+pub mod batcher;
 mod config;
-mod consumer;
+mod error;
 mod grpc;
-mod history;
+pub mod history;
 mod lag;
-mod rows;
-mod schema;
-mod writer;
+pub mod members;
+pub mod source;
+pub mod store;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatmesh_db::{MigrationSet, ShardMap};
 use chatmesh_proto::storage::v1::storage_service_server::{SERVICE_NAME, StorageServiceServer};
-use chatmesh_server::{Listeners, Probe};
+use chatmesh_server::{Listeners, Probe, Tasks};
 use tokio_util::sync::CancellationToken;
 
+pub use batcher::{Batcher, Totals};
 pub use config::{BatchConfig, StorageConfig};
+pub use error::StorageError;
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: StorageConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -26,7 +37,9 @@ pub async fn run(config: StorageConfig, shutdown: CancellationToken) -> anyhow::
     serve(config, listeners, shutdown).await
 }
 
-/// Serves on already-bound listeners until `shutdown`.
+/// Serves on already-bound listeners until `shutdown`. The consumer then
+/// finishes and commits the batch in hand; this waits for it at most
+/// `server.shutdown_grace`.
 pub async fn serve(
     config: StorageConfig,
     listeners: Listeners,
@@ -60,36 +73,62 @@ pub async fn serve(
     );
     let watermarks =
         chatmesh_kafka::offsets_client(&config.kafka).context("kafka offsets client")?;
-    let measuring = tokio::spawn(lag::run(
-        consumer.clone(),
-        watermarks,
-        config.kafka.topic.clone(),
-        config.lag_interval,
-        shutdown.clone(),
-    ));
-    let consuming = tokio::spawn(consumer::run(
-        consumer,
-        config.kafka.topic.clone(),
-        shards.clone(),
-        config.batch.clone(),
-        shutdown.clone(),
-    ));
-    let routes = tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(
-        shards,
-        directory,
+    let log = source::KafkaSource::subscribe(consumer.clone(), &config.kafka.topic)
+        .context("kafka subscribe")?;
+    let store = store::PostgresStore::new(shards);
+
+    // A child token: the tasks stop with the service, and an early end of
+    // the server stops them without touching the caller's token.
+    let tasks = Tasks::new(shutdown.child_token());
+    tasks.spawn(
+        "consumer lag",
+        lag::run(
+            consumer,
+            watermarks,
+            config.kafka.topic.clone(),
+            config.lag_interval,
+            tasks.shutdown().clone(),
+        ),
+    );
+    let batcher = Batcher::new(log, store.clone(), config.batch.clone());
+    let stop = tasks.shutdown().clone();
+    let consuming = tasks.spawn("storage consumer", async move { batcher.run(&stop).await });
+
+    let history = history::History::new(
+        store,
+        members::DirectoryMembers::new(directory),
         config.max_page,
-    )));
-    let served = chatmesh_server::serve_grpc(
-        routes,
-        vec![SERVICE_NAME],
-        probes,
-        listeners,
-        &config.server,
-        shutdown,
-    )
-    .await;
-    // The consumer finishes and commits the batch in hand before exiting.
-    consuming.await.context("storage consumer panicked")??;
-    measuring.await.context("consumer lag task panicked")?;
+    );
+    let routes =
+        tonic::service::Routes::new(StorageServiceServer::new(grpc::StorageGrpc::new(history)));
+    let grace = config.server.shutdown_grace;
+    let serving = async {
+        let served = chatmesh_server::serve_grpc(
+            routes,
+            vec![SERVICE_NAME],
+            probes,
+            listeners,
+            &config.server,
+            shutdown,
+        )
+        .await;
+        tasks.shutdown().cancel();
+        served
+    };
+    // The grace period runs from shutdown, alongside the server's own.
+    let draining = async {
+        tasks.shutdown().cancelled().await;
+        tasks.wait(grace).await
+    };
+    let (served, drained) = tokio::join!(serving, draining);
+    if !drained {
+        tracing::warn!(
+            ?grace,
+            "storage consumer did not finish its batch in time; the batch replays"
+        );
+        return served;
+    }
+    // Every task has ended, so this does not wait.
+    consuming.await.context("storage consumer panicked")?;
     served
 }
