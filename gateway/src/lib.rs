@@ -39,6 +39,12 @@ pub use ws::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
 
 use crate::ws::session::{Placement, SessionContext};
 
+/// The client protocol's frames in both forms, for Rust clients and tools.
+pub mod frames {
+    pub use crate::ws::codec::{decode as decode_binary, encode as encode_binary};
+    pub use crate::ws::protocol::{ClientFrame, FrameError, MessageBody, ServerFrame, parse};
+}
+
 /// State shared by every connection of a node.
 pub struct Gateway {
     config: GatewayConfig,

@@ -33,8 +33,6 @@ pub enum ErrorKind {
     UnknownFrameType,
     /// A WebSocket frame has missing, extra or mistyped fields.
     InvalidFrame,
-    /// A WebSocket frame in a form this connection does not speak.
-    UnsupportedFrame,
     /// A WebSocket frame is over the node's frame limit.
     FrameTooLarge,
     /// No token, or a token that does not verify.
@@ -108,7 +106,7 @@ const fn spec(
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 28] = [
+    pub const ALL: [ErrorKind; 27] = [
         Self::InvalidRequest,
         Self::InvalidChannel,
         Self::InvalidUser,
@@ -117,7 +115,6 @@ impl ErrorKind {
         Self::MalformedFrame,
         Self::UnknownFrameType,
         Self::InvalidFrame,
-        Self::UnsupportedFrame,
         Self::FrameTooLarge,
         Self::Unauthorized,
         Self::TokenExpired,
@@ -152,7 +149,6 @@ impl ErrorKind {
             Self::MalformedFrame => spec(G::InvalidArgument, 400, "malformed_frame", false, "malformed frame"),
             Self::UnknownFrameType => spec(G::InvalidArgument, 400, "unknown_frame_type", false, "unknown frame type"),
             Self::InvalidFrame => spec(G::InvalidArgument, 400, "invalid_frame", false, "invalid frame"),
-            Self::UnsupportedFrame => spec(G::InvalidArgument, 400, "unsupported_frame", false, "unsupported frame"),
             Self::FrameTooLarge => spec(G::OutOfRange, 413, "frame_too_large", false, "frame too large"),
             Self::Unauthorized => spec(G::Unauthenticated, 401, "unauthorized", false, "missing or invalid token"),
             Self::TokenExpired => spec(G::Unauthenticated, 401, "token_expired", false, "token expired"),
@@ -323,6 +319,41 @@ mod tests {
         assert_eq!(
             ClientError::from_status(&status),
             ClientError::generic(ErrorKind::Forbidden)
+        );
+    }
+
+    #[test]
+    fn the_protocol_document_lists_every_kind_as_the_table_does() {
+        let doc = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/protocol.md"
+        ));
+        let rows: std::collections::HashMap<&str, (u16, bool)> = doc
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let http = cells.get(2)?.parse().ok()?;
+                let retryable = match *cells.get(3)? {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return None,
+                };
+                Some((code, (http, retryable)))
+            })
+            .collect();
+        for kind in ErrorKind::ALL {
+            let spec = kind.spec();
+            assert_eq!(
+                rows.get(spec.client_code),
+                Some(&(spec.http, spec.retryable)),
+                "docs/protocol.md disagrees on {kind}"
+            );
+        }
+        assert_eq!(
+            rows.len(),
+            ErrorKind::ALL.len(),
+            "docs list codes the table lacks"
         );
     }
 

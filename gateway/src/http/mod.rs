@@ -153,6 +153,11 @@ async fn upgrade(
     let session_gw = gw.clone();
     // Chat frames are small: a read buffer sized to the frame limit instead
     // of the library's 128 KiB default keeps idle connections cheap.
+    let ws = ws.protocols([crate::ws::JSON_SUBPROTOCOL, crate::ws::PROTO_SUBPROTOCOL]);
+    let codec = crate::ws::Codec::negotiate(
+        ws.selected_protocol().and_then(|p| p.to_str().ok()),
+        query.get("format").map(String::as_str),
+    );
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .read_buffer_size(gw.config.limits.max_frame_bytes.min(16 * 1024))
@@ -162,7 +167,7 @@ async fn upgrade(
         })
         .on_upgrade(move |socket| {
             let live = gw.live.clone();
-            live.track_future(crate::ws::run(gw, socket, user, channel))
+            live.track_future(crate::ws::run(gw, socket, user, channel, codec))
         })
 }
 

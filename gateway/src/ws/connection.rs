@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
+use crate::ws::codec::Codec;
 use crate::ws::outbound::{Outbox, Outgoing};
 use crate::ws::session::Session;
 
@@ -35,6 +36,7 @@ pub(crate) async fn run(
     socket: WebSocket,
     user: UserId,
     initial: Option<ChannelId>,
+    codec: Codec,
 ) {
     let id = gw.next_session.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<Arc<Outgoing>>(gw.config.limits.outbound_queue);
@@ -48,6 +50,7 @@ pub(crate) async fn run(
     let writer = tokio::spawn(write(
         sink,
         rx,
+        codec,
         outbox.overflow.clone(),
         close.clone(),
         close_reason.clone(),
@@ -65,7 +68,7 @@ pub(crate) async fn run(
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(WsMessage::Text(text))) => session.on_text(&text).await,
-                Some(Ok(WsMessage::Binary(_))) => session.on_binary().await,
+                Some(Ok(WsMessage::Binary(bytes))) => session.on_binary(&bytes).await,
                 Some(Ok(WsMessage::Close(_))) | None => break None,
                 Some(Ok(WsMessage::Ping(_))) => session.alive(),
                 Some(Ok(WsMessage::Pong(_))) => {}
@@ -101,6 +104,7 @@ pub(crate) async fn run(
 async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
     mut rx: mpsc::Receiver<Arc<Outgoing>>,
+    codec: Codec,
     overflow: CancellationToken,
     close: CancellationToken,
     reason: CloseReason,
@@ -116,7 +120,7 @@ async fn write(
                     // A client that stops reading blocks this send; once it
                     // has overflowed it gets a bounded wait, not forever.
                     let sent = tokio::select! {
-                        r = sink.send(WsMessage::Text(out.json())) => r.is_ok(),
+                        r = sink.send(out.message(codec)) => r.is_ok(),
                         () = async { overflow.cancelled().await; tokio::time::sleep(STALLED_SEND).await } => false,
                     };
                     if !sent {
@@ -133,7 +137,7 @@ async fn write(
             () = close.cancelled() => {
                 // Flush what is already queued, such as a final reconnect frame.
                 while let Ok(out) = rx.try_recv() {
-                    if sink.send(WsMessage::Text(out.json())).await.is_err() {
+                    if sink.send(out.message(codec)).await.is_err() {
                         return;
                     }
                 }

@@ -1,6 +1,7 @@
 //! The WebSocket side of the gateway: one connection per client, its
 //! session's frame handling, fan-out to local sessions and gap replay.
 
+pub(crate) mod codec;
 mod connection;
 mod control;
 pub(crate) mod hub;
@@ -15,5 +16,6 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use codec::{Codec, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL};
 pub(crate) use connection::run;
 pub use connection::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};

@@ -5,10 +5,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ws::codec::{self, Codec};
 use crate::ws::protocol::ServerFrame;
 
 /// A server frame shared by every session it goes to.
@@ -16,6 +18,7 @@ use crate::ws::protocol::ServerFrame;
 pub(crate) struct Outgoing {
     frame: ServerFrame,
     json: OnceLock<Utf8Bytes>,
+    proto: OnceLock<Bytes>,
 }
 
 impl Outgoing {
@@ -24,6 +27,7 @@ impl Outgoing {
         Arc::new(Self {
             frame,
             json: OnceLock::new(),
+            proto: OnceLock::new(),
         })
     }
 
@@ -38,6 +42,21 @@ impl Outgoing {
         self.json
             .get_or_init(|| self.frame.to_json().into())
             .clone()
+    }
+
+    /// The Protobuf form, encoded on first use.
+    pub(crate) fn proto(&self) -> Bytes {
+        self.proto
+            .get_or_init(|| codec::encode(&self.frame).into())
+            .clone()
+    }
+
+    /// The WebSocket message for a connection speaking `codec`.
+    pub(crate) fn message(&self, codec: Codec) -> WsMessage {
+        match codec {
+            Codec::Json => WsMessage::Text(self.json()),
+            Codec::Proto => WsMessage::Binary(self.proto()),
+        }
     }
 }
 

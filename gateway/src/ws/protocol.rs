@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum ClientFrame {
+pub enum ClientFrame {
     /// Start receiving a channel, replaying what was missed after `last_seq`.
     Subscribe {
         #[serde(default)]
@@ -52,7 +52,7 @@ const TYPES: &[&str] = &["subscribe", "unsubscribe", "send", "ack", "ping"];
 
 /// Why a text frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// Not a JSON object with a string `type`.
     Malformed(String),
     /// A `type` this server does not know.
@@ -63,7 +63,7 @@ pub(crate) enum FrameError {
 
 impl FrameError {
     /// The error's kind.
-    pub(crate) fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Malformed(_) => ErrorKind::MalformedFrame,
             Self::UnknownType(_) => ErrorKind::UnknownFrameType,
@@ -78,7 +78,7 @@ impl FrameError {
     }
 
     /// A human-readable explanation.
-    pub(crate) fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             Self::Malformed(e) => format!("frame is not a JSON object with a \"type\": {e}"),
             Self::UnknownType(t) => format!("unknown frame type {t:?}; expected one of {TYPES:?}"),
@@ -94,7 +94,7 @@ impl From<FrameError> for ClientError {
 }
 
 /// Parses one text frame.
-pub(crate) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
@@ -111,7 +111,7 @@ pub(crate) fn parse(text: &str) -> Result<ClientFrame, FrameError> {
 /// A frame to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum ServerFrame {
+pub enum ServerFrame {
     /// A message in a subscribed channel.
     Message(MessageBody),
     /// A send was stored.
@@ -119,7 +119,8 @@ pub(crate) enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
         channel_id: String,
-        message_id: String,
+        #[serde(serialize_with = "as_string")]
+        message_id: u64,
         seq: u64,
         masked: bool,
         duplicate: bool,
@@ -180,17 +181,24 @@ pub(crate) enum ServerFrame {
     },
 }
 
+/// Writes a 64-bit ID as a JSON string: JavaScript numbers lose precision
+/// past 2^53.
+fn as_string<S: serde::Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
 /// The fields of a delivered message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct MessageBody {
-    pub(crate) channel_id: String,
-    pub(crate) message_id: String,
-    pub(crate) seq: u64,
-    pub(crate) sender_id: String,
-    pub(crate) body: String,
+pub struct MessageBody {
+    pub channel_id: String,
+    #[serde(serialize_with = "as_string")]
+    pub message_id: u64,
+    pub seq: u64,
+    pub sender_id: String,
+    pub body: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) attachments: Vec<String>,
-    pub(crate) created_at_ms: i64,
+    pub attachments: Vec<String>,
+    pub created_at_ms: i64,
 }
 
 impl From<&Message> for MessageBody {
@@ -198,7 +206,7 @@ impl From<&Message> for MessageBody {
     fn from(m: &Message) -> Self {
         Self {
             channel_id: m.channel_id.clone(),
-            message_id: m.message_id.to_string(),
+            message_id: m.message_id,
             seq: m.seq,
             sender_id: m.sender_id.clone(),
             body: m.body.clone(),
@@ -212,7 +220,7 @@ impl From<&ChatMessage> for MessageBody {
     fn from(m: &ChatMessage) -> Self {
         Self {
             channel_id: m.channel.as_str().to_owned(),
-            message_id: m.id.to_string(),
+            message_id: m.id.get(),
             seq: m.seq,
             sender_id: m.sender.as_str().to_owned(),
             body: m.body.clone(),
@@ -239,14 +247,14 @@ impl ServerFrame {
     }
 
     /// The frame as JSON text.
-    pub(crate) fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
     }
 
     /// The error frame for `err`: its code and retryability come from the
     /// error table.
-    pub(crate) fn from_error(request_id: Option<String>, err: &ClientError) -> Self {
+    pub fn from_error(request_id: Option<String>, err: &ClientError) -> Self {
         Self::Error {
             request_id,
             code: err.kind.client_code(),

@@ -34,7 +34,7 @@ impl Session {
             Ok(receipt) => ServerFrame::Ack {
                 request_id,
                 channel_id: channel.into(),
-                message_id: receipt.message_id.to_string(),
+                message_id: receipt.message_id.get(),
                 seq: receipt.seq,
                 masked: receipt.masked,
                 duplicate: receipt.duplicate,

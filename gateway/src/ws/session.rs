@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{GatewayLimits, PinMode};
 use crate::ports::{ChatApi, GapSource, Liveness};
 use crate::ring::nodes::Routes;
+use crate::ws::codec;
 use crate::ws::hub::Hub;
 use crate::ws::limits::FrameBudget;
 use crate::ws::outbound::Outbox;
@@ -122,18 +123,38 @@ impl Session {
         self.reply(ServerFrame::from_error(request_id, &err)).await;
     }
 
-    /// Handles one text frame.
+    /// Handles one text frame: JSON.
     pub(crate) async fn on_text(&mut self, text: &str) {
+        if self.admit(text.len()).await {
+            match protocol::parse(text) {
+                Ok(frame) => self.dispatch(frame).await,
+                Err(err) => self.fail(None, err.into()).await,
+            }
+        }
+    }
+
+    /// Handles one binary frame: Protobuf.
+    pub(crate) async fn on_binary(&mut self, bytes: &[u8]) {
+        if self.admit(bytes.len()).await {
+            match codec::decode(bytes) {
+                Ok(frame) => self.dispatch(frame).await,
+                Err(err) => self.fail(None, err.into()).await,
+            }
+        }
+    }
+
+    /// Checks a frame of `len` bytes against the size limit and the
+    /// connection's frame budget; answers the client when it fails.
+    async fn admit(&mut self, len: usize) -> bool {
         let limits = &self.ctx.limits;
-        if text.len() > limits.max_frame_bytes {
+        if len > limits.max_frame_bytes {
             let msg = format!(
-                "frame is {} bytes; the limit is {}",
-                text.len(),
+                "frame is {len} bytes; the limit is {}",
                 limits.max_frame_bytes
             );
-            return self
-                .fail(None, ClientError::new(ErrorKind::FrameTooLarge, msg))
+            self.fail(None, ClientError::new(ErrorKind::FrameTooLarge, msg))
                 .await;
+            return false;
         }
         if !self.budget.take() {
             metrics::counter!("chatmesh_gateway_rate_limited_total").increment(1);
@@ -141,23 +162,11 @@ impl Session {
                 "more than {} frames per second; slow down",
                 limits.frames_per_second
             );
-            return self
-                .fail(None, ClientError::new(ErrorKind::RateLimited, msg))
+            self.fail(None, ClientError::new(ErrorKind::RateLimited, msg))
                 .await;
+            return false;
         }
-        match protocol::parse(text) {
-            Ok(frame) => self.dispatch(frame).await,
-            Err(err) => self.fail(None, err.into()).await,
-        }
-    }
-
-    /// Handles a binary frame: not spoken on this connection.
-    pub(crate) async fn on_binary(&mut self) {
-        let err = ClientError::new(
-            ErrorKind::UnsupportedFrame,
-            "binary frames are not supported; send JSON text frames",
-        );
-        self.fail(None, err).await;
+        true
     }
 
     async fn dispatch(&mut self, frame: ClientFrame) {

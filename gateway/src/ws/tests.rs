@@ -201,11 +201,23 @@ async fn a_flood_is_rate_limited_and_retryable() {
 }
 
 #[tokio::test]
-async fn binary_frames_are_refused_with_a_clear_error() {
+async fn binary_frames_are_read_as_protobuf() {
+    use chatmesh_proto::gateway::v1 as pb;
+    use prost::Message as _;
     let h = harness();
     let mut alice = Client::open(&h, 1, "alice");
-    alice.session.on_binary().await;
-    assert_error(&alice.next(), ErrorKind::UnsupportedFrame);
+    let ping = pb::ClientFrame {
+        request_id: "b".into(),
+        frame: Some(pb::client_frame::Frame::Ping(pb::Ping {
+            client_time_ms: 5,
+        })),
+    };
+    alice.session.on_binary(&ping.encode_to_vec()).await;
+    let pong = alice.next();
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["request_id"], "b");
+    alice.session.on_binary(&[0xff, 0x01]).await;
+    assert_error(&alice.next(), ErrorKind::MalformedFrame);
 }
 
 // ---------------------------------------------------------------- send

@@ -1,0 +1,447 @@
+//! The binary form of the client protocol: the Protobuf messages of
+//! `proto/chatmesh/gateway/v1/client.proto`, carried in binary WebSocket
+//! frames. A client asks for it with the `chatmesh.v1.proto` subprotocol
+//! (or `?format=proto`); the server then writes binary frames to it. Both
+//! forms decode to the same [`ClientFrame`] and encode the same
+//! [`ServerFrame`], so a rule written once holds for both.
+
+use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::gateway::v1 as pb;
+use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
+use prost::Message as _;
+
+use crate::ws::protocol::{ClientFrame, FrameError, ServerFrame};
+
+/// The subprotocol of JSON text frames (the default).
+pub(crate) const JSON_SUBPROTOCOL: &str = "chatmesh.v1.json";
+/// The subprotocol of Protobuf binary frames.
+pub(crate) const PROTO_SUBPROTOCOL: &str = "chatmesh.v1.proto";
+
+/// How the server writes to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Codec {
+    /// JSON text frames.
+    #[default]
+    Json,
+    /// Protobuf binary frames.
+    Proto,
+}
+
+impl Codec {
+    /// The codec a connection asked for with its subprotocol or `format`.
+    pub(crate) fn negotiate(subprotocol: Option<&str>, format: Option<&str>) -> Self {
+        match (subprotocol, format) {
+            (Some(PROTO_SUBPROTOCOL), _) | (None, Some("proto" | "protobuf")) => Self::Proto,
+            _ => Self::Json,
+        }
+    }
+}
+
+fn some(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
+/// Decodes one binary frame.
+pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
+    let frame = pb::ClientFrame::decode(bytes).map_err(|e| {
+        FrameError::Malformed(format!("not a chatmesh.gateway.v1.ClientFrame: {e}"))
+    })?;
+    let request_id = some(frame.request_id);
+    use pb::client_frame::Frame;
+    match frame.frame {
+        Some(Frame::Subscribe(s)) => Ok(ClientFrame::Subscribe {
+            request_id,
+            channel_id: s.channel_id,
+            last_seq: s.last_seq,
+        }),
+        Some(Frame::Unsubscribe(u)) => Ok(ClientFrame::Unsubscribe {
+            request_id,
+            channel_id: u.channel_id,
+        }),
+        Some(Frame::Send(s)) => Ok(ClientFrame::Send {
+            request_id,
+            channel_id: s.channel_id,
+            body: s.body,
+            attachments: s.attachments,
+            idempotency_key: some(s.idempotency_key),
+        }),
+        Some(Frame::Ack(a)) => Ok(ClientFrame::Ack {
+            channel_id: a.channel_id,
+            seq: a.seq,
+        }),
+        Some(Frame::Ping(p)) => Ok(ClientFrame::Ping {
+            request_id,
+            client_time_ms: Some(p.client_time_ms).filter(|t| *t != 0),
+        }),
+        None => Err(FrameError::Invalid("the frame names no kind".into())),
+    }
+}
+
+/// The frame as a Protobuf message.
+pub fn encode(frame: &ServerFrame) -> Vec<u8> {
+    use pb::server_frame::Frame;
+    let (request_id, frame) = match frame.clone() {
+        ServerFrame::Message(m) => (
+            None,
+            Frame::Message(Message {
+                message_id: m.message_id,
+                channel_id: m.channel_id,
+                sender_id: m.sender_id,
+                seq: m.seq,
+                body: m.body,
+                attachments: m.attachments,
+                created_at_ms: m.created_at_ms,
+                idempotency_key: String::new(),
+            }),
+        ),
+        ServerFrame::Ack {
+            request_id,
+            channel_id,
+            message_id,
+            seq,
+            masked,
+            duplicate,
+        } => (
+            request_id,
+            Frame::SendAck(pb::SendAck {
+                channel_id,
+                message_id,
+                seq,
+                masked,
+                duplicate,
+            }),
+        ),
+        ServerFrame::Subscribed {
+            request_id,
+            channel_id,
+            seq,
+        } => (
+            request_id,
+            Frame::Subscribed(pb::Subscribed { channel_id, seq }),
+        ),
+        ServerFrame::Unsubscribed {
+            request_id,
+            channel_id,
+        } => (
+            request_id,
+            Frame::Unsubscribed(pb::Unsubscribed { channel_id }),
+        ),
+        ServerFrame::Pong {
+            request_id,
+            client_time_ms,
+            server_time_ms,
+        } => (
+            request_id,
+            Frame::Pong(pb::Pong {
+                client_time_ms: client_time_ms.unwrap_or(0),
+                server_time_ms,
+            }),
+        ),
+        ServerFrame::Error {
+            request_id,
+            code,
+            message,
+            retryable,
+        } => (
+            request_id,
+            Frame::Error(pb::Error {
+                code: code.to_owned(),
+                message,
+                retryable,
+            }),
+        ),
+        ServerFrame::Presence {
+            channel_id,
+            user_id,
+            event,
+            at_ms,
+        } => {
+            let kind = if event == "join" {
+                presence_event::Kind::Join
+            } else {
+                presence_event::Kind::Leave
+            };
+            (
+                None,
+                Frame::Presence(PresenceEvent {
+                    kind: kind as i32,
+                    channel_id,
+                    user_id,
+                    at_ms,
+                }),
+            )
+        }
+        ServerFrame::Redirect { channel_id, url } => {
+            (None, Frame::Redirect(pb::Redirect { channel_id, url }))
+        }
+        ServerFrame::ReloadRequired {
+            channel_id,
+            from_seq,
+            to_seq,
+        } => (
+            None,
+            Frame::ReloadRequired(pb::ReloadRequired {
+                channel_id,
+                from_seq,
+                to_seq,
+            }),
+        ),
+        ServerFrame::Reconnect {
+            reason,
+            url,
+            channel_ids,
+        } => (
+            None,
+            Frame::Reconnect(pb::Reconnect {
+                reason,
+                url: url.unwrap_or_default(),
+                channel_ids,
+            }),
+        ),
+    };
+    pb::ServerFrame {
+        request_id: request_id.unwrap_or_default(),
+        frame: Some(frame),
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::ws::protocol::{self, MessageBody};
+
+    fn client(request_id: &str, frame: pb::client_frame::Frame) -> Vec<u8> {
+        pb::ClientFrame {
+            request_id: request_id.into(),
+            frame: Some(frame),
+        }
+        .encode_to_vec()
+    }
+
+    /// Each client frame in both forms; they must decode alike.
+    fn client_cases() -> Vec<(Value, Vec<u8>)> {
+        use pb::client_frame::Frame;
+        vec![
+            (
+                json!({"type": "subscribe", "request_id": "1", "channel_id": "general", "last_seq": 7}),
+                client(
+                    "1",
+                    Frame::Subscribe(pb::Subscribe {
+                        channel_id: "general".into(),
+                        last_seq: Some(7),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "subscribe", "channel_id": "general"}),
+                client(
+                    "",
+                    Frame::Subscribe(pb::Subscribe {
+                        channel_id: "general".into(),
+                        last_seq: None,
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "unsubscribe", "request_id": "2", "channel_id": "general"}),
+                client(
+                    "2",
+                    Frame::Unsubscribe(pb::Unsubscribe {
+                        channel_id: "general".into(),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "send", "request_id": "3", "channel_id": "general", "body": "hi", "attachments": ["m1"], "idempotency_key": "k"}),
+                client(
+                    "3",
+                    Frame::Send(pb::Send {
+                        channel_id: "general".into(),
+                        body: "hi".into(),
+                        attachments: vec!["m1".into()],
+                        idempotency_key: "k".into(),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "send", "channel_id": "general", "body": "hi"}),
+                client(
+                    "",
+                    Frame::Send(pb::Send {
+                        channel_id: "general".into(),
+                        body: "hi".into(),
+                        ..Default::default()
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "ack", "channel_id": "general", "seq": 9}),
+                client(
+                    "",
+                    Frame::Ack(pb::Ack {
+                        channel_id: "general".into(),
+                        seq: 9,
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "ping", "request_id": "4", "client_time_ms": 123}),
+                client(
+                    "4",
+                    Frame::Ping(pb::Ping {
+                        client_time_ms: 123,
+                    }),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn both_forms_of_every_client_frame_decode_alike() {
+        for (json, binary) in client_cases() {
+            let from_json = protocol::parse(&json.to_string()).unwrap();
+            assert_eq!(decode(&binary).unwrap(), from_json, "{json}");
+        }
+    }
+
+    #[test]
+    fn bad_binary_frames_get_the_same_codes_as_bad_text() {
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff]).unwrap_err().code(),
+            "malformed_frame"
+        );
+        let empty = pb::ClientFrame {
+            request_id: "1".into(),
+            frame: None,
+        }
+        .encode_to_vec();
+        assert_eq!(decode(&empty).unwrap_err().code(), "invalid_frame");
+    }
+
+    /// Each server frame; its JSON and binary forms must carry the same
+    /// fields.
+    fn server_cases() -> Vec<ServerFrame> {
+        vec![
+            ServerFrame::Message(MessageBody::from(&crate::memory::message("general", 5))),
+            ServerFrame::Ack {
+                request_id: Some("1".into()),
+                channel_id: "general".into(),
+                message_id: u64::MAX >> 1,
+                seq: 5,
+                masked: true,
+                duplicate: false,
+            },
+            ServerFrame::Subscribed {
+                request_id: Some("2".into()),
+                channel_id: "general".into(),
+                seq: 4,
+            },
+            ServerFrame::Unsubscribed {
+                request_id: None,
+                channel_id: "general".into(),
+            },
+            ServerFrame::Pong {
+                request_id: Some("3".into()),
+                client_time_ms: Some(10),
+                server_time_ms: 20,
+            },
+            ServerFrame::Error {
+                request_id: Some("4".into()),
+                code: "rate_limited",
+                message: "slow down".into(),
+                retryable: true,
+            },
+            ServerFrame::Presence {
+                channel_id: "general".into(),
+                user_id: "bob".into(),
+                event: "join",
+                at_ms: 30,
+            },
+            ServerFrame::Redirect {
+                channel_id: "general".into(),
+                url: "ws://gw-1".into(),
+            },
+            ServerFrame::ReloadRequired {
+                channel_id: "general".into(),
+                from_seq: 1,
+                to_seq: 9,
+            },
+            ServerFrame::Reconnect {
+                reason: "bye".into(),
+                url: Some("ws://gw-1".into()),
+                channel_ids: vec!["general".into()],
+            },
+        ]
+    }
+
+    /// The binary form read back as the JSON form's fields, for comparison.
+    fn binary_as_json(bytes: &[u8]) -> Value {
+        use pb::server_frame::Frame;
+        let frame = pb::ServerFrame::decode(bytes).unwrap();
+        let mut v = match frame.frame.unwrap() {
+            Frame::Message(m) => {
+                json!({"type": "message", "channel_id": m.channel_id, "message_id": m.message_id.to_string(), "seq": m.seq, "sender_id": m.sender_id, "body": m.body, "created_at_ms": m.created_at_ms})
+            }
+            Frame::SendAck(a) => {
+                json!({"type": "ack", "channel_id": a.channel_id, "message_id": a.message_id.to_string(), "seq": a.seq, "masked": a.masked, "duplicate": a.duplicate})
+            }
+            Frame::Subscribed(s) => {
+                json!({"type": "subscribed", "channel_id": s.channel_id, "seq": s.seq})
+            }
+            Frame::Unsubscribed(u) => json!({"type": "unsubscribed", "channel_id": u.channel_id}),
+            Frame::Pong(p) => {
+                json!({"type": "pong", "client_time_ms": p.client_time_ms, "server_time_ms": p.server_time_ms})
+            }
+            Frame::Error(e) => {
+                json!({"type": "error", "code": e.code, "message": e.message, "retryable": e.retryable})
+            }
+            Frame::Presence(p) => {
+                json!({"type": "presence", "channel_id": p.channel_id, "user_id": p.user_id, "event": if p.kind == 1 { "join" } else { "leave" }, "at_ms": p.at_ms})
+            }
+            Frame::Redirect(r) => {
+                json!({"type": "redirect", "channel_id": r.channel_id, "url": r.url})
+            }
+            Frame::ReloadRequired(r) => {
+                json!({"type": "reload_required", "channel_id": r.channel_id, "from_seq": r.from_seq, "to_seq": r.to_seq})
+            }
+            Frame::Reconnect(r) => {
+                json!({"type": "reconnect", "reason": r.reason, "url": r.url, "channel_ids": r.channel_ids})
+            }
+        };
+        if !frame.request_id.is_empty() {
+            v["request_id"] = frame.request_id.into();
+        }
+        v
+    }
+
+    #[test]
+    fn both_forms_of_every_server_frame_carry_the_same_fields() {
+        for frame in server_cases() {
+            let json: Value = serde_json::from_str(&frame.to_json()).unwrap();
+            assert_eq!(binary_as_json(&encode(&frame)), json, "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn the_binary_form_is_smaller() {
+        let frame = ServerFrame::Message(MessageBody::from(&crate::memory::message("general", 5)));
+        assert!(encode(&frame).len() < frame.to_json().len());
+    }
+
+    #[test]
+    fn the_codec_follows_the_subprotocol_then_the_query() {
+        assert_eq!(
+            Codec::negotiate(Some(PROTO_SUBPROTOCOL), None),
+            Codec::Proto
+        );
+        assert_eq!(
+            Codec::negotiate(Some(JSON_SUBPROTOCOL), Some("proto")),
+            Codec::Json
+        );
+        assert_eq!(Codec::negotiate(None, Some("proto")), Codec::Proto);
+        assert_eq!(Codec::negotiate(None, None), Codec::Json);
+    }
+}
