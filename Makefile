@@ -43,9 +43,10 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS) and presence (BENCH_SESSIONS, BENCH_PING_MS)
+## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS) and the client protocol's JSON and Protobuf frames (BENCH_FRAMES)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-storage
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-presence
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-frames

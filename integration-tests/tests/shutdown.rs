@@ -168,3 +168,59 @@ async fn sigterm_drains_a_gateway_with_100_clients() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     sandbox.stop().await
 }
+
+/// The gRPC address of a service's `serving` log line.
+fn grpc_addr(line: &serde_json::Value) -> Option<SocketAddr> {
+    log_fields(line, "serving")?["grpc_addr"].as_str()?.parse().ok()
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_chat_worker_lease() -> anyhow::Result<()> {
+    logs();
+    let infra = Infra::load()?;
+    let topic = format!("chatmesh.test.{}", uuid::Uuid::new_v4().simple());
+    infra.create_topic(&topic).await?;
+    // A worker ID no other test asks for by number.
+    let worker: u16 = 1000 + rand::random::<u16>() % 24;
+    let dir = process::scratch_dir("chatmesh-chat")?;
+    let config = dir.join("chat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "worker_id = {worker}\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+             probe_interval = \"200ms\"\nshutdown_grace = \"{}s\"\n[telemetry]\nlog = \"info\"\njson = true\n\
+             {}{}[directory]\nurl = {:?}\n",
+            GRACE.as_secs(),
+            infra.redis_toml(),
+            infra.kafka_toml_for(&topic),
+            infra.directory_url,
+        ),
+    )?;
+    let log = dir.join("chat.log");
+    let (mut child, _grpc) =
+        process::spawn_until(&process::binary("chatmesh-chat")?, &config, &log, grpc_addr).await?;
+    let key = chatmesh_chat::lease::lease_key(worker);
+    let redis = infra.redis()?;
+    wait::until("the lease is held", Duration::from_secs(30), || {
+        let (redis, key) = (redis.clone(), key.clone());
+        async move {
+            let mut conn = redis.conn().await?;
+            let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            anyhow::ensure!(holder.is_some(), "{key} not set yet");
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+
+    let started = Instant::now();
+    process::terminate(&child)?;
+    let status = process::wait_exit(&mut child, GRACE + Duration::from_secs(2)).await?;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit status {status}:\n{text}");
+    assert!(started.elapsed() < GRACE, "shutdown took {:?}", started.elapsed());
+    let mut conn = redis.conn().await?;
+    let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+    assert_eq!(holder, None, "the lease survived the process:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -99,23 +99,28 @@ pub fn migrate_until_done(
         done: done.clone(),
     };
     tokio::spawn(async move {
-        let mut delay = std::time::Duration::from_millis(200);
+        use backon::{BackoffBuilder as _, ExponentialBuilder};
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_delay(std::time::Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
         loop {
-            match migrate(&url, set).await {
+            let err = match migrate(&url, set).await {
                 Ok(applied) => {
                     tracing::info!(database = %name, applied = applied.len(), "migrations up to date");
                     done.store(true, std::sync::atomic::Ordering::Release);
                     return;
                 }
-                Err(err) => {
-                    tracing::warn!(database = %name, error = %err, retry_in = ?delay, "migrations failed")
-                }
-            }
+                Err(err) => err,
+            };
+            let delay = delays.next().unwrap_or(std::time::Duration::from_secs(5));
+            tracing::warn!(database = %name, error = %err, retry_in = ?delay, "migrations failed");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return,
             }
-            delay = (delay * 2).min(std::time::Duration::from_secs(5));
         }
     });
     probe
