@@ -1,3 +1,14 @@
+//! Loading a binary's configuration: a TOML file named by `CHATMESH_CONFIG`,
+//! then `CHATMESH_SECTION__FIELD` environment overrides, then validation.
+//!
+//! Hand-written rather than built on a layered-config crate: the overrides
+//! are merged into the TOML table before it is deserialised, so the typed
+//! structs' `deny_unknown_fields` rejects a misspelt variable exactly as it
+//! rejects a misspelt key, and every error names the file or variable and
+//! the field path. The environment comes in as a map, so tests never set
+//! process variables. It is small enough that a dependency would cost more
+//! than it saves.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -161,6 +161,13 @@ impl IdempotencyStore for RedisIdempotency {
 
 /// Fixed one-second windows counted in Redis, so the limits hold across
 /// every chat instance.
+///
+/// Hand-written on purpose: `governor` (used for the gateway's
+/// per-connection budget) keeps its state in process memory, and a limit
+/// per user or per channel must be shared by every chat instance a request
+/// may land on. One pipelined INCR and EXPIRE per scope is the cheapest
+/// shared counter Redis offers, and the keys live in the channel's or the
+/// user's slot.
 #[derive(Debug, Clone)]
 pub struct RedisRateLimiter<C = SystemClock> {
     redis: Cluster,
