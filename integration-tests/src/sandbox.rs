@@ -16,6 +16,10 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::{Infra, wait};
 
+mod config;
+
+pub use config::{Options, SANDBOX_SECRET};
+
 /// Addresses of one service in the sandbox.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceAddrs {
@@ -41,8 +45,9 @@ pub struct Sandbox {
     pub topic: String,
     /// Gateway nodes' HTTP addresses; node `gw-<i>` is at index `i`.
     pub gateways: Vec<SocketAddr>,
-    gateway_template: String,
-    presence_toml: String,
+    gateway: config::GatewayTemplate,
+    /// The configuration of presence instances, kept for extra ones.
+    presence_config: chatmesh_presence::PresenceConfig,
     presence_instance: bool,
     /// The presence instance group, shared by extra instances.
     pub presence_group: String,
@@ -51,8 +56,6 @@ pub struct Sandbox {
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
-
-const SERVER_TOML: &str = "[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"3s\"\n";
 
 async fn listeners() -> anyhow::Result<Listeners> {
     Ok(Listeners {
@@ -68,156 +71,73 @@ fn addrs(l: &Listeners) -> ServiceAddrs {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> anyhow::Result<T> {
-    toml::from_str(text).with_context(|| format!("sandbox {what} config:\n{text}"))
-}
-
-/// How to shape a sandbox.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Gateway nodes to start.
-    pub gateways: usize,
-    /// `redirect` or `serve`.
-    pub pin_mode: &'static str,
-    /// Body of the gateways' `[limits]` table.
-    pub gateway_limits: String,
-    /// Body of the chat service's `[limits]` table.
-    pub chat_limits: String,
-    /// Blocked words for the chat service.
-    pub blocked_words: Vec<String>,
-    /// Body of the gateways' `[presence]` table.
-    pub gateway_presence: String,
-    /// Body of the presence service's `[presence]` table; the sandbox adds
-    /// its own instance group.
-    pub presence: String,
-    /// Run a presence instance in the sandbox. Without one, `presence`
-    /// addresses answer nothing and the caller runs its own.
-    pub presence_instance: bool,
-    /// Body of the media service's `[limits]` table.
-    pub media_limits: String,
-    /// Body of the media service's `[store]` table; `None` uses the
-    /// infrastructure's S3 bucket.
-    pub media_store: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            gateways: 2,
-            pin_mode: "serve",
-            gateway_limits: "reorder_window = \"300ms\"\n".into(),
-            chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\n".into(),
-            blocked_words: Vec::new(),
-            // Long enough that tests of other features need not ping.
-            gateway_presence: "session_ttl = \"10m\"\nflush_interval = \"100ms\"\n".into(),
-            presence: String::new(),
-            presence_instance: true,
-            media_limits: String::new(),
-            media_store: None,
-        }
-    }
-}
-
-/// The HS256 secret sandbox gateways accept; tests may sign their own tokens.
-pub const SANDBOX_SECRET: &str = "sandbox-secret-0123456789";
-
 impl Sandbox {
     /// Starts every service and the gateway nodes of `options` against `infra`.
     pub async fn start(infra: &Infra, options: Options) -> anyhow::Result<Self> {
-        let shutdown = CancellationToken::new();
-        let mut tasks = Vec::new();
         let run = uuid::Uuid::new_v4().simple().to_string();
         let group = format!("chatmesh-storage-{run}");
         let topic = format!("chatmesh.test.{run}");
-        infra.create_topic(&topic).await?;
         let words = std::env::temp_dir().join(format!("chatmesh-words-{run}.txt"));
         std::fs::write(&words, options.blocked_words.join("\n"))?;
-
-        let l = listeners().await?;
-        let chat = addrs(&l);
-        let config: chatmesh_chat::ChatConfig = parse(
-            "chat",
-            &format!(
-                "{SERVER_TOML}{}{}[directory]\nurl = {:?}\n[limits]\n{}[moderation]\nwords_file = {:?}\n",
-                infra.redis_toml(),
-                infra.kafka_toml_for(&topic),
-                infra.directory_url,
-                options.chat_limits,
-                words
-            ),
-        )?;
-        tasks.push((
-            "chat",
-            tokio::spawn(chatmesh_chat::serve(config, l, shutdown.clone())),
-        ));
-
-        let l = listeners().await?;
-        let presence = addrs(&l);
         let presence_group = format!("sandbox-{run}");
-        let presence_toml = format!(
-            "{SERVER_TOML}{}[presence]\ngroup = {presence_group:?}\n{}",
-            infra.redis_toml(),
-            options.presence
-        );
-        let config: chatmesh_presence::PresenceConfig = parse("presence", &presence_toml)?;
+        let ring_cluster = format!("sandbox-{run}");
+        let listeners = [
+            listeners().await?,
+            listeners().await?,
+            listeners().await?,
+            listeners().await?,
+        ];
+        let [chat, presence, storage, media] = listeners.each_ref().map(addrs);
+
+        // Every configuration is checked before anything starts, so a
+        // refused option leaves nothing running.
+        let chat_config = config::chat(infra, &topic, &words, &options)?;
+        let presence_config = config::presence(infra, &presence_group, &options)?;
+        let storage_config = config::storage(infra, &topic, &group)?;
+        let media_config = config::media(infra, &options)?;
+        let endpoints = chatmesh_gateway::ServiceEndpoints {
+            chat: format!("http://{}", chat.grpc),
+            presence: format!("http://{}", presence.grpc),
+            storage: format!("http://{}", storage.grpc),
+            media: format!("http://{}", media.grpc),
+        };
+        let gateway = config::GatewayTemplate::new(infra, &endpoints, &ring_cluster, &options)?;
+        infra.create_topic(&topic).await?;
+
+        let shutdown = CancellationToken::new();
+        let [chat_l, presence_l, storage_l, media_l] = listeners;
+        let mut tasks = vec![
+            (
+                "chat",
+                tokio::spawn(chatmesh_chat::serve(chat_config, chat_l, shutdown.clone())),
+            ),
+            (
+                "storage",
+                tokio::spawn(chatmesh_storage::serve(
+                    storage_config,
+                    storage_l,
+                    shutdown.clone(),
+                )),
+            ),
+            (
+                "media",
+                tokio::spawn(chatmesh_media::serve(
+                    media_config,
+                    media_l,
+                    shutdown.clone(),
+                )),
+            ),
+        ];
         if options.presence_instance {
             tasks.push((
                 "presence",
-                tokio::spawn(chatmesh_presence::serve(config, l, shutdown.clone())),
+                tokio::spawn(chatmesh_presence::serve(
+                    presence_config.clone(),
+                    presence_l,
+                    shutdown.clone(),
+                )),
             ));
         }
-
-        let l = listeners().await?;
-        let storage = addrs(&l);
-        let config: chatmesh_storage::StorageConfig = parse(
-            "storage",
-            &format!(
-                "consumer_group = {group:?}\n{SERVER_TOML}{}[directory]\nurl = {:?}\n{}",
-                infra.kafka_toml_for(&topic),
-                infra.directory_url,
-                Infra::shards_toml(&infra.shard_urls, 256)
-            ),
-        )?;
-        tasks.push((
-            "storage",
-            tokio::spawn(chatmesh_storage::serve(config, l, shutdown.clone())),
-        ));
-
-        let l = listeners().await?;
-        let media = addrs(&l);
-        let media_store = options.media_store.clone().unwrap_or_else(|| {
-            format!(
-                "kind = \"s3\"\nendpoint = {:?}\nregion = {:?}\nbucket = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
-                infra.s3_endpoint,
-                infra.s3_region,
-                infra.s3_bucket,
-                infra.s3_access_key,
-                infra.s3_secret_key
-            )
-        });
-        let config: chatmesh_media::MediaConfig = parse(
-            "media",
-            &format!(
-                "{SERVER_TOML}[directory]\nurl = {:?}\n[store]\n{media_store}[limits]\n{}",
-                infra.directory_url, options.media_limits
-            ),
-        )?;
-        tasks.push((
-            "media",
-            tokio::spawn(chatmesh_media::serve(config, l, shutdown.clone())),
-        ));
-
-        let gateway_template = format!(
-            "probe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = {SANDBOX_SECRET:?}\ndev_tokens = true\n[routing]\ncluster = \"sandbox-{run}\"\nmode = {:?}\nrefresh_interval = \"100ms\"\nnode_ttl = \"1s\"\n[limits]\n{}[presence]\n{}",
-            infra.redis_toml(),
-            chat.grpc,
-            presence.grpc,
-            storage.grpc,
-            media.grpc,
-            options.pin_mode,
-            options.gateway_limits,
-            options.gateway_presence
-        );
         let mut sandbox = Self {
             chat,
             topic: topic.clone(),
@@ -225,11 +145,11 @@ impl Sandbox {
             storage,
             media,
             gateways: Vec::new(),
-            gateway_template,
-            presence_toml,
+            gateway,
+            presence_config,
             presence_instance: options.presence_instance,
             presence_group,
-            ring_cluster: format!("sandbox-{run}"),
+            ring_cluster,
             shutdown,
             tasks,
         };
@@ -251,14 +171,7 @@ impl Sandbox {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let i = self.gateways.len();
-        let config: chatmesh_gateway::GatewayConfig = parse(
-            "gateway",
-            &self.gateway_toml(
-                &format!("gw-{i}"),
-                &addr.to_string(),
-                &format!("http://{addr}"),
-            ),
-        )?;
+        let config = self.gateway.config(&format!("gw-{i}"), addr)?;
         self.gateways.push(addr);
         self.tasks.push((
             "gateway",
@@ -275,10 +188,7 @@ impl Sandbox {
     /// listening on `http_addr` (port 0 picks one) and reached at
     /// `public_url`. Tables may be appended to it.
     pub fn gateway_toml(&self, node_id: &str, http_addr: &str, public_url: &str) -> String {
-        format!(
-            "node_id = {node_id:?}\nhttp_addr = {http_addr:?}\npublic_url = {public_url:?}\n{}",
-            self.gateway_template
-        )
+        self.gateway.toml(node_id, http_addr, public_url)
     }
 
     /// Starts one more presence instance in the sandbox's group and returns
@@ -286,10 +196,13 @@ impl Sandbox {
     pub async fn add_presence_instance(&mut self) -> anyhow::Result<ServiceAddrs> {
         let l = listeners().await?;
         let addrs = addrs(&l);
-        let config: chatmesh_presence::PresenceConfig = parse("presence", &self.presence_toml)?;
         self.tasks.push((
             "presence",
-            tokio::spawn(chatmesh_presence::serve(config, l, self.shutdown.clone())),
+            tokio::spawn(chatmesh_presence::serve(
+                self.presence_config.clone(),
+                l,
+                self.shutdown.clone(),
+            )),
         ));
         Ok(addrs)
     }

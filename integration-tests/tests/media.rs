@@ -14,6 +14,7 @@ use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::{Options, channel};
 use chatmesh_integration_tests::wait;
+use chatmesh_media::{MediaLimits, StoreConfig};
 use chatmesh_proto::common::v1::ModerationPolicy;
 use chatmesh_proto::media::v1 as pb;
 use chatmesh_proto::media::v1::media_service_client::MediaServiceClient;
@@ -37,21 +38,20 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(backend: Backend, media_limits: &str) -> anyhow::Result<Self> {
+    async fn start(backend: Backend, media_limits: MediaLimits) -> anyhow::Result<Self> {
         let dir = match backend {
             Backend::S3 => None,
             Backend::Local => Some(tempfile::tempdir()?),
         };
-        let media_store = dir.as_ref().map(|d| {
-            format!(
-                "kind = \"local\"\nroot = {:?}\nlisten_addr = \"127.0.0.1:0\"\nsecret = {:?}\n",
-                d.path().join("store"),
-                uuid::Uuid::new_v4().simple().to_string(),
-            )
+        let media_store = dir.as_ref().map(|d| StoreConfig::Local {
+            root: d.path().join("store"),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            secret: uuid::Uuid::new_v4().simple().to_string(),
         });
         let sb = Sandbox::start_ready(Options {
             gateways: 1,
-            media_limits: media_limits.to_owned(),
+            media_limits,
             media_store,
             ..Options::default()
         })
@@ -244,7 +244,7 @@ fn now_ms() -> i64 {
 }
 
 async fn round_trip(backend: Backend) -> anyhow::Result<()> {
-    let setup = Setup::start(backend, "").await?;
+    let setup = Setup::start(backend, MediaLimits::default()).await?;
     let room = channel_id("media");
     create_channel(
         &setup.sb,
@@ -331,7 +331,7 @@ async fn round_trip(backend: Backend) -> anyhow::Result<()> {
 }
 
 async fn store_refuses_tampered_and_mismatched_requests(backend: Backend) -> anyhow::Result<()> {
-    let setup = Setup::start(backend, "").await?;
+    let setup = Setup::start(backend, MediaLimits::default()).await?;
     let room = channel_id("media-403");
     create_channel(&setup.sb, &room, ModerationPolicy::Reject, &["alice"]).await?;
     let alice = setup.api("alice").await?;
@@ -400,7 +400,14 @@ async fn store_refuses_tampered_and_mismatched_requests(backend: Backend) -> any
 
 async fn expired_urls_are_refused(backend: Backend) -> anyhow::Result<()> {
     const TTL_MS: i64 = 3000;
-    let setup = Setup::start(backend, "url_ttl = \"3s\"\n").await?;
+    let setup = Setup::start(
+        backend,
+        MediaLimits {
+            url_ttl: Duration::from_secs(3),
+            ..MediaLimits::default()
+        },
+    )
+    .await?;
     let room = channel_id("media-ttl");
     create_channel(&setup.sb, &room, ModerationPolicy::Reject, &["alice"]).await?;
     let alice = setup.api("alice").await?;
@@ -444,7 +451,14 @@ async fn expired_urls_are_refused(backend: Backend) -> anyhow::Result<()> {
 }
 
 async fn service_refuses_what_it_must(backend: Backend) -> anyhow::Result<()> {
-    let setup = Setup::start(backend, "max_size = 65536\n").await?;
+    let setup = Setup::start(
+        backend,
+        MediaLimits {
+            max_size: 65536,
+            ..MediaLimits::default()
+        },
+    )
+    .await?;
     let room = channel_id("media-rules");
     let other = channel_id("media-other");
     create_channel(
@@ -620,7 +634,7 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 async fn hostile_file_names_are_harmless(backend: Backend) -> anyhow::Result<()> {
-    let setup = Setup::start(backend, "").await?;
+    let setup = Setup::start(backend, MediaLimits::default()).await?;
     let room = channel_id("media-names");
     create_channel(&setup.sb, &room, ModerationPolicy::Reject, &["alice"]).await?;
     let alice = setup.api("alice").await?;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chatmesh_gateway::GatewayLimits;
 use chatmesh_integration_tests::Sandbox;
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
@@ -138,7 +139,12 @@ async fn moderation_rejects_or_masks_per_channel() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_clear_errors_and_others_are_still_served() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
-        gateway_limits: "max_frame_bytes = 2048\nframes_per_second = 5\nframe_burst = 10\n".into(),
+        gateway_limits: GatewayLimits {
+            max_frame_bytes: 2048,
+            frames_per_second: 5,
+            frame_burst: 10,
+            ..GatewayLimits::default()
+        },
         ..Options::default()
     })
     .await?;
@@ -236,8 +242,12 @@ fn expired_token() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
-        gateway_limits: "outbound_queue = 8\nframes_per_second = 100000\nframe_burst = 100000\n"
-            .into(),
+        gateway_limits: GatewayLimits {
+            outbound_queue: 8,
+            frames_per_second: 100_000,
+            frame_burst: 100_000,
+            ..GatewayLimits::default()
+        },
         ..Options::default()
     })
     .await?;
@@ -290,7 +300,10 @@ async fn a_slow_client_is_closed_and_never_stalls_the_others() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_node_wide_connection_cap_holds_and_frees_up() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
-        gateway_limits: "max_connections = 2\n".into(),
+        gateway_limits: GatewayLimits {
+            max_connections: 2,
+            ..GatewayLimits::default()
+        },
         ..Options::default()
     })
     .await?;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chatmesh_gateway::PinMode;
 use chatmesh_gateway::ring::{DEFAULT_VNODES, Ring};
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
@@ -49,7 +50,7 @@ fn channel_owned_by(ring: &Ring, node: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn non_owners_redirect_and_nodes_agree() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
-        pin_mode: "redirect",
+        pin_mode: PinMode::Redirect,
         ..Options::default()
     })
     .await?;
@@ -103,7 +104,7 @@ async fn non_owners_redirect_and_nodes_agree() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_node_takes_channels_and_clients_are_told() -> anyhow::Result<()> {
     let mut sb = Sandbox::start_ready(Options {
-        pin_mode: "redirect",
+        pin_mode: PinMode::Redirect,
         ..Options::default()
     })
     .await?;

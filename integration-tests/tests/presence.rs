@@ -58,14 +58,20 @@ async fn presence_event(client: &mut Client) -> anyhow::Result<(String, String)>
     ))
 }
 
-fn short_ttl(sweep: &str) -> Options {
+fn short_ttl(sweep: Duration) -> Options {
     Options {
-        gateway_presence: format!(
-            "session_ttl = \"2s\"\nflush_interval = \"100ms\"\nsweep_interval = {sweep:?}\ntopology_refresh = \"1s\"\n"
-        ),
-        presence:
-            "instance_refresh = \"100ms\"\ninstance_ttl = \"1s\"\nsweep_interval = \"500ms\"\n"
-                .into(),
+        gateway_presence: chatmesh_gateway::PresenceSettings {
+            session_ttl: TTL,
+            flush_interval: Duration::from_millis(100),
+            sweep_interval: sweep,
+            topology_refresh: Duration::from_secs(1),
+        },
+        presence: chatmesh_presence::PresenceSettings {
+            instance_refresh: Duration::from_millis(100),
+            instance_ttl: Duration::from_secs(1),
+            sweep_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
         gateways: 1,
         ..Options::default()
     }
@@ -92,7 +98,7 @@ async fn a_silent_client_is_closed_by_its_keys_master_and_shown_offline() -> any
         .collect();
 
     // The sweep is off, so only expiry events can close these sessions.
-    let sb = Sandbox::start_ready(short_ttl("1h")).await?;
+    let sb = Sandbox::start_ready(short_ttl(Duration::from_secs(3600))).await?;
     let gw = sb.gateways[0];
     let room = channel_id("quiet");
     let names: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
@@ -180,7 +186,7 @@ async fn a_silent_client_is_closed_by_its_keys_master_and_shown_offline() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pinging_client_stays_connected_across_several_ttls() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
-    let sb = Sandbox::start_ready(short_ttl("500ms")).await?;
+    let sb = Sandbox::start_ready(short_ttl(Duration::from_millis(500))).await?;
     let gw = sb.gateways[0];
     let room = channel_id("alive");
     create_channel(&sb, &room, ModerationPolicy::Reject, &["lively", "idle"]).await?;

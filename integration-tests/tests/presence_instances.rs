@@ -31,7 +31,11 @@ async fn three_instances_share_heartbeats_without_doubling_work() -> anyhow::Res
         &infra,
         Options {
             gateways: 1,
-            presence: "instance_refresh = \"100ms\"\ninstance_ttl = \"1s\"\n".into(),
+            presence: chatmesh_presence::PresenceSettings {
+                instance_refresh: Duration::from_millis(100),
+                instance_ttl: Duration::from_secs(1),
+                ..Default::default()
+            },
             ..Options::default()
         },
     )

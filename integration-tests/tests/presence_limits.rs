@@ -17,7 +17,10 @@ use serde_json::json;
 async fn channels_over_the_event_limit_get_no_join_events() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
         gateways: 1,
-        presence: "events_max_online = 1\n".into(),
+        presence: chatmesh_presence::PresenceSettings {
+            events_max_online: 1,
+            ..Default::default()
+        },
         ..Options::default()
     })
     .await?;

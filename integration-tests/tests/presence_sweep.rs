@@ -94,12 +94,17 @@ async fn a_ghost_is_closed_by_the_sweep_when_expiry_events_are_lost() -> anyhow:
 
     let sb = Sandbox::start_ready(Options {
         gateways: 1,
-        gateway_presence: format!(
-            "session_ttl = \"{}s\"\nflush_interval = \"100ms\"\nsweep_interval = \"{}ms\"\n",
-            TTL.as_secs(),
-            SWEEP.as_millis()
-        ),
-        presence: "instance_refresh = \"100ms\"\ninstance_ttl = \"1s\"\n".into(),
+        gateway_presence: chatmesh_gateway::PresenceSettings {
+            session_ttl: TTL,
+            flush_interval: Duration::from_millis(100),
+            sweep_interval: SWEEP,
+            ..Default::default()
+        },
+        presence: chatmesh_presence::PresenceSettings {
+            instance_refresh: Duration::from_millis(100),
+            instance_ttl: Duration::from_secs(1),
+            ..Default::default()
+        },
         ..Options::default()
     })
     .await?;

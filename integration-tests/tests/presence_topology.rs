@@ -235,12 +235,18 @@ async fn a_master_that_joins_later_delivers_expiry_events() -> anyhow::Result<()
     // off, so only expiry events can close the session.
     let sb = Sandbox::start_ready(Options {
         gateways: 1,
-        gateway_presence: format!(
-            "session_ttl = \"{}s\"\nflush_interval = \"100ms\"\nsweep_interval = \"1h\"\ntopology_refresh = \"200ms\"\n",
-            TTL.as_secs()
-        ),
-        presence: "instance_refresh = \"100ms\"\ninstance_ttl = \"1s\"\ntopology_refresh = \"200ms\"\n"
-            .into(),
+        gateway_presence: chatmesh_gateway::PresenceSettings {
+            session_ttl: TTL,
+            flush_interval: Duration::from_millis(100),
+            sweep_interval: Duration::from_secs(3600),
+            topology_refresh: Duration::from_millis(200),
+        },
+        presence: chatmesh_presence::PresenceSettings {
+            instance_refresh: Duration::from_millis(100),
+            instance_ttl: Duration::from_secs(1),
+            topology_refresh: Duration::from_millis(200),
+            ..Default::default()
+        },
         ..Options::default()
     })
     .await?;

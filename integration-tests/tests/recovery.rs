@@ -3,6 +3,8 @@
 //! recent window in Redis is kept small here, so the older part of the gap
 //! comes from storage.
 
+use chatmesh_chat::SendLimits;
+use chatmesh_gateway::GatewayLimits;
 use chatmesh_integration_tests::Sandbox;
 use chatmesh_integration_tests::client::{Client, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
@@ -14,9 +16,15 @@ use serde_json::json;
 async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
     let sb = Sandbox::start_ready(Options {
-        chat_limits: "user_per_second = 1000\nchannel_per_second = 5000\nrecent_history = 20\n"
-            .into(),
-        gateway_limits: "frames_per_second = 1000\nframe_burst = 1000\n".into(),
+        chat_limits: SendLimits {
+            recent_history: 20,
+            ..Options::default().chat_limits
+        },
+        gateway_limits: GatewayLimits {
+            frames_per_second: 1000,
+            frame_burst: 1000,
+            ..GatewayLimits::default()
+        },
         ..Options::default()
     })
     .await?;
@@ -71,7 +79,11 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gap_too_large_to_replay_asks_the_client_to_reload() -> anyhow::Result<()> {
     let sb = Sandbox::start_ready(Options {
-        gateway_limits: "frames_per_second = 100000\nframe_burst = 100000\n".into(),
+        gateway_limits: GatewayLimits {
+            frames_per_second: 100_000,
+            frame_burst: 100_000,
+            ..GatewayLimits::default()
+        },
         ..Options::default()
     })
     .await?;

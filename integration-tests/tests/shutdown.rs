@@ -171,7 +171,10 @@ async fn sigterm_drains_a_gateway_with_100_clients() -> anyhow::Result<()> {
 
 /// The gRPC address of a service's `serving` log line.
 fn grpc_addr(line: &serde_json::Value) -> Option<SocketAddr> {
-    log_fields(line, "serving")?["grpc_addr"].as_str()?.parse().ok()
+    log_fields(line, "serving")?["grpc_addr"]
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
@@ -217,7 +220,11 @@ async fn sigterm_releases_the_chat_worker_lease() -> anyhow::Result<()> {
     let status = process::wait_exit(&mut child, GRACE + Duration::from_secs(2)).await?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit status {status}:\n{text}");
-    assert!(started.elapsed() < GRACE, "shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < GRACE,
+        "shutdown took {:?}",
+        started.elapsed()
+    );
     let mut conn = redis.conn().await?;
     let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
     assert_eq!(holder, None, "the lease survived the process:\n{text}");
