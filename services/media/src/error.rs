@@ -1,3 +1,5 @@
+//! The media service's one error type, and what clients see of it.
+
 use chatmesh_db::DbError;
 use chatmesh_error::{ClientError, ErrorKind};
 use tonic::Status;
@@ -119,5 +121,78 @@ impl MediaError {
 impl From<MediaError> for Status {
     fn from(err: MediaError) -> Self {
         err.to_client().to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failures whose text names hosts, addresses, paths or SQL.
+    fn leaky() -> Vec<MediaError> {
+        vec![
+            MediaError::Store(StoreError::ObjectStore(object_store::Error::Generic {
+                store: "S3",
+                source:
+                    "error sending request for url (http://10.1.2.3:9000/media-bucket/uploads/0a/x)"
+                        .into(),
+            })),
+            MediaError::Store(StoreError::Io(std::io::Error::other(
+                "/var/lib/chatmesh/media/.partial/abc: permission denied",
+            ))),
+            MediaError::Database(DbError::Connection(
+                "error connecting to server at \"10.9.8.7\", port 5432".into(),
+            )),
+            MediaError::Database(DbError::Query(diesel::result::Error::QueryBuilderError(
+                "SELECT media_id FROM media WHERE host = 'db.internal:5432'".into(),
+            ))),
+        ]
+    }
+
+    #[test]
+    fn store_and_database_details_reach_clients_only_as_the_generic_message() {
+        for err in leaky() {
+            let detail = err.to_string();
+            let kind = err.kind();
+            let client = err.to_client();
+            assert_eq!(client, ClientError::generic(kind), "{detail}");
+            let status = Status::from(err);
+            assert_eq!(status.message(), kind.spec().message, "{detail}");
+            assert_eq!(status.code(), kind.spec().grpc);
+            for secret in ["10.", "5432", "9000", "/var/lib", "SELECT", "bucket"] {
+                assert!(
+                    !status.message().contains(secret),
+                    "{secret:?} leaked from {detail}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn outages_are_unavailable_and_faults_internal() {
+        let kinds: Vec<_> = leaky().iter().map(MediaError::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ErrorKind::Unavailable,
+                ErrorKind::Unavailable,
+                ErrorKind::Unavailable,
+                ErrorKind::Internal
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_violations_keep_their_own_message() {
+        let err = MediaError::SizeMismatch {
+            declared: 10,
+            stored: 11,
+        };
+        let status = Status::from(err);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "uploaded 11 bytes but 10 were declared; the object was discarded"
+        );
     }
 }

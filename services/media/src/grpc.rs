@@ -122,3 +122,118 @@ impl pb::media_service_server::MediaService for MediaGrpc {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chatmesh_db::DbError;
+    use pb::media_service_server::MediaService as _;
+
+    use super::*;
+    use crate::MediaLimits;
+    use crate::catalog::{Catalog, Membership, MemoryCatalog};
+    use crate::store::MemoryBlobs;
+
+    /// A directory database that cannot be reached, and says where it is.
+    #[derive(Debug)]
+    struct Unreachable;
+
+    fn unreachable() -> MediaError {
+        DbError::Connection("connection to 10.9.8.7:5432 (db.internal) refused".into()).into()
+    }
+
+    #[async_trait::async_trait]
+    impl Catalog for Unreachable {
+        async fn membership(&self, _: &ChannelId, _: &UserId) -> Result<Membership, MediaError> {
+            Err(unreachable())
+        }
+        async fn insert(&self, _: &Media) -> Result<(), MediaError> {
+            Err(unreachable())
+        }
+        async fn get(&self, _: &MediaId) -> Result<Option<Media>, MediaError> {
+            Err(unreachable())
+        }
+        async fn mark_ready(&self, _: &MediaId) -> Result<Option<Media>, MediaError> {
+            Err(unreachable())
+        }
+    }
+
+    fn create_request() -> Request<pb::CreateUploadRequest> {
+        Request::new(pb::CreateUploadRequest {
+            channel_id: "room".into(),
+            user_id: "alice".into(),
+            filename: "a.png".into(),
+            content_type: "image/png".into(),
+            size: 10,
+        })
+    }
+
+    fn assert_generic(status: &Status, code: tonic::Code) {
+        assert_eq!(status.code(), code, "{status:?}");
+        let message = status.message();
+        for secret in ["10.9.8.7", "5432", "db.internal", "switched off"] {
+            assert!(!message.contains(secret), "{secret:?} leaked: {message}");
+        }
+        let kind = chatmesh_error::ClientError::from_status(status).kind;
+        assert_eq!(message, kind.spec().message);
+    }
+
+    #[tokio::test]
+    async fn database_failures_reach_clients_as_the_generic_message() {
+        let limits = MediaLimits::default();
+        let grpc = MediaGrpc::new(Uploads::new(
+            Arc::new(Unreachable),
+            Arc::new(MemoryBlobs::new()),
+            limits,
+        ));
+        let status = grpc.create_upload(create_request()).await.unwrap_err();
+        assert_generic(&status, tonic::Code::Unavailable);
+        let status = grpc
+            .get_media(Request::new(pb::GetMediaRequest {
+                media_id: MediaId::generate().to_string(),
+                user_id: "alice".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_generic(&status, tonic::Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn store_failures_reach_clients_as_the_generic_message() {
+        let catalog = MemoryCatalog::new();
+        let room = ChannelId::new("room").unwrap();
+        catalog.add_channel(&room, &[&UserId::new("alice").unwrap()]);
+        let blobs = Arc::new(MemoryBlobs::new());
+        blobs.set_unavailable(true);
+        let grpc = MediaGrpc::new(Uploads::new(
+            Arc::new(catalog),
+            blobs,
+            MediaLimits::default(),
+        ));
+        let status = grpc.create_upload(create_request()).await.unwrap_err();
+        assert_generic(&status, tonic::Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn rule_violations_are_explained() {
+        let grpc = MediaGrpc::new(Uploads::new(
+            Arc::new(MemoryCatalog::new()),
+            Arc::new(MemoryBlobs::new()),
+            MediaLimits::default(),
+        ));
+        let status = grpc.create_upload(create_request()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(status.message(), "channel not found");
+        let bad = Request::new(pb::GetMediaRequest {
+            media_id: "../../etc/passwd".into(),
+            user_id: "alice".into(),
+        });
+        let status = grpc.get_media(bad).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("invalid media_id"),
+            "{status:?}"
+        );
+    }
+}

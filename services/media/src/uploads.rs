@@ -6,8 +6,9 @@ use std::sync::Arc;
 use chatmesh_ids::{ChannelId, UserId};
 use chrono::Utc;
 
+use crate::catalog::{Catalog, Membership};
 use crate::store::{Blobs, ObjectKey, SignedUrl};
-use crate::{Catalog, Media, MediaError, MediaId, MediaLimits, MediaState, policy};
+use crate::{Media, MediaError, MediaId, MediaLimits, MediaState, policy};
 
 /// What a client asks to upload.
 #[derive(Debug, Clone)]
@@ -36,14 +37,14 @@ pub struct Upload {
 /// The media service's operations.
 #[derive(Debug, Clone)]
 pub struct Uploads {
-    catalog: Catalog,
+    catalog: Arc<dyn Catalog>,
     blobs: Arc<dyn Blobs>,
     limits: MediaLimits,
 }
 
 impl Uploads {
     /// Operations over `catalog` and `blobs` under `limits`.
-    pub fn new(catalog: Catalog, blobs: Arc<dyn Blobs>, limits: MediaLimits) -> Self {
+    pub fn new(catalog: Arc<dyn Catalog>, blobs: Arc<dyn Blobs>, limits: MediaLimits) -> Self {
         Self {
             catalog,
             blobs,
@@ -57,7 +58,7 @@ impl Uploads {
         policy::check_size(req.size, &self.limits)?;
         let content_type = policy::check_content_type(&req.content_type, &self.limits)?;
         let filename = policy::display_name(&req.filename)?;
-        self.catalog.check_member(&req.channel, &req.user).await?;
+        self.check_member(&req.channel, &req.user).await?;
 
         let id = MediaId::generate();
         let media = Media {
@@ -71,7 +72,8 @@ impl Uploads {
             state: MediaState::Pending,
             created_at: Utc::now(),
         };
-        self.catalog.insert(&media).await?;
+        // Signed first: a store that cannot sign leaves no pending row
+        // behind, and a URL without a row completes nothing.
         let url = self
             .blobs
             .presign_put(
@@ -81,6 +83,7 @@ impl Uploads {
                 self.limits.url_ttl,
             )
             .await?;
+        self.catalog.insert(&media).await?;
         metrics::counter!("chatmesh_media_uploads_created_total").increment(1);
         tracing::info!(
             media_id = %media.id,
@@ -99,7 +102,7 @@ impl Uploads {
     /// can try again with the same URL while it lasts. A retry after any
     /// failure picks up where the last attempt stopped.
     pub async fn complete(&self, id: &MediaId, user: &UserId) -> Result<Media, MediaError> {
-        let media = self.catalog.get(id).await?;
+        let media = self.media(id).await?;
         if &media.uploader != user {
             return Err(MediaError::NotUploader);
         }
@@ -129,7 +132,11 @@ impl Uploads {
             tracing::info!(media_id = %media.id, reason = %err, "uploaded object discarded");
             return Err(err);
         }
-        let media = self.catalog.mark_ready(id).await?;
+        let media = self
+            .catalog
+            .mark_ready(id)
+            .await?
+            .ok_or(MediaError::MediaNotFound)?;
         metrics::counter!("chatmesh_media_uploads_completed_total").increment(1);
         tracing::info!(media_id = %media.id, channel_id = %media.channel, "upload completed");
         Ok(media)
@@ -151,8 +158,24 @@ impl Uploads {
 
     /// The media's metadata, for members of its channel.
     pub async fn get(&self, id: &MediaId, user: &UserId) -> Result<Media, MediaError> {
-        let media = self.catalog.get(id).await?;
-        self.catalog.check_member(&media.channel, user).await?;
+        let media = self.media(id).await?;
+        self.check_member(&media.channel, user).await?;
         Ok(media)
     }
+
+    async fn media(&self, id: &MediaId) -> Result<Media, MediaError> {
+        self.catalog.get(id).await?.ok_or(MediaError::MediaNotFound)
+    }
+
+    /// Fails unless `channel` exists and `user` belongs to it.
+    async fn check_member(&self, channel: &ChannelId, user: &UserId) -> Result<(), MediaError> {
+        match self.catalog.membership(channel, user).await? {
+            Membership::NoChannel => Err(MediaError::ChannelNotFound),
+            Membership::Outsider => Err(MediaError::NotMember),
+            Membership::Member => Ok(()),
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,7 +68,7 @@ impl LocalBlobs {
         Self::open_with_clock(root, base_url, secret, Arc::new(SystemClock)).await
     }
 
-    async fn open_with_clock(
+    pub(crate) async fn open_with_clock(
         root: &Path,
         base_url: &str,
         secret: &[u8],
@@ -323,6 +323,7 @@ impl Blobs for LocalBlobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ManualClock;
 
     fn key() -> ObjectKey {
         ObjectKey::parse("media/0a/0123456789abcdef0123456789abcdef").unwrap()
@@ -408,23 +409,20 @@ mod tests {
         assert_eq!(put.expires_at.timestamp() as u64, expires);
     }
 
-    /// A clock tests set by hand.
-    struct ManualClock(std::sync::atomic::AtomicU64);
-
-    impl Clock for ManualClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(std::sync::atomic::Ordering::SeqCst)
-        }
-    }
-
     #[tokio::test]
     async fn urls_expire_exactly_after_their_lifetime() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock(1_800_000_000_250.into()));
-        let blobs =
-            LocalBlobs::open_with_clock(dir.path(), "http://m", b"0123456789abcdef", clock.clone())
-                .await
-                .unwrap();
+        let clock = ManualClock::stopped_now();
+        let set = |ms: i64| clock.set(DateTime::from_timestamp_millis(ms).unwrap());
+        set(1_800_000_000_250);
+        let blobs = LocalBlobs::open_with_clock(
+            dir.path(),
+            "http://m",
+            b"0123456789abcdef",
+            Arc::new(clock.clone()),
+        )
+        .await
+        .unwrap();
         let get = blobs
             .presign_get(&key(), Duration::from_secs(60))
             .await
@@ -432,7 +430,6 @@ mod tests {
         let expires = get.expires_at.timestamp() as u64;
         // Signed in second 1_800_000_000, valid for 60 whole seconds.
         assert_eq!(expires, 1_800_000_060);
-        let set = |ms: u64| clock.0.store(ms, std::sync::atomic::Ordering::SeqCst);
         set(1_800_000_059_999);
         assert!(!blobs.expired(expires));
         set(1_800_000_060_000);

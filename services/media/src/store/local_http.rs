@@ -12,8 +12,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chatmesh_server::Tasks;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 
@@ -27,20 +29,35 @@ struct Files {
     max_size: u64,
 }
 
-/// Serves the local store's URLs on `listener` until `shutdown`.
-pub(super) async fn serve(
+/// Serves the local store's URLs on `listener` as a task of `tasks`. On
+/// their shutdown it stops accepting and ends once the requests in flight
+/// have; the owner bounds that wait.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    blobs: Arc<LocalBlobs>,
+    max_size: u64,
+    tasks: &Tasks,
+) -> JoinHandle<()> {
+    let shutdown = tasks.shutdown().clone();
+    tasks.spawn("local store http", async move {
+        if let Err(err) = serve(listener, blobs, max_size, shutdown).await {
+            tracing::error!(error = %err, "local store server failed");
+        }
+    })
+}
+
+async fn serve(
     listener: TcpListener,
     blobs: Arc<LocalBlobs>,
     max_size: u64,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/objects/{*key}", get(download).put(upload))
         .with_state(Files { blobs, max_size });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+        .await
 }
 
 #[derive(Deserialize)]

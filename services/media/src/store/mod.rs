@@ -1,10 +1,12 @@
 //! Where media bytes live. Clients never send bytes through the service:
 //! they upload and download with URLs a backend signs. Two backends: S3
 //! (SigV4 presigned URLs) and a local directory whose URLs this service
-//! serves itself.
+//! serves itself; an in-memory one stands in for both in tests.
 
 mod local;
 mod local_http;
+#[cfg(any(test, feature = "testsuite"))]
+mod memory;
 mod s3;
 mod signature;
 
@@ -14,14 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_ids::ChannelId;
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_server::{Probe, ProbeFuture, Tasks};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::{MediaId, StoreConfig};
 
 pub use local::LocalBlobs;
+#[cfg(any(test, feature = "testsuite"))]
+pub use memory::{Download, ManualClock, MemoryBlobs};
 pub use s3::S3Blobs;
 
 /// Why the store could not do what was asked. The text is for logs.
@@ -112,8 +115,10 @@ pub struct StoredObject {
     pub content_type: Option<String>,
 }
 
-/// An object store that signs URLs. Both backends run the same end-to-end
-/// suite in `integration-tests/tests/media.rs`.
+/// An object store that signs URLs. Every implementation passes the suite
+/// in [`crate::testsuite::blobs`]: the in-memory and local ones in the unit
+/// tests, S3 and the local one over HTTP in
+/// `integration-tests/tests/media_suites.rs`.
 #[async_trait::async_trait]
 pub trait Blobs: Send + Sync + fmt::Debug {
     /// A URL to upload exactly `size` bytes of `content_type` to `key`. The
@@ -144,23 +149,24 @@ pub trait Blobs: Send + Sync + fmt::Debug {
     async fn check(&self) -> Result<(), StoreError>;
 }
 
-/// An opened store, and the HTTP server the local backend needs for its
-/// URLs, which the caller owns until shutdown.
+/// An opened store, and the local backend's URL server, a task of the
+/// [`Tasks`] given to [`open`].
 #[derive(Debug)]
 pub struct OpenedStore {
     /// The store.
     pub blobs: Arc<dyn Blobs>,
-    /// The local backend's URL server; none for S3.
-    pub server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The local backend's URL server, to abort if it outlives the grace
+    /// period; none for S3.
+    pub server: Option<JoinHandle<()>>,
 }
 
 /// Opens the store named by `config`. The local backend binds its URL
-/// listener and serves it until `shutdown`; uploads over `max_size` bytes
-/// are refused there before any byte is read.
+/// listener and serves it as a task of `tasks` until their shutdown;
+/// uploads over `max_size` bytes are refused there before any byte is read.
 pub async fn open(
     config: &StoreConfig,
     max_size: u64,
-    shutdown: CancellationToken,
+    tasks: &Tasks,
 ) -> anyhow::Result<OpenedStore> {
     Ok(match config {
         StoreConfig::S3 {
@@ -190,18 +196,30 @@ pub async fn open(
                 .unwrap_or_else(|| format!("http://{bound}"));
             let blobs = Arc::new(LocalBlobs::open(root, &base, secret.as_bytes()).await?);
             tracing::info!(%bound, public_url = %base, root = %root.display(), "serving local media store");
-            let server = tokio::spawn(local_http::serve(
-                listener,
-                blobs.clone(),
-                max_size,
-                shutdown,
-            ));
+            let server = local_http::spawn(listener, blobs.clone(), max_size, tasks);
             OpenedStore {
                 blobs,
                 server: Some(server),
             }
         }
     })
+}
+
+/// A local store at `root` whose URLs expire by `clock`, served on an
+/// ephemeral loopback port as a task of `tasks`.
+#[cfg(test)]
+pub(crate) async fn open_local_with_clock(
+    root: &std::path::Path,
+    clock: Arc<dyn chatmesh_ids::Clock>,
+    max_size: u64,
+    tasks: &Tasks,
+) -> anyhow::Result<Arc<LocalBlobs>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let blobs =
+        Arc::new(LocalBlobs::open_with_clock(root, &base, b"0123456789abcdef", clock).await?);
+    local_http::spawn(listener, blobs.clone(), max_size, tasks);
+    Ok(blobs)
 }
 
 /// Checks that the store answers.
@@ -229,7 +247,87 @@ impl Probe for StoreProbe {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
+
+    const GRACE: Duration = Duration::from_secs(5);
+
+    /// A local store served as a task of `tasks`, and its URL server's
+    /// address.
+    async fn local(dir: &std::path::Path, tasks: &Tasks) -> (OpenedStore, String) {
+        let config = StoreConfig::Local {
+            root: dir.to_owned(),
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            secret: "0123456789abcdef".into(),
+        };
+        let opened = open(&config, 1000, tasks).await.unwrap();
+        let probe = ObjectKey::for_media(&ChannelId::new("c").unwrap(), &MediaId::generate());
+        let url = opened.blobs.presign_get(&probe, GRACE).await.unwrap();
+        let addr = url::Url::parse(&url.url)
+            .unwrap()
+            .socket_addrs(|| None)
+            .unwrap()[0];
+        (opened, addr.to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_local_server_is_owned_and_stops_on_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = Tasks::new(CancellationToken::new());
+        let (_opened, addr) = local(dir.path(), &tasks).await;
+        assert_eq!(tasks.len(), 1, "the server is a task of the owner");
+        drop(TcpStream::connect(&addr).await.expect("serving"));
+
+        let started = tokio::time::Instant::now();
+        assert!(tasks.drain(GRACE).await);
+        assert!(started.elapsed() < GRACE, "an idle server stops at once");
+        assert!(tasks.is_empty());
+        assert!(
+            TcpStream::connect(&addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_in_flight_holds_the_drain_for_the_grace_period_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = Tasks::new(CancellationToken::new());
+        let (opened, addr) = local(dir.path(), &tasks).await;
+        let key = ObjectKey::for_media(&ChannelId::new("c").unwrap(), &MediaId::generate());
+        let put = opened
+            .blobs
+            .presign_put(&key, "image/png", 10, GRACE)
+            .await
+            .unwrap();
+        let url = url::Url::parse(&put.url).unwrap();
+        let mut upload = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT {}?{} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: 10\r\nexpect: 100-continue\r\n\r\n",
+            url.path(),
+            url.query().unwrap()
+        );
+        upload.write_all(head.as_bytes()).await.unwrap();
+        // The server asks for the body once the handler reads it, so the
+        // upload is in flight from here on.
+        let mut answer = [0u8; 64];
+        let n = upload.read(&mut answer).await.unwrap();
+        let answer = std::str::from_utf8(&answer[..n]).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 100 Continue"), "{answer:?}");
+        upload.write_all(b"abc").await.unwrap();
+
+        let started = tokio::time::Instant::now();
+        assert!(!tasks.drain(GRACE).await, "the upload holds the server");
+        assert_eq!(started.elapsed(), GRACE);
+        let server = opened.server.expect("the local store has a server");
+        server.abort();
+        assert!(server.await.unwrap_err().is_cancelled());
+        assert!(tasks.is_empty());
+        assert_eq!(opened.blobs.head(&key).await.unwrap(), None);
+    }
 
     #[test]
     fn keys_are_generated_and_parsed_strictly() {

@@ -1,4 +1,4 @@
-//! Media metadata and channel membership in the directory database.
+//! The catalog in the directory database.
 
 use chatmesh_db::directory::media;
 use chatmesh_db::{DbError, Pool};
@@ -10,12 +10,13 @@ use diesel::{
 };
 use diesel_async::RunQueryDsl as _;
 
+use super::{Catalog, Membership};
 use crate::store::ObjectKey;
 use crate::{Media, MediaError, MediaId, MediaState};
 
-/// The `media` table and the membership checks around it.
+/// The `media`, `channels` and `memberships` tables.
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub struct PostgresCatalog {
     pool: Pool,
 }
 
@@ -71,25 +72,30 @@ impl MediaRow {
     }
 }
 
-impl Catalog {
+impl PostgresCatalog {
     /// A catalog over the directory database.
     pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
+}
 
-    /// Fails unless `channel` exists and `user` belongs to it.
-    pub async fn check_member(&self, channel: &ChannelId, user: &UserId) -> Result<(), MediaError> {
+#[async_trait::async_trait]
+impl Catalog for PostgresCatalog {
+    async fn membership(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> Result<Membership, MediaError> {
         let member =
             chatmesh_db::directory::membership(&self.pool, channel.as_str(), user.as_str()).await?;
-        match member {
-            None => Err(MediaError::ChannelNotFound),
-            Some(false) => Err(MediaError::NotMember),
-            Some(true) => Ok(()),
-        }
+        Ok(match member {
+            None => Membership::NoChannel,
+            Some(false) => Membership::Outsider,
+            Some(true) => Membership::Member,
+        })
     }
 
-    /// Records a new upload.
-    pub async fn insert(&self, m: &Media) -> Result<(), MediaError> {
+    async fn insert(&self, m: &Media) -> Result<(), MediaError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         diesel::insert_into(media::table)
             .values(MediaRow::from_media(m))
@@ -99,8 +105,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// The media with `id`.
-    pub async fn get(&self, id: &MediaId) -> Result<Media, MediaError> {
+    async fn get(&self, id: &MediaId) -> Result<Option<Media>, MediaError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let row: Option<MediaRow> = media::table
             .find(id.as_str())
@@ -109,12 +114,10 @@ impl Catalog {
             .await
             .optional()
             .map_err(DbError::from)?;
-        row.ok_or(MediaError::MediaNotFound)?.into_media()
+        row.map(MediaRow::into_media).transpose()
     }
 
-    /// Marks `id` ready and returns it. Marking a ready media again changes
-    /// nothing, so a retried completion succeeds.
-    pub async fn mark_ready(&self, id: &MediaId) -> Result<Media, MediaError> {
+    async fn mark_ready(&self, id: &MediaId) -> Result<Option<Media>, MediaError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         diesel::update(media::table.find(id.as_str()))
             .filter(media::state.ne(MediaState::Ready.to_db()))
