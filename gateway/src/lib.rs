@@ -5,7 +5,8 @@
 //! Layout: `ws/` holds the client connection, its session and fan-out;
 //! `http/` the REST routes; `ring/` channel placement and the node registry;
 //! `upstream/` the adapters to the services and Redis behind the traits in
-//! `ports.rs`.
+//! `ports.rs`; `testsuite/` (with the `testsuite` feature) is the contract
+//! every implementation of those traits passes.
 
 pub mod auth;
 mod config;
@@ -15,6 +16,8 @@ mod liveness;
 mod memory;
 mod ports;
 pub mod ring;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 mod upstream;
 mod ws;
 

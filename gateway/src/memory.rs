@@ -61,14 +61,17 @@ pub(crate) struct MemoryChat {
 impl MemoryChat {
     /// A channel with these members.
     pub(crate) fn with_channel(self, channel: &str, members: &[&str]) -> Self {
-        lock(&self.members).insert(
-            ChannelId::new(channel).expect("test channel"),
-            members
-                .iter()
-                .map(|m| UserId::new(*m).expect("test user"))
-                .collect(),
-        );
+        let members: Vec<UserId> = members
+            .iter()
+            .map(|m| UserId::new(*m).expect("test user"))
+            .collect();
+        self.add_channel(&ChannelId::new(channel).expect("test channel"), &members);
         self
+    }
+
+    /// Creates `channel` with these members.
+    pub(crate) fn add_channel(&self, channel: &ChannelId, members: &[UserId]) {
+        lock(&self.members).insert(channel.clone(), members.iter().cloned().collect());
     }
 
     /// Every call fails with `err` until cleared with `None`.
@@ -202,33 +205,47 @@ impl Feed for MemoryFeed {
     }
 }
 
-/// Missed messages: a recent window, a store, and void numbers.
+/// Missed messages: per channel, a recent window, a store, and void
+/// numbers.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryGaps {
-    recent: Mutex<BTreeMap<u64, ChatMessage>>,
-    stored: Mutex<BTreeMap<u64, ChatMessage>>,
-    voids: Mutex<HashSet<u64>>,
+    recent: Mutex<HashMap<ChannelId, BTreeMap<u64, ChatMessage>>>,
+    stored: Mutex<HashMap<ChannelId, BTreeMap<u64, ChatMessage>>>,
+    voids: Mutex<HashMap<ChannelId, HashSet<u64>>>,
     page: Mutex<Option<usize>>,
     recent_down: Mutex<bool>,
     store_calls: AtomicUsize,
 }
 
 impl MemoryGaps {
-    /// Puts `m` in the recent window.
+    /// Puts `m` in its channel's recent window.
     pub(crate) fn recent(&self, m: ChatMessage) {
-        lock(&self.recent).insert(m.seq, m);
+        lock(&self.recent)
+            .entry(m.channel.clone())
+            .or_default()
+            .insert(m.seq, m);
     }
     /// Puts `m` in storage.
     pub(crate) fn store(&self, m: ChatMessage) {
-        lock(&self.stored).insert(m.seq, m);
+        lock(&self.stored)
+            .entry(m.channel.clone())
+            .or_default()
+            .insert(m.seq, m);
     }
-    /// Marks `seq` as never made durable.
-    pub(crate) fn void(&self, seq: u64) {
-        lock(&self.voids).insert(seq);
+    /// Marks `seq` of `channel` as never made durable.
+    pub(crate) fn void(&self, channel: &ChannelId, seq: u64) {
+        lock(&self.voids)
+            .entry(channel.clone())
+            .or_default()
+            .insert(seq);
     }
     /// Storage answers at most `n` messages a page.
     pub(crate) fn page_size(&self, n: usize) {
         *lock(&self.page) = Some(n);
+    }
+    /// The page size set by [`Self::page_size`], if any.
+    pub(crate) fn page(&self) -> Option<usize> {
+        *lock(&self.page)
     }
     /// The recent window cannot be read.
     pub(crate) fn recent_down(&self) {
@@ -244,30 +261,36 @@ impl MemoryGaps {
 impl GapSource for MemoryGaps {
     async fn recent(
         &self,
-        _channel: &ChannelId,
+        channel: &ChannelId,
         after: u64,
         upto: u64,
     ) -> Result<(Vec<ChatMessage>, HashSet<u64>), ClientError> {
         if *lock(&self.recent_down) {
             return Err(ClientError::generic(ErrorKind::Unavailable));
         }
-        let messages = lock(&self.recent)
-            .range(after + 1..=upto)
-            .map(|(_, m)| m.clone())
-            .collect();
-        Ok((messages, lock(&self.voids).clone()))
+        let messages = match lock(&self.recent).get(channel) {
+            Some(window) if after < upto => window
+                .range(after + 1..=upto)
+                .map(|(_, m)| m.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let voids = lock(&self.voids).get(channel).cloned().unwrap_or_default();
+        Ok((messages, voids))
     }
 
     async fn stored_since(
         &self,
-        _channel: &ChannelId,
+        channel: &ChannelId,
         _user: &UserId,
         after: u64,
     ) -> Result<(Vec<ChatMessage>, bool), ClientError> {
         self.store_calls.fetch_add(1, Ordering::SeqCst);
-        let stored = lock(&self.stored);
-        let all: Vec<ChatMessage> = stored.range(after + 1..).map(|(_, m)| m.clone()).collect();
-        match *lock(&self.page) {
+        let all: Vec<ChatMessage> = lock(&self.stored)
+            .get(channel)
+            .map(|stored| stored.range(after + 1..).map(|(_, m)| m.clone()).collect())
+            .unwrap_or_default();
+        match self.page() {
             Some(n) if all.len() > n => Ok((all[..n].to_vec(), true)),
             _ => Ok((all, false)),
         }

@@ -32,7 +32,7 @@ impl Outgoing {
     }
 
     /// The frame itself.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testsuite"))]
     pub(crate) fn frame(&self) -> &ServerFrame {
         &self.frame
     }

@@ -549,7 +549,7 @@ async fn numbers_never_made_durable_are_skipped() {
     let h = harness();
     h.feed.set_seq(&channel("general"), 4);
     h.gaps.recent(message("general", 1));
-    h.gaps.void(2);
+    h.gaps.void(&channel("general"), 2);
     h.gaps.recent(message("general", 3));
     h.gaps.recent(message("general", 4));
     let mut alice = Client::open(&h, 1, "alice");

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{PresenceConfig, PresenceSettings};
 pub use error::PresenceError;
 pub use events::{EventKind, EventPublisher, PresenceEvent};
-pub use memory::{MemoryPublisher, MemoryStore, TokioClock};
+pub use memory::{MemoryPublisher, MemoryStore, MemorySubscription, TokioClock};
 pub use redis_events::RedisPublisher;
 pub use redis_store::RedisStore;
 pub use store::{

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chatmesh_ids::{ChannelId, Clock, UserId};
 use chatmesh_redis::keys;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::PresenceError;
 use crate::events::{EventPublisher, PresenceEvent};
@@ -332,16 +332,25 @@ impl PresenceStore for MemoryStore {
     }
 }
 
-/// Records published events, for tests to read or wait for.
+/// Events a subscription may fall behind by before it misses some: far
+/// more than any test publishes.
+const STREAM_CAPACITY: usize = 4096;
+
+/// Records published events, for tests to read or wait for, and streams
+/// them to per-channel subscriptions as Redis pub/sub does.
 #[derive(Debug)]
 pub struct MemoryPublisher {
     events: watch::Sender<Vec<PresenceEvent>>,
+    // Apart from `events`, which `take` empties: a subscription must see
+    // every event published after it began.
+    stream: broadcast::Sender<PresenceEvent>,
 }
 
 impl Default for MemoryPublisher {
     fn default() -> Self {
         Self {
             events: watch::Sender::new(Vec::new()),
+            stream: broadcast::Sender::new(STREAM_CAPACITY),
         }
     }
 }
@@ -365,6 +374,14 @@ impl MemoryPublisher {
         taken
     }
 
+    /// Starts receiving `channel`'s events, from the next one published.
+    pub fn subscribe(&self, channel: &ChannelId) -> MemorySubscription {
+        MemorySubscription {
+            channel: channel.clone(),
+            rx: self.stream.subscribe(),
+        }
+    }
+
     /// Waits until at least `n` events are recorded, then returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<PresenceEvent> {
         let mut rx = self.events.subscribe();
@@ -380,7 +397,30 @@ impl MemoryPublisher {
 impl EventPublisher for MemoryPublisher {
     async fn publish(&self, event: &PresenceEvent) -> Result<(), PresenceError> {
         self.events.send_modify(|events| events.push(event.clone()));
+        // No subscriber is not an error, as in Redis.
+        let _ = self.stream.send(event.clone());
         Ok(())
+    }
+}
+
+/// One channel's events from a [`MemoryPublisher`], like an `SSUBSCRIBE`
+/// to the channel's presence stream.
+#[derive(Debug)]
+pub struct MemorySubscription {
+    channel: ChannelId,
+    rx: broadcast::Receiver<PresenceEvent>,
+}
+
+impl MemorySubscription {
+    /// The channel's next event; `None` once the publisher is gone or this
+    /// subscription fell so far behind that it missed events.
+    pub async fn next(&mut self) -> Option<PresenceEvent> {
+        loop {
+            let event = self.rx.recv().await.ok()?;
+            if event.channel == self.channel {
+                return Some(event);
+            }
+        }
     }
 }
 
@@ -397,6 +437,7 @@ mod tests {
     }
 
     crate::presence_store_suite!(store);
+    crate::presence_events_suite!(MemoryPublisher::new());
 
     #[tokio::test(start_paused = true)]
     async fn session_keys_expire_on_the_stores_clock_and_are_reported_once() {

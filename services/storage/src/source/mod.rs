@@ -1,10 +1,13 @@
 //! The message log the consumer reads: records with their place in the log,
 //! and commits of how far the log has been stored. [`KafkaSource`] is the
-//! real one; an in-memory one scripts it in tests.
+//! real one; an in-memory one scripts it in tests, and both pass the suite
+//! in `testsuite`.
 
 mod kafka;
 #[cfg(any(test, feature = "testsuite"))]
 mod memory;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
