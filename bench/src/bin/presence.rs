@@ -146,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     sb.wait_ready(Duration::from_secs(60)).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
+    // Users are new in every run: a run whose gateways are killed leaves its
+    // sessions' records behind, and reusing the names would make the next
+    // run clean them up, measuring that instead of steady state.
+    let tag = &run[..8];
     let dir = std::env::temp_dir().join(format!("chatmesh-presence-bench-{run}"));
     std::fs::create_dir_all(&dir)?;
 
@@ -201,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 grpc_chat
                     .join_channel(chat::JoinChannelRequest {
                         channel_id: room,
-                        user_id: format!("pu-{i}"),
+                        user_id: format!("pu-{tag}-{i}"),
                     })
                     .await?;
                 Ok(())
@@ -224,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
                 async move {
                     let url = format!(
                         "ws://{gw}/v1/ws?token={}&channel={room}",
-                        token(&format!("pu-{i}"))
+                        token(&format!("pu-{tag}-{i}"))
                     );
                     let (mut ws, _) = tokio_tungstenite::connect_async(url)
                         .await
@@ -287,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     let sample: Vec<String> = (0..sessions)
         .step_by((sessions / 200).max(1))
-        .map(|i| format!("pu-{i}"))
+        .map(|i| format!("pu-{tag}-{i}"))
         .collect();
     wait::until("sessions online", Duration::from_secs(60), || {
         let (mut api, sample) = (presence_api.clone(), sample.clone());
@@ -356,7 +360,7 @@ async fn main() -> anyhow::Result<()> {
                         let n = (offset + k) % synthetic;
                         pb::SessionHeartbeat {
                             session_id: format!("syn-{run}-{n}"),
-                            user_id: format!("syn-{n}"),
+                            user_id: format!("syn-{tag}-{n}"),
                             channel_ids: vec![rooms[n % channels].clone()],
                             at_ms: 0,
                             closed: false,
