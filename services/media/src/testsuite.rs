@@ -17,6 +17,7 @@
 
 pub mod blobs;
 pub mod catalog;
+pub mod harness;
 
 use chatmesh_ids::{ChannelId, UserId};
 
