@@ -135,8 +135,9 @@ fn with_type(
     headers
 }
 
-/// `url` with one character of its signature changed.
-fn tampered(url: &str) -> String {
+/// `url` with one character of its signature changed; panics if it has
+/// no signature to change.
+pub fn tampered(url: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("a URL");
     let pairs: Vec<(String, String)> = parsed
         .query_pairs()
