@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test test-unit lint fmt infra-up infra-down infra-status clean bench help
+.PHONY: run test test-unit lint fmt infra-up infra-down infra-status clean bench fuzz chaos help
 
 ## run: start the infrastructure, two gateway nodes and every service; Ctrl-C stops it all
 run:
@@ -43,10 +43,32 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS) and the client protocol's JSON and Protobuf frames (BENCH_FRAMES)
+## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) and the cost of safe sequence numbers (BENCH_SEQ_CALLS)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-storage
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-presence
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-frames
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-sequencer
+
+## fuzz: the cargo-fuzz targets of fuzz/ (client frames; tokens, upgrade queries and headers), FUZZ_SECONDS (default 300) each from the seed corpus; fails on any crash
+FUZZ_SECONDS ?= 300
+fuzz:
+	scripts/fuzz $(FUZZ_SECONDS)
+
+.PHONY: image chart-test
+
+## image: release binaries and the OCI image (buildah, FROM scratch, tagged by a hash of its contents)
+image:
+	scripts/image build
+
+## chart-test: helm lint, every ci/ values file rendered and validated for Kubernetes 1.29 and 1.33, chart tests, --check-config of every rendered config
+chart-test:
+	$(CARGO) build -p chatmesh-gateway -p chatmesh-chat -p chatmesh-presence -p chatmesh-storage -p chatmesh-media --bins
+	scripts/chart test
+
+## chaos: 10 minutes (CHAOS_SECONDS) of traffic over a process mesh while a chat instance, a gateway, storage, a Redis master and the broker are killed in turn; prints acked, stored, delivered, missing and duplicated
+chaos: infra-up
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p chatmesh-integration-tests --bin chatmesh-chaos

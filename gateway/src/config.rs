@@ -89,7 +89,7 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// Required `aud` claim, if set.
     pub audience: Option<String>,
-    /// Clock skew tolerated on `exp`.
+    /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
     /// Serve `POST /v1/dev/token`, which signs a token for any user. Never
@@ -139,6 +139,17 @@ pub struct RoutingConfig {
     /// How often a node refreshes its registration and rereads membership.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// How often a node checks every other node's `/livez` itself, so a
+    /// node that died leaves the ring in about `peer_failures` checks
+    /// instead of a whole `node_ttl`, and clients are never sent to it.
+    #[serde(with = "humantime_serde")]
+    pub peer_probe_interval: Duration,
+    /// How long one check may take.
+    #[serde(with = "humantime_serde")]
+    pub peer_probe_timeout: Duration,
+    /// Failed checks in a row after which a node is left out of the ring,
+    /// until a check succeeds again.
+    pub peer_failures: u32,
 }
 
 impl Default for RoutingConfig {
@@ -149,6 +160,9 @@ impl Default for RoutingConfig {
             vnodes: crate::ring::DEFAULT_VNODES,
             node_ttl: Duration::from_secs(10),
             refresh_interval: Duration::from_secs(1),
+            peer_probe_interval: Duration::from_millis(500),
+            peer_probe_timeout: Duration::from_millis(500),
+            peer_failures: 2,
         }
     }
 }
@@ -188,18 +202,47 @@ impl Default for GatewayLimits {
     }
 }
 
-/// gRPC endpoints, `http://host:port`.
+/// gRPC endpoints of each service: `http://host:port`, or several
+/// instances as a TOML list (or one comma-separated string), which the
+/// gateway balances its calls over, leaving out instances whose health
+/// check fails.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEndpoints {
     /// The chat service.
+    #[serde(deserialize_with = "one_or_many")]
     pub chat: String,
     /// The presence service.
+    #[serde(deserialize_with = "one_or_many")]
     pub presence: String,
     /// The storage service.
+    #[serde(deserialize_with = "one_or_many")]
     pub storage: String,
     /// The media service.
+    #[serde(deserialize_with = "one_or_many")]
     pub media: String,
+}
+
+/// The instance URLs of a [`ServiceEndpoints`] field.
+pub(crate) fn instances(endpoints: &str) -> Vec<&str> {
+    endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => one,
+        OneOrMany::Many(many) => many.join(","),
+    })
 }
 
 fn default_grace() -> Duration {
@@ -272,7 +315,13 @@ impl Validate for GatewayConfig {
             ("services.storage", &s.storage),
             ("services.media", &s.media),
         ] {
-            check_url(field, value, &["http", "https"])?;
+            let urls = instances(value);
+            if urls.is_empty() {
+                return Err(Invalid::new(field, "needs at least one URL"));
+            }
+            for url in urls {
+                check_url(field, url, &["http", "https"])?;
+            }
         }
         Ok(())
     }
@@ -316,6 +365,15 @@ impl GatewayConfig {
                 "must exceed twice routing.refresh_interval",
             ));
         }
+        if r.peer_probe_interval.is_zero() || r.peer_probe_timeout.is_zero() {
+            return Err(Invalid::new(
+                "routing.peer_probe_interval",
+                "the interval and routing.peer_probe_timeout must be above zero",
+            ));
+        }
+        if r.peer_failures == 0 {
+            return Err(Invalid::new("routing.peer_failures", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -335,5 +393,40 @@ fn check_url(field: &str, raw: &str, schemes: &[&str]) -> Result<(), Invalid> {
 impl chatmesh_server::ServiceConfig for GatewayConfig {
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(chat: &str) -> Result<ServiceEndpoints, toml::de::Error> {
+        toml::from_str(&format!(
+            "chat = {chat}\npresence = \"http://p:1\"\nstorage = \"http://s:1\"\nmedia = \"http://m:1\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_service_takes_one_url_or_a_list() {
+        assert_eq!(services("\"http://a:1\"").unwrap().chat, "http://a:1");
+        let listed = services("[\"http://a:1\", \"http://b:2\"]").unwrap();
+        assert_eq!(instances(&listed.chat), ["http://a:1", "http://b:2"]);
+        assert_eq!(
+            instances("http://a:1, http://b:2,"),
+            ["http://a:1", "http://b:2"]
+        );
+    }
+
+    #[test]
+    fn every_listed_url_is_checked() {
+        let mut config: GatewayConfig = toml::from_str(
+            "node_id = \"gw-0\"\nhttp_addr = \"127.0.0.1:0\"\npublic_url = \"ws://127.0.0.1:1\"\n[redis]\nnodes = [\"redis://127.0.0.1:1\"]\n[services]\nchat = [\"http://a:1\", \"ftp://b:2\"]\npresence = \"http://p:1\"\nstorage = \"http://s:1\"\nmedia = \"http://m:1\"\n[auth]\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.validate().unwrap_err().field, "services.chat");
+        config.services.chat = String::new();
+        assert_eq!(config.validate().unwrap_err().field, "services.chat");
+        config.services.chat = "http://a:1,http://b:2".into();
+        config.validate().unwrap();
     }
 }

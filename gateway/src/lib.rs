@@ -37,6 +37,7 @@ pub use config::{
     AuthConfig, GatewayConfig, GatewayLimits, PinMode, PresenceSettings, RoutingConfig,
     ServiceEndpoints,
 };
+pub use http::ConnectRequest;
 pub use upstream::health::GrpcHealthProbe;
 pub use ws::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
 
@@ -74,13 +75,6 @@ impl std::fmt::Debug for Gateway {
             .field("node_id", &self.config.node_id)
             .finish_non_exhaustive()
     }
-}
-
-/// A lazily connecting gRPC channel to `url`.
-fn lazy_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy())
 }
 
 /// Opens the fan-out feed, retrying while Redis is unreachable: a node
@@ -138,14 +132,19 @@ pub async fn serve(
     let ring_tasks = Tasks::new(shutdown.clone());
 
     let (feed, pushes) = connect_feed(&redis, &config, &shutdown).await?;
-    let hub = ws::hub::Hub::new(Arc::new(feed), config.limits.reorder_window);
+    let storage = upstream::balance::channel("storage", &config.services.storage, &background)?;
+    let gaps: Arc<upstream::gaps::StoredGaps> = Arc::new(upstream::gaps::StoredGaps::new(
+        redis.clone(),
+        storage.clone(),
+    ));
+    let hub = ws::hub::Hub::with_gaps(Arc::new(feed), gaps.clone(), config.limits.reorder_window);
     background.spawn(
         "fanout-pushes",
         upstream::feed::read_pushes(hub.clone(), pushes, background.clone()),
     );
     background.spawn(
-        "reorder-window",
-        hub.clone().expire_holds(background.shutdown().clone()),
+        "gap-mending",
+        hub.clone().mend_gaps(background.shutdown().clone()),
     );
     let (liveness, expiry_probe) = liveness::Presence::start(
         config.node_id.clone(),
@@ -188,16 +187,14 @@ pub async fn serve(
         ),
     );
 
-    let storage = lazy_channel(&config.services.storage)?;
     let sessions = Arc::new(SessionContext {
-        chat: Arc::new(upstream::chat::GrpcChat::new(lazy_channel(
+        chat: Arc::new(upstream::chat::GrpcChat::new(upstream::balance::channel(
+            "chat",
             &config.services.chat,
+            &background,
         )?)),
         hub,
-        gaps: Arc::new(upstream::gaps::StoredGaps::new(
-            redis.clone(),
-            storage.clone(),
-        )),
+        gaps,
         liveness: Arc::new(liveness),
         limits: config.limits.clone(),
         placement: Placement {
@@ -210,8 +207,12 @@ pub async fn serve(
         auth,
         sessions,
         storage,
-        presence_api: lazy_channel(&config.services.presence)?,
-        media: lazy_channel(&config.services.media)?,
+        presence_api: upstream::balance::channel(
+            "presence",
+            &config.services.presence,
+            &background,
+        )?,
+        media: upstream::balance::channel("media", &config.services.media, &background)?,
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
         shutdown: shutdown.clone(),

@@ -19,7 +19,18 @@ pub async fn create_channel(
     policy: ModerationPolicy,
     members: &[&str],
 ) -> anyhow::Result<()> {
-    let mut client = ChatServiceClient::new(channel(sandbox.chat.grpc));
+    create_channel_at(sandbox.chat.grpc, id, policy, members).await
+}
+
+/// Creates `id` through the chat service at `chat`, owned by `members[0]`
+/// with `policy`, and joins the rest.
+pub async fn create_channel_at(
+    chat: std::net::SocketAddr,
+    id: &str,
+    policy: ModerationPolicy,
+    members: &[&str],
+) -> anyhow::Result<()> {
+    let mut client = ChatServiceClient::new(channel(chat));
     client
         .create_channel(chat::CreateChannelRequest {
             channel_id: id.to_owned(),

@@ -109,6 +109,19 @@ impl Infra {
         Ok(chatmesh_redis::masters(&mut conn).await?)
     }
 
+    /// The chat service's sequencer on this Redis Cluster, its epochs from
+    /// the (migrated) directory database, as the chat service builds it.
+    pub async fn sequencer(&self) -> anyhow::Result<chatmesh_chat::adapters::RedisSequencer> {
+        chatmesh_db::migrate(&self.directory_url, chatmesh_db::MigrationSet::Directory).await?;
+        let config: chatmesh_config::PostgresConfig =
+            toml::from_str(&format!("url = {:?}", self.directory_url))?;
+        let directory = chatmesh_chat::Directory::new(chatmesh_db::connect(&config));
+        Ok(chatmesh_chat::adapters::RedisSequencer::new(
+            self.redis()?,
+            std::sync::Arc::new(directory),
+        ))
+    }
+
     /// TOML for a `[kafka]` section on the shared message topic.
     pub fn kafka_toml(&self) -> String {
         self.kafka_toml_for(&self.kafka_topic)

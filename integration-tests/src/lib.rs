@@ -5,10 +5,12 @@
 pub mod client;
 pub mod fixtures;
 pub mod infra;
+pub mod mesh;
 pub mod messages;
 pub mod process;
 pub mod sandbox;
 pub mod storage_process;
+pub mod traffic;
 pub mod wait;
 
 pub use infra::Infra;

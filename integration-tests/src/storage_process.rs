@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use tokio::process::Child;
 
@@ -24,8 +26,10 @@ pub struct StorageProcess {
 
 /// Storage configuration consuming `topic` in `group` into the shards of
 /// `infra`, with `extra` TOML appended (top-level fields go before any
-/// table, so `extra` holds tables only). Logs are JSON so the process's
-/// addresses can be read back; ports are ephemeral.
+/// table, so `extra` holds tables only; see [`with_fields`]). Logs are JSON
+/// so the process's addresses can be read back; ports are ephemeral. The
+/// group instance ID is left to its default, the host name, as a shipped
+/// configuration leaves it.
 pub fn config(infra: &Infra, topic: &str, group: &str, lag_interval: &str, extra: &str) -> String {
     format!(
         "consumer_group = {group:?}\nlag_interval = {lag_interval:?}\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n[telemetry]\nlog = \"info\"\njson = true\n{}[directory]\nurl = {:?}\n{}{extra}",
@@ -33,6 +37,18 @@ pub fn config(infra: &Infra, topic: &str, group: &str, lag_interval: &str, extra
         infra.directory_url,
         Infra::shards_toml(&infra.shard_urls, 256)
     )
+}
+
+/// `config` with the top-level `fields` (TOML lines such as
+/// `instance_id = "storage-a"`) put first, where top-level keys must be.
+pub fn with_fields(config: &str, fields: &[&str]) -> String {
+    let mut out = String::new();
+    for field in fields {
+        out.push_str(field);
+        out.push('\n');
+    }
+    out.push_str(config);
+    out
 }
 
 impl StorageProcess {
@@ -60,7 +76,14 @@ impl StorageProcess {
         Ok(())
     }
 
-    /// Starts the process again after [`Self::kill`].
+    /// Stops the process with SIGTERM, as a supervisor does, and waits for
+    /// it to exit; returns its exit status.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        process::terminate(&self.child)?;
+        process::wait_exit(&mut self.child, timeout).await
+    }
+
+    /// Starts the process again after [`Self::kill`] or [`Self::terminate`].
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let (child, grpc, admin) = spawn(&self.binary, &self.dir, self.starts).await?;
         self.starts += 1;
@@ -80,6 +103,20 @@ impl StorageProcess {
             .error_for_status()?
             .text()
             .await?)
+    }
+
+    /// The current process's `/readyz`: whether it is ready, and the body
+    /// that lists each dependency.
+    pub async fn readyz(&self) -> anyhow::Result<(bool, String)> {
+        let response = reqwest::get(format!("http://{}/readyz", self.admin)).await?;
+        let ready = response.status().is_success();
+        Ok((ready, response.text().await?))
+    }
+
+    /// The sum of the samples of metric `name`, if the process reports it.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let samples = samples(&self.metrics().await?, name);
+        Ok((!samples.is_empty()).then(|| samples.iter().map(|(_, v)| v).sum()))
     }
 
     /// The log of the current process, for failure messages.

@@ -22,6 +22,19 @@ fn sync_conn(addr: &str) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://{addr}"))?.get_connection()
 }
 
+/// The address of every node `addr` knows, itself included.
+fn cluster_nodes(addr: &str) -> anyhow::Result<Vec<String>> {
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut sync_conn(addr)?)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|a| a.split('@').next())
+        .map(str::to_owned)
+        .collect())
+}
+
 fn node_id(addr: &str) -> anyhow::Result<String> {
     let id: String = redis::cmd("CLUSTER")
         .arg("MYID")
@@ -121,6 +134,7 @@ impl ExtraMaster {
         })
         .await?;
         let port = self.addr.rsplit(':').next().context("port")?;
+        let expected = cluster_nodes(&self.originals[0])?.len() + 1;
         redis::cmd("CLUSTER")
             .arg("MEET")
             .arg("127.0.0.1")
@@ -146,7 +160,10 @@ impl ExtraMaster {
                             .lines()
                             .filter(|l| l.contains(" connected") && !l.contains("handshake"))
                             .count();
-                        anyhow::ensure!(connected == 4, "{node} sees {connected} connected nodes");
+                        anyhow::ensure!(
+                            connected == expected,
+                            "{node} sees {connected} of {expected} nodes connected"
+                        );
                     }
                     Ok::<_, anyhow::Error>(())
                 }
@@ -190,7 +207,10 @@ impl Drop for ExtraMaster {
             }
         }
         if let Ok(id) = node_id(&self.addr) {
-            for node in &self.originals {
+            // Every node forgets it, replicas too, or gossip brings it back.
+            let mut nodes = cluster_nodes(&self.originals[0]).unwrap_or_default();
+            nodes.retain(|n| *n != self.addr);
+            for node in &nodes {
                 let forgot = sync_conn(node).and_then(|mut c| {
                     redis::cmd("CLUSTER")
                         .arg("FORGET")

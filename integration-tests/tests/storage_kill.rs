@@ -62,15 +62,17 @@ async fn storage_killed_three_times_stores_every_acked_message_exactly_once() ->
     let shards = Shards::new(&infra)?;
     let log = Arc::new(MessageLog::new(&infra, &topic)?);
 
-    // A static group member: the restarted process takes over the killed
-    // one's place at once, as a restarted StatefulSet pod does, instead of
-    // waiting for the dead member's session to expire.
+    // The shipped configuration: storage is a static group member under
+    // its default instance ID (the host name), so the restarted process
+    // takes over the killed one's place at once, as a restarted
+    // StatefulSet pod does, instead of waiting for the dead member's
+    // session to expire.
     let config = storage_process::config(
         &infra,
         &topic,
         &format!("chatmesh-storage-kill-{run}"),
         "1s",
-        &format!("[kafka.properties]\n\"group.instance.id\" = \"storage-kill-{run}\"\n"),
+        "",
     );
     let mut storage = StorageProcess::start(&config).await?;
     let producing = tokio::spawn(produce(log, channels.clone()));

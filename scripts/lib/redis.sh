@@ -1,11 +1,12 @@
 # shellcheck shell=bash
-# Redis Cluster of three masters, no replicas, so cluster-aware clients and
-# cross-slot behaviour are exercised locally. Expired-key events are published
+# Redis Cluster of three masters, each with one replica, so cluster-aware
+# clients, cross-slot behaviour and failover are exercised locally. Expired-key events are published
 # (notify-keyspace-events Ex) for subscribers that react to expiry. Nothing is
 # persisted: the local cluster is disposable. Only its layout (nodes.conf)
 # survives a restart, so a stopped cluster comes back with the same slots.
 
-REDIS_NODE_COUNT=3
+REDIS_NODE_COUNT=6
+REDIS_REPLICAS=1
 
 redis_node_dir() { printf '%s\n' "$INFRA_DIR/redis/$1"; }
 redis_log() { printf '%s\n' "$LOG_DIR/redis-$1.log"; }
@@ -24,7 +25,15 @@ redis_node_in_cluster() {
   local info
   info=$(redis_cli "$1" cluster info 2>/dev/null | tr -d '\r') || return 1
   grep -qx 'cluster_state:ok' <<<"$info" &&
-    grep -qx "cluster_known_nodes:$REDIS_NODE_COUNT" <<<"$info"
+    grep -qx "cluster_known_nodes:$REDIS_NODE_COUNT" <<<"$info" &&
+    redis_replication_ok "$1"
+}
+
+# A replica counts once it has synced with its master.
+redis_replication_ok() {
+  local info
+  info=$(redis_cli "$1" info replication 2>/dev/null | tr -d '\r') || return 1
+  grep -qx 'role:master' <<<"$info" || grep -qx 'master_link_status:up' <<<"$info"
 }
 
 redis_cluster_ok() {
@@ -73,7 +82,10 @@ pidfile $dir/redis.pid
 logfile $(redis_log "$i")
 cluster-enabled yes
 cluster-config-file nodes.conf
-cluster-node-timeout 5000
+# A master that stops answering for this long is failed over to its replica.
+cluster-node-timeout 3000
+# The slots of the other masters stay writable while one fails over.
+cluster-require-full-coverage no
 notify-keyspace-events Ex
 # Expired keys are found by an incremental scan that runs hz times a second;
 # a higher hz makes expiry events (which end silent sessions) more timely.
@@ -133,7 +145,7 @@ redis_fresh() {
   redis_wait_nodes
   local log=$LOG_DIR/redis-cluster-create.log addrs=() p
   for p in ${REDIS_PORTS//,/ }; do addrs+=("127.0.0.1:$p"); done
-  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$log" 2>&1 ||
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$REDIS_REPLICAS" --cluster-yes >"$log" 2>&1 ||
     fail_with_log "$log" "redis-cli --cluster create failed"
   wait_until 30 redis_cluster_ok || fail_with_log "$log" "redis cluster never reached cluster_state:ok"
   ok

@@ -2,13 +2,16 @@
 //!
 //! A binary's configuration is one struct. It is read from an optional TOML
 //! file and then overridden by `CHATMESH_*` variables, where `__` separates
-//! nesting levels: `CHATMESH_REDIS__NODES` sets `redis.nodes`. Unknown keys
+//! nesting levels: `CHATMESH_REDIS__NODES` sets `redis.nodes`, and a number
+//! picks an array element: `CHATMESH_SHARDS__DATABASES__0__URL`. Unknown keys
 //! are rejected and every error names the field it is about, so a typo never
 //! silently falls back to a default.
 
+mod check;
 mod load;
 mod sections;
 
+pub use check::{CHECK_FLAG, CheckOutcome, check_config, check_config_main};
 pub use load::{ConfigError, Env, load, load_from_env};
 pub use sections::{
     KafkaConfig, PostgresConfig, RedisConfig, ServerConfig, ShardDatabase, ShardMapConfig,

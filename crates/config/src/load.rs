@@ -27,7 +27,14 @@ const RESERVED: &[&str] = &[
     "CHATMESH_INFRA_DIR",
     "CHATMESH_RUN_DIR",
     "CHATMESH_KEEP_INFRA",
+    "CHATMESH_SKIP_BUILD",
     "CHATMESH_PG_BIN",
+    // scripts/image and scripts/chart
+    "CHATMESH_IMAGE",
+    "CHATMESH_IMAGE_BASE",
+    "CHATMESH_IMAGE_PROFILE",
+    "CHATMESH_CONTAINER_RUNTIME",
+    "CHATMESH_BIN_DIR",
 ];
 
 /// The process environment as a plain map, so tests pass their own.
@@ -63,6 +70,19 @@ pub enum ConfigError {
         /// The ancestor that already holds a scalar.
         parent: String,
     },
+    /// A variable indexes an array element that does not exist, e.g.
+    /// `CHATMESH_SHARDS__DATABASES__4__URL` with four databases.
+    #[error("environment variable {var} cannot set `{field}`: `{array}` has no element `{index}`")]
+    EnvIndex {
+        /// The variable.
+        var: String,
+        /// The field it tried to set.
+        field: String,
+        /// The array it indexed.
+        array: String,
+        /// The index it named.
+        index: String,
+    },
     /// A field has the wrong type, is missing, or is unknown.
     #[error("invalid config field `{field}`: {message}")]
     Field {
@@ -87,7 +107,8 @@ impl ConfigError {
         match self {
             Self::Field { field, .. }
             | Self::Invalid { field, .. }
-            | Self::EnvPath { field, .. } => Some(field),
+            | Self::EnvPath { field, .. }
+            | Self::EnvIndex { field, .. } => Some(field),
             Self::Read { .. } | Self::Syntax { .. } => None,
         }
     }
@@ -147,26 +168,70 @@ fn apply_env(table: &mut Table, env: &Env) -> Result<(), ConfigError> {
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         let field = path.join(".");
-        let (leaf, parents) = path.split_last().expect("split always yields one item");
-        let mut node = &mut *table;
-        for (depth, key) in parents.iter().enumerate() {
-            let entry = node
+        let (key, below) = path.split_first().expect("split always yields one item");
+        let result = if below.is_empty() {
+            table.insert(key.clone(), parse_env_value(raw));
+            Ok(())
+        } else {
+            let node = table
                 .entry(key.clone())
                 .or_insert_with(|| Value::Table(Table::new()));
-            node = match entry {
-                Value::Table(t) => t,
-                _ => {
-                    return Err(ConfigError::EnvPath {
-                        var: var.clone(),
-                        field,
-                        parent: path[..=depth].join("."),
-                    });
-                }
-            };
-        }
-        node.insert(leaf.clone(), parse_env_value(raw));
+            set_path(node, below, parse_env_value(raw), 1)
+        };
+        result.map_err(|miss| match miss {
+            Miss::NotTable(depth) => ConfigError::EnvPath {
+                var: var.clone(),
+                field: field.clone(),
+                parent: path[..depth].join("."),
+            },
+            Miss::NoElement(depth) => ConfigError::EnvIndex {
+                var: var.clone(),
+                field: field.clone(),
+                array: path[..depth].join("."),
+                index: path[depth].clone(),
+            },
+        })?;
     }
     Ok(())
+}
+
+/// Where an override's path left the document, as the number of leading
+/// path components that were found.
+enum Miss {
+    /// The value there is a scalar, so nothing can be set below it.
+    NotTable(usize),
+    /// The value there is an array without the element named next.
+    NoElement(usize),
+}
+
+/// Sets `path` below `node` (which sits `depth` components down) to
+/// `value`. Missing tables are created; array elements are addressed by
+/// index (`databases.0.url`) and must exist, since an array of tables has
+/// no sensible default element.
+fn set_path(node: &mut Value, path: &[String], value: Value, depth: usize) -> Result<(), Miss> {
+    let (key, below) = path.split_first().expect("paths are never empty");
+    let slot = match node {
+        Value::Table(t) if below.is_empty() => {
+            t.insert(key.clone(), value);
+            return Ok(());
+        }
+        Value::Table(t) => t
+            .entry(key.clone())
+            .or_insert_with(|| Value::Table(Table::new())),
+        Value::Array(items) => {
+            let item = key.parse::<usize>().ok().and_then(|i| items.get_mut(i));
+            let Some(item) = item else {
+                return Err(Miss::NoElement(depth));
+            };
+            if below.is_empty() {
+                *item = value;
+                return Ok(());
+            }
+            item
+        }
+        _ => return Err(Miss::NotTable(depth)),
+    };
+    set_path(slot, below, value, depth + 1)
 }
 
 /// Reads a variable's value as a TOML value when it is one (`42`, `true`,
@@ -294,6 +359,55 @@ mod tests {
         let e = env(&[("CHATMESH_NAME", "a"), ("CHATMESH_NAME__X", "1")]);
         let err = load::<Demo>(None, &e).unwrap_err();
         assert!(matches!(err, ConfigError::EnvPath { .. }), "{err}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WithList {
+        items: Vec<Item>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        url: String,
+    }
+
+    impl Validate for WithList {
+        fn validate(&self) -> Result<(), Invalid> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_index_reaches_into_an_array() {
+        let f = file("tags = [\"a\", \"b\"]\n[[items]]\nurl = \"x\"\n[[items]]\nurl = \"y\"\n");
+        let e = env(&[
+            ("CHATMESH_ITEMS__1__URL", "postgres://u:secret@h/db"),
+            ("CHATMESH_TAGS__0", "z"),
+        ]);
+        let d: WithList = load(Some(f.path()), &e).unwrap();
+        assert_eq!(d.items[0].url, "x");
+        assert_eq!(d.items[1].url, "postgres://u:secret@h/db");
+        assert_eq!(d.tags, vec!["z", "b"]);
+    }
+
+    #[test]
+    fn a_missing_element_is_named() {
+        let f = file("[[items]]\nurl = \"x\"\n");
+        for var in ["CHATMESH_ITEMS__1__URL", "CHATMESH_ITEMS__FIRST__URL"] {
+            let err = load::<WithList>(Some(f.path()), &env(&[(var, "y")])).unwrap_err();
+            assert!(matches!(err, ConfigError::EnvIndex { .. }), "{err}");
+            assert!(err.to_string().contains("`items` has no element"), "{err}");
+        }
+        let err = load::<WithList>(Some(f.path()), &env(&[("CHATMESH_ITEMS__0__URL__X", "y")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`items.0.url` is not a table"),
+            "{err}"
+        );
     }
 
     #[test]

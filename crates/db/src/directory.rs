@@ -15,8 +15,10 @@ diesel::table! {
         name -> Text,
         /// Creator's user ID.
         created_by -> Text,
-        /// Moderation policy: 1 reject, 2 mask.
+        /// Moderation policy: 1 reject, 2 mask, 3 flag.
         moderation -> SmallInt,
+        /// Phrases the channel allows although they hold a blocked word.
+        moderation_allow -> Array<Text>,
         /// Creation time.
         created_at -> Timestamptz,
     }
@@ -62,6 +64,16 @@ diesel::table! {
 
 /// `media.state` of an upload that has been verified.
 pub const MEDIA_READY: i16 = 2;
+
+diesel::table! {
+    /// Sequence epochs started per channel.
+    channel_seq_epochs (channel_id) {
+        /// Channel ID.
+        channel_id -> Text,
+        /// Epochs started so far; the newest is `started - 1`.
+        started -> BigInt,
+    }
+}
 
 diesel::joinable!(memberships -> channels (channel_id));
 diesel::joinable!(media -> channels (channel_id));

@@ -242,6 +242,11 @@ impl ClientError {
             .and_then(|info| ErrorKind::from_client_code(&info.reason));
         match kind {
             Some(kind) => Self::new(kind, status.message()),
+            // Every status a chatmesh service answers carries its kind; an
+            // `unknown` one without it came from the connection (a stream
+            // reset by an instance that died mid-call), which another
+            // attempt, on another instance, may well get past.
+            None if status.code() == Code::Unknown => Self::generic(ErrorKind::Unavailable),
             None => Self::generic(ErrorKind::from_grpc_code(status.code())),
         }
     }
@@ -319,6 +324,20 @@ mod tests {
         assert_eq!(
             ClientError::from_status(&status),
             ClientError::generic(ErrorKind::Forbidden)
+        );
+    }
+
+    #[test]
+    fn a_bare_unknown_status_is_a_lost_connection() {
+        let reset = Status::unknown("h2 protocol error: stream reset");
+        assert_eq!(
+            ClientError::from_status(&reset),
+            ClientError::generic(ErrorKind::Unavailable)
+        );
+        let internal = Status::internal("boom");
+        assert_eq!(
+            ClientError::from_status(&internal).kind,
+            ErrorKind::Internal
         );
     }
 

@@ -4,6 +4,7 @@
 
 mod message;
 mod names;
+pub mod seq;
 mod snowflake;
 
 pub use message::ChatMessage;

@@ -21,6 +21,12 @@ pub enum IdError {
         /// The allowed characters, for the message.
         allowed: &'static str,
     },
+    /// `.` or `..`, which URL normalisation removes from paths.
+    #[error("{kind} may not be \".\" or \"..\"")]
+    DotSegment {
+        /// Which identifier.
+        kind: &'static str,
+    },
 }
 
 /// A chat channel. Channel IDs appear in Redis channel names, Kafka keys and
@@ -50,6 +56,11 @@ impl ChannelId {
                 kind: "channel_id",
                 allowed: "ASCII letters, digits, '-', '_', '.' and ':'",
             });
+        }
+        // Channel IDs are path segments of the HTTP API; clients and
+        // proxies resolve these two away before the request is sent.
+        if raw == "." || raw == ".." {
+            return Err(IdError::DotSegment { kind: "channel_id" });
         }
         Ok(Self(raw))
     }
@@ -145,6 +156,16 @@ mod tests {
             ChannelId::new("a".repeat(65)),
             Err(IdError::Length { .. })
         ));
+        for dots in [".", ".."] {
+            assert_eq!(
+                ChannelId::new(dots),
+                Err(IdError::DotSegment { kind: "channel_id" }),
+                "{dots}"
+            );
+        }
+        for dotted in ["...", ".a", "a..", "..b"] {
+            assert!(ChannelId::new(dotted).is_ok(), "{dotted}");
+        }
         for bad in ["a b", "a/b", "../x", "a{b}", "é", "a\0"] {
             assert!(
                 matches!(ChannelId::new(bad), Err(IdError::Charset { .. })),

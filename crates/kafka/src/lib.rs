@@ -1,6 +1,9 @@
 //! Kafka clients for chatmesh's message log. The producer is idempotent with
 //! `acks=all`, so an acknowledged send is on every in-sync replica exactly
 //! once; consumers commit offsets by hand, only after their writes succeed.
+//! A service's long-lived consumer is a static group member ([`group`]).
+
+mod group;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer as _};
+
+pub use group::{
+    Fatal, GroupConsumer, GroupContext, STATIC_SESSION_TIMEOUT, fatal, group_consumer, leave,
+};
 
 /// How long a send may wait for the broker before it fails. Kept short: a
 /// chat send is interactive, and the sender gets a retryable error.
@@ -45,24 +52,44 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     with_overrides(client, config).create()
 }
 
-/// A consumer in `group` that never commits on its own and starts from the
-/// earliest offset when the group has none.
-pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+/// How long the broker keeps a dynamic member that stopped heartbeating.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of a consumer in `group` that never commits on its own and
+/// starts from the earliest offset when the group has none.
+fn consumer_settings(config: &KafkaConfig, group: &str) -> ClientConfig {
     let mut client = base(config);
     client
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000");
-    with_overrides(client, config).create()
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        );
+    client
 }
 
-/// A consumer that never joins a group, for offset and watermark queries.
-/// It keeps its own broker connections, so its requests never wait behind a
-/// group consumer's fetch long-poll.
-pub fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
-    with_overrides(base(config), config).create()
+/// A dynamic member of `group` that never commits on its own and starts
+/// from the earliest offset when the group has none. Services use
+/// [`group_consumer`], a static member.
+pub fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+    with_overrides(consumer_settings(config, group), config).create()
+}
+
+/// A consumer that never joins a group, for `group`'s committed offsets
+/// and the partitions' watermarks and metadata. It keeps its own broker
+/// connections, so its requests never wait behind a group consumer's fetch
+/// long-poll.
+pub fn offsets_client(config: &KafkaConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut client = base(config);
+    // Never subscribed, so never a member: `group.id` only names the group
+    // whose commits it reads. It has nothing to commit itself.
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    with_overrides(client, config).create()
 }
 
 /// Checks that the broker answers and the topic exists, through a plain

@@ -17,6 +17,11 @@ pub fn seq(channel: &str) -> String {
     format!("cm:{{{channel}}}:seq")
 }
 
+/// The replication ID a channel's sequence counter was last written under.
+pub fn seq_origin(channel: &str) -> String {
+    format!("cm:{{{channel}}}:seq-origin")
+}
+
 /// Sequence numbers that were assigned but never made durable, so gap
 /// recovery can skip them instead of asking the client to reload.
 pub fn void_seqs(channel: &str) -> String {

@@ -2,16 +2,16 @@
 //! tokens, and (in their own files) presence and media. Every error answer
 //! is rendered by [`render`] from the error table.
 
+mod connect;
 mod media;
 mod presence;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,9 @@ use serde_json::json;
 
 use crate::Gateway;
 use crate::auth::AuthError;
+use crate::ports::Access;
+
+pub use connect::ConnectRequest;
 
 /// Every client-facing route.
 pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
@@ -92,43 +95,37 @@ pub(crate) fn caller(
     authenticate(gw, token)
 }
 
+/// The Authorization header's value, if it is text.
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()
+}
+
+/// The bearer token of the Authorization header.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+    authorization(headers).and_then(crate::auth::bearer_token)
 }
 
 async fn upgrade(
     State(gw): State<Arc<Gateway>>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = query
-        .get("token")
-        .map(String::as_str)
-        .or_else(|| bearer(&headers));
-    let user = match authenticate(&gw, token) {
+    let query = query.unwrap_or_default();
+    let request = ConnectRequest::parse(&query, authorization(&headers));
+    let user = match authenticate(&gw, request.token.as_deref()) {
         Ok(user) => user,
         Err(response) => return *response,
     };
-    let channel = match query
-        .get("channel")
-        .map(|c| ChannelId::new(c.as_str()))
-        .transpose()
-    {
+    let channel = match request.channel.map(ChannelId::new).transpose() {
         Ok(c) => c,
         Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
     };
     if let Some(channel) = &channel
         && let Some(base) = gw.sessions.placement.redirect_url(channel)
     {
-        let qs: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query.iter())
-            .finish();
-        let location = format!("{}/v1/ws?{qs}", base.trim_end_matches('/'));
+        // The owner gets the query exactly as the client sent it.
+        let location = format!("{}/v1/ws?{query}", base.trim_end_matches('/'));
         return (
             StatusCode::TEMPORARY_REDIRECT,
             [(header::LOCATION, location)],
@@ -156,7 +153,7 @@ async fn upgrade(
     let ws = ws.protocols([crate::ws::JSON_SUBPROTOCOL, crate::ws::PROTO_SUBPROTOCOL]);
     let codec = crate::ws::Codec::negotiate(
         ws.selected_protocol().and_then(|p| p.to_str().ok()),
-        query.get("format").map(String::as_str),
+        request.format.as_deref(),
     );
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
@@ -244,9 +241,10 @@ async fn history(
         Ok(user) => user,
         Err(response) => return *response,
     };
-    if let Err(err) = ChannelId::new(channel.as_str()) {
-        return fail(ErrorKind::InvalidChannel, err.to_string());
-    }
+    let channel_id = match ChannelId::new(channel.as_str()) {
+        Ok(c) => c,
+        Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
+    };
     let cursor = |raw: Option<String>| raw.map(|v| v.parse::<u64>()).transpose();
     let (before, after) = match (cursor(q.before), cursor(q.after)) {
         (Ok(b), Ok(a)) => (b, a),
@@ -274,6 +272,17 @@ async fn history(
                 r.messages.iter().map(Into::into).collect();
             Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
         }
-        Err(status) => from_status(&status),
+        Err(status) => {
+            // Storage knows members, not channels: only the directory can
+            // tell a channel that does not exist from one the user is not in.
+            let err = ClientError::from_status(&status);
+            if err.kind == ErrorKind::NotMember
+                && let Ok(Access::UnknownChannel) =
+                    gw.sessions.chat.access(&channel_id, &user).await
+            {
+                return fail(ErrorKind::UnknownChannel, "no such channel");
+            }
+            render(&err)
+        }
     }
 }

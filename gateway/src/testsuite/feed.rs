@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatmesh_ids::{ChannelId, ChatMessage};
+use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
 use chatmesh_redis::keys;
 use chatmesh_server::Tasks;
@@ -123,7 +123,15 @@ impl FeedUnderTest {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let seq = self
             .hub
-            .subscribe(channel, id, Subscriber { outbox, held: None })
+            .subscribe(
+                channel,
+                id,
+                Subscriber {
+                    user: UserId::new("suite-watcher")?,
+                    outbox,
+                    held: None,
+                },
+            )
             .await?;
         Ok((
             seq,

@@ -171,9 +171,14 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 }),
             )
         }
-        ServerFrame::Redirect { channel_id, url } => {
-            (None, Frame::Redirect(pb::Redirect { channel_id, url }))
-        }
+        ServerFrame::Redirect {
+            request_id,
+            channel_id,
+            url,
+        } => (
+            request_id,
+            Frame::Redirect(pb::Redirect { channel_id, url }),
+        ),
         ServerFrame::ReloadRequired {
             channel_id,
             from_seq,
@@ -361,6 +366,7 @@ mod tests {
                 at_ms: 30,
             },
             ServerFrame::Redirect {
+                request_id: Some("5".into()),
                 channel_id: "general".into(),
                 url: "ws://gw-1".into(),
             },

@@ -24,6 +24,13 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a session that stopped pinging (private range).
 pub const CLOSE_SESSION_EXPIRED: u16 = 4009;
 
+/// Close code for a frame far over the size limit.
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a text frame that is not UTF-8.
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code for any other breach of the WebSocket protocol.
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
 /// How long a send to a client that overflowed may stay blocked.
 const STALLED_SEND: Duration = Duration::from_secs(5);
 
@@ -73,10 +80,9 @@ pub(crate) async fn run(
                 Some(Ok(WsMessage::Ping(_))) => session.alive(),
                 Some(Ok(WsMessage::Pong(_))) => {}
                 Some(Err(err)) => {
-                    // Oversized frames end up here: the socket layer refuses
-                    // anything far beyond the frame limit.
                     tracing::debug!(session = id, error = %err, "websocket read failed");
-                    break Some((1009, "frame too large or protocol error".to_owned()));
+                    let (code, reason) = read_failure_close(&err);
+                    break Some((code, reason.to_owned()));
                 }
             },
             Ok(()) = routes.changed() => session.on_ring_change().await,
@@ -99,6 +105,17 @@ pub(crate) async fn run(
     let _ = writer.await;
     metrics::gauge!("chatmesh_gateway_connections").decrement(1.0);
     gw.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The close code and reason for a failed read. The socket layer refuses
+/// frames far beyond the frame limit and text that is not UTF-8 here.
+fn read_failure_close(err: &axum::Error) -> (u16, &'static str) {
+    use tungstenite::Error as WsError;
+    match std::error::Error::source(err).and_then(|e| e.downcast_ref::<WsError>()) {
+        Some(WsError::Capacity(_)) => (CLOSE_TOO_BIG, "frame too large"),
+        Some(WsError::Utf8(_)) => (CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+        _ => (CLOSE_PROTOCOL_ERROR, "websocket protocol error"),
+    }
 }
 
 async fn write(
@@ -155,4 +172,24 @@ async fn write(
         let _ = sink.close().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tungstenite::error::{CapacityError, ProtocolError};
+
+    use super::*;
+
+    #[test]
+    fn read_failures_close_with_the_standard_codes() {
+        let close = |err: tungstenite::Error| read_failure_close(&axum::Error::new(err)).0;
+        assert_eq!(close(tungstenite::Error::Utf8("bad".into())), 1007);
+        let too_long = CapacityError::MessageTooLong {
+            size: 2,
+            max_size: 1,
+        };
+        assert_eq!(close(tungstenite::Error::Capacity(too_long)), 1009);
+        let masked = ProtocolError::UnmaskedFrameFromClient;
+        assert_eq!(close(tungstenite::Error::Protocol(masked)), 1002);
+    }
 }

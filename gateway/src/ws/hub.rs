@@ -2,18 +2,27 @@
 //! channel's messages to its local sessions exactly once and in sequence
 //! order. The hub holds the rules; the [`Feed`] behind it is Redis in
 //! production and in memory in tests.
+//!
+//! A live session never skips a message in silence. A gap that outlives
+//! the reorder window (a publish lost while Redis failed over, say) is
+//! filled from the recent window and storage; what cannot be found, and a
+//! jump to a new sequence epoch, reach the sessions as `reload_required`
+//! for exactly the numbers they miss.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chatmesh_ids::{ChannelId, ChatMessage, Clock as _, SystemClock};
+use chatmesh_ids::{ChannelId, ChatMessage, Clock as _, SystemClock, UserId, seq};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{Feed, FeedError};
+use crate::ports::{Feed, FeedError, GapSource};
 use crate::ws::outbound::{Outbox, Outgoing};
 use crate::ws::protocol::{MessageBody, ServerFrame};
+use crate::ws::replay;
 
 /// When re-subscription passes run after a lost pub/sub connection.
 const RESUBSCRIBE_PASSES: [Duration; 3] = [
@@ -22,9 +31,15 @@ const RESUBSCRIBE_PASSES: [Duration; 3] = [
     Duration::from_secs(3),
 ];
 
+/// How long a gap fill may take before another may start; well above the
+/// fill's own wait for storage.
+const FILL_GIVE_UP: Duration = Duration::from_secs(30);
+
 /// A session's side of the hub.
 #[derive(Debug, Clone)]
 pub(crate) struct Subscriber {
+    /// The session's user, whose access gap fills are read with.
+    pub(crate) user: UserId,
     /// Where its frames go.
     pub(crate) outbox: Outbox,
     /// While the session replays missed messages, live ones wait here so
@@ -41,15 +56,66 @@ struct ChannelState {
     next_seq: Option<u64>,
     pending: BTreeMap<u64, ChatMessage>,
     held_since: Option<Instant>,
+    // Since when a fill of the gap before the first pending message has
+    // been under way.
+    filling: Option<Instant>,
+}
+
+/// Numbers the sessions of a channel missed and cannot be given:
+/// `from..=to`, sent to them as `reload_required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lost {
+    from: u64,
+    to: u64,
+}
+
+/// What a channel's state releases: messages in order, preceded by the
+/// range the sessions must reload, if any.
+#[derive(Debug, Default, PartialEq)]
+struct Released {
+    lost: Option<Lost>,
+    messages: Vec<ChatMessage>,
+}
+
+/// A gap to fill: the numbers after `after` up to `upto`.
+#[derive(Debug, Clone)]
+struct GapJob {
+    channel: ChannelId,
+    user: UserId,
+    after: u64,
+    upto: u64,
 }
 
 impl ChannelState {
-    fn accept(&mut self, message: ChatMessage, now: Instant) -> Vec<ChatMessage> {
-        if self.next_seq.is_some_and(|next| message.seq < next) {
-            return Vec::new();
+    fn accept(&mut self, message: ChatMessage, now: Instant) -> Released {
+        let Some(next) = self.next_seq else {
+            self.pending.insert(message.seq, message);
+            return Released::default();
+        };
+        if message.seq < next {
+            return Released::default();
+        }
+        let mut lost = None;
+        let epoch = seq::epoch_of(message.seq);
+        if epoch > seq::epoch_of(next - 1) {
+            // The counter moved to a new epoch: whatever the old one held
+            // after `next` cannot be accounted for here. The new epoch is
+            // followed from its first number.
+            let first = seq::epoch_base(epoch) + 1;
+            lost = Some(Lost {
+                from: next,
+                to: first - 1,
+            });
+            self.pending.retain(|&s, _| s >= first);
+            self.next_seq = Some(first);
+            self.held_since = None;
+            self.filling = None;
         }
         self.pending.insert(message.seq, message);
-        self.release(now)
+        Released {
+            lost,
+            messages: self.release(now),
+        }
     }
 
     fn release(&mut self, now: Instant) -> Vec<ChatMessage> {
@@ -70,17 +136,93 @@ impl ChannelState {
         out
     }
 
-    /// Gives up on a gap held longer than `window`: the missing numbers
-    /// were never made durable or their publish was lost.
-    fn expire(&mut self, now: Instant, window: Duration) -> Vec<ChatMessage> {
-        match (self.held_since, self.pending.keys().next()) {
-            (Some(since), Some(&first)) if now.duration_since(since) >= window => {
-                self.next_seq = Some(first);
-                self.held_since = None;
-                self.release(now)
-            }
-            _ => Vec::new(),
+    /// The gap held longer than `window`, to be filled, once.
+    fn expired_gap(
+        &mut self,
+        channel: &ChannelId,
+        now: Instant,
+        window: Duration,
+    ) -> Option<GapJob> {
+        let (since, &first, next) = (
+            self.held_since?,
+            self.pending.keys().next()?,
+            self.next_seq?,
+        );
+        if now.duration_since(since) < window {
+            return None;
         }
+        self.gap_job(channel, next - 1, first - 1, now)
+    }
+
+    /// A fill of `after < seq <= upto`, unless one is under way. A fill
+    /// that never reported back (its task failed) stops counting after
+    /// [`FILL_GIVE_UP`], so the channel is not held forever.
+    fn gap_job(
+        &mut self,
+        channel: &ChannelId,
+        after: u64,
+        upto: u64,
+        now: Instant,
+    ) -> Option<GapJob> {
+        let busy = self
+            .filling
+            .is_some_and(|since| now.duration_since(since) < FILL_GIVE_UP);
+        if busy || upto <= after {
+            return None;
+        }
+        let user = self.sessions.values().next()?.user.clone();
+        self.filling = Some(now);
+        Some(GapJob {
+            channel: channel.clone(),
+            user,
+            after,
+            upto,
+        })
+    }
+
+    /// Applies a gap fill of `after < seq <= upto`: `Some` holds every
+    /// durable message of the range (the others were void), `None` means
+    /// the range could not be recovered.
+    fn filled(
+        &mut self,
+        after: u64,
+        upto: u64,
+        found: Option<Vec<ChatMessage>>,
+        now: Instant,
+    ) -> Released {
+        self.filling = None;
+        let Some(next) = self.next_seq else {
+            return Released::default();
+        };
+        if next > upto || next <= after {
+            // Delivery moved on meanwhile (a new epoch, or the messages
+            // arrived after all): the fill is stale.
+            return Released {
+                lost: None,
+                messages: self.release(now),
+            };
+        }
+        let lost = match found {
+            Some(found) => {
+                for m in found.into_iter().filter(|m| m.seq >= next && m.seq <= upto) {
+                    self.pending.entry(m.seq).or_insert(m);
+                }
+                None
+            }
+            None => Some(Lost {
+                from: next,
+                to: upto,
+            }),
+        };
+        let mut messages: Vec<ChatMessage> = Vec::new();
+        let mut kept = self.pending.split_off(&(upto + 1));
+        std::mem::swap(&mut kept, &mut self.pending);
+        if lost.is_none() {
+            messages.extend(kept.into_values());
+        }
+        self.next_seq = Some(upto + 1);
+        messages.extend(self.release(now));
+        Released { lost, messages }
     }
 }
 
@@ -92,8 +234,11 @@ pub(crate) struct Hub {
 
 struct Inner {
     feed: Arc<dyn Feed>,
+    gaps: Option<Arc<dyn GapSource>>,
     channels: Mutex<HashMap<ChannelId, ChannelState>>,
     reorder_window: Duration,
+    jobs: mpsc::UnboundedSender<GapJob>,
+    job_queue: Mutex<Option<mpsc::UnboundedReceiver<GapJob>>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -103,13 +248,36 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub over `feed`; out-of-order messages wait up to `reorder_window`.
+    /// A hub over `feed`; out-of-order messages wait up to `reorder_window`,
+    /// and gaps beyond it are reported to the sessions as lost.
+    #[cfg(any(test, feature = "testsuite"))]
     pub(crate) fn new(feed: Arc<dyn Feed>, reorder_window: Duration) -> Self {
+        Self::build(feed, None, reorder_window)
+    }
+
+    /// A hub that fills gaps beyond the reorder window from `gaps`.
+    pub(crate) fn with_gaps(
+        feed: Arc<dyn Feed>,
+        gaps: Arc<dyn GapSource>,
+        reorder_window: Duration,
+    ) -> Self {
+        Self::build(feed, Some(gaps), reorder_window)
+    }
+
+    fn build(
+        feed: Arc<dyn Feed>,
+        gaps: Option<Arc<dyn GapSource>>,
+        reorder_window: Duration,
+    ) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
         Self {
             inner: Arc::new(Inner {
                 feed,
+                gaps,
                 channels: Mutex::new(HashMap::new()),
                 reorder_window,
+                jobs,
+                job_queue: Mutex::new(Some(queue)),
             }),
         }
     }
@@ -152,8 +320,16 @@ impl Hub {
         match result {
             Ok(current) => {
                 let next = *state.next_seq.get_or_insert(current + 1);
-                state.pending.retain(|&seq, _| seq >= next);
-                let ready = state.release(Instant::now());
+                let held = std::mem::take(&mut state.pending);
+                let now = Instant::now();
+                for m in held.into_values().filter(|m| m.seq >= next) {
+                    let released = state.accept(m, now);
+                    deliver(channel, state, &released);
+                }
+                let ready = Released {
+                    lost: None,
+                    messages: state.release(now),
+                };
                 deliver(channel, state, &ready);
                 Ok(next - 1)
             }
@@ -235,8 +411,8 @@ impl Hub {
         let Some(state) = map.get_mut(channel) else {
             return;
         };
-        let ready = state.accept(message, Instant::now());
-        deliver(channel, state, &ready);
+        let released = state.accept(message, Instant::now());
+        deliver(channel, state, &released);
     }
 
     /// Passes an unsequenced frame (a presence event) to the channel's
@@ -265,7 +441,36 @@ impl Hub {
             }
             for channel in self.channels() {
                 self.resubscribe(&channel, &shutdown).await;
+                self.catch_up(&channel).await;
             }
+        }
+    }
+
+    /// Compares `channel`'s counter with what was delivered and fills what
+    /// was published while the subscription was down.
+    async fn catch_up(&self, channel: &ChannelId) {
+        let current = match self.inner.feed.current_seq(channel).await {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::debug!(channel = %channel, error = %err, "cannot read the counter to catch up");
+                return;
+            }
+        };
+        let job = {
+            let mut map = self.lock();
+            let Some(state) = map.get_mut(channel) else {
+                return;
+            };
+            match state.next_seq {
+                Some(next) if current >= next && seq::same_epoch(next - 1, current) => {
+                    state.gap_job(channel, next - 1, current, Instant::now())
+                }
+                _ => None,
+            }
+        };
+        if let Some(job) = job {
+            tracing::debug!(channel = %channel, after = job.after, upto = job.upto, "catching up after a lost subscription");
+            let _ = self.inner.jobs.send(job);
         }
     }
 
@@ -293,54 +498,116 @@ impl Hub {
         }
     }
 
-    /// Releases held messages whose gap outlived the reorder window, until
-    /// `shutdown`.
-    pub(crate) async fn expire_holds(self, shutdown: CancellationToken) {
+    /// Fills gaps that outlived the reorder window, and those found after a
+    /// lost subscription, until `shutdown`. Fills run concurrently; a
+    /// channel's live messages wait behind its fill.
+    pub(crate) async fn mend_gaps(self, shutdown: CancellationToken) {
+        let Some(mut queue) = self
+            .inner
+            .job_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
         let window = self.inner.reorder_window;
         let mut tick = tokio::time::interval((window / 4).max(Duration::from_millis(10)));
+        let mut fills: JoinSet<(GapJob, Option<Vec<ChatMessage>>)> = JoinSet::new();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let now = Instant::now();
-            let mut map = self.lock();
-            for (channel, state) in map.iter_mut() {
-                let ready = state.expire(now, window);
-                if !ready.is_empty() {
-                    metrics::counter!("chatmesh_gateway_gaps_skipped_total").increment(1);
-                    tracing::debug!(channel = %channel, next = ready[0].seq, "skipped a sequence gap");
+            let jobs = tokio::select! {
+                _ = tick.tick() => self.expired_gaps(window),
+                Some(job) = queue.recv() => vec![job],
+                Some(done) = fills.join_next(), if !fills.is_empty() => {
+                    match done {
+                        Ok((job, found)) => self.apply_fill(&job, found),
+                        Err(err) => tracing::error!(error = %err, "a gap fill failed"),
+                    }
+                    Vec::new()
                 }
-                deliver(channel, state, &ready);
+                () = shutdown.cancelled() => return,
+            };
+            for job in jobs {
+                let gaps = self.inner.gaps.clone();
+                fills.spawn(async move {
+                    let found = match gaps {
+                        Some(gaps) => {
+                            replay::fill(&*gaps, &job.channel, &job.user, job.after, job.upto).await
+                        }
+                        None => None,
+                    };
+                    (job, found)
+                });
             }
         }
     }
+
+    fn expired_gaps(&self, window: Duration) -> Vec<GapJob> {
+        let now = Instant::now();
+        self.lock()
+            .iter_mut()
+            .filter_map(|(channel, state)| state.expired_gap(channel, now, window))
+            .collect()
+    }
+
+    fn apply_fill(&self, job: &GapJob, found: Option<Vec<ChatMessage>>) {
+        let mut map = self.lock();
+        let Some(state) = map.get_mut(&job.channel) else {
+            return;
+        };
+        let released = state.filled(job.after, job.upto, found, Instant::now());
+        match released.lost {
+            Some(lost) => {
+                metrics::counter!("chatmesh_gateway_gaps_lost_total").increment(1);
+                tracing::warn!(channel = %job.channel, from = lost.from, to = lost.to, "a gap could not be filled; sessions are told to reload it");
+            }
+            None => {
+                metrics::counter!("chatmesh_gateway_gaps_filled_total").increment(1);
+                tracing::debug!(channel = %job.channel, after = job.after, upto = job.upto, "filled a sequence gap");
+            }
+        }
+        deliver(&job.channel, state, &released);
+    }
 }
 
-/// Queues each message for every local session of the channel. A session
-/// whose queue is full is told to close; the others never wait for it.
-fn deliver(channel: &ChannelId, state: &mut ChannelState, messages: &[ChatMessage]) {
-    for message in messages {
+/// Queues what `released` holds for every local session of the channel:
+/// first the numbers they must reload, then each message. A session whose
+/// queue is full is told to close; the others never wait for it.
+fn deliver(channel: &ChannelId, state: &mut ChannelState, released: &Released) {
+    if let Some(lost) = released.lost {
+        metrics::counter!("chatmesh_gateway_reloads_total").increment(1);
+        let frame = Outgoing::new(ServerFrame::ReloadRequired {
+            channel_id: channel.as_str().to_owned(),
+            from_seq: lost.from,
+            to_seq: lost.to,
+        });
+        offer_all(channel, state, &frame, false);
+    }
+    for message in &released.messages {
         let frame = Outgoing::new(ServerFrame::Message(MessageBody::from(message)));
         let lag_ms = SystemClock.now_ms() as i64 - message.created_at_ms;
         metrics::histogram!("chatmesh_gateway_fanout_latency_seconds")
             .record(lag_ms.max(0) as f64 / 1000.0);
-        for sub in state.sessions.values_mut() {
-            if sub.outbox.overflow.is_cancelled() {
-                continue;
+        offer_all(channel, state, &frame, true);
+    }
+}
+
+fn offer_all(channel: &ChannelId, state: &mut ChannelState, frame: &Arc<Outgoing>, count: bool) {
+    for sub in state.sessions.values_mut() {
+        if sub.outbox.overflow.is_cancelled() {
+            continue;
+        }
+        if let Some(held) = &mut sub.held {
+            if held.len() < sub.outbox.tx.max_capacity() {
+                held.push(frame.clone());
+            } else {
+                metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
+                sub.outbox.overflow.cancel();
             }
-            if let Some(held) = &mut sub.held {
-                if held.len() < sub.outbox.tx.max_capacity() {
-                    held.push(frame.clone());
-                } else {
-                    metrics::counter!("chatmesh_gateway_slow_consumers_total").increment(1);
-                    sub.outbox.overflow.cancel();
-                }
-                continue;
-            }
-            if sub.outbox.offer(channel.as_str(), frame.clone()) {
-                metrics::counter!("chatmesh_gateway_messages_delivered_total").increment(1);
-            }
+            continue;
+        }
+        if sub.outbox.offer(channel.as_str(), frame.clone()) && count {
+            metrics::counter!("chatmesh_gateway_messages_delivered_total").increment(1);
         }
     }
 }
@@ -358,48 +625,123 @@ mod tests {
         message("general", seq)
     }
 
+    fn sub(outbox: Outbox) -> Subscriber {
+        Subscriber {
+            user: UserId::new("alice").unwrap(),
+            outbox,
+            held: None,
+        }
+    }
+
+    fn state_at(next: u64) -> ChannelState {
+        let mut s = ChannelState {
+            next_seq: Some(next),
+            ..Default::default()
+        };
+        s.sessions.insert(1, sub(crate::memory::outbox(8).0));
+        s
+    }
+
     #[test]
     fn releases_in_order_and_drops_duplicates() {
         let now = Instant::now();
-        let mut s = ChannelState {
-            next_seq: Some(5),
-            ..Default::default()
-        };
-        assert_eq!(seqs(&s.accept(msg(6), now)), Vec::<u64>::new());
-        assert_eq!(seqs(&s.accept(msg(7), now)), Vec::<u64>::new());
-        assert_eq!(seqs(&s.accept(msg(5), now)), vec![5, 6, 7]);
-        assert_eq!(seqs(&s.accept(msg(6), now)), Vec::<u64>::new());
-        assert_eq!(seqs(&s.accept(msg(4), now)), Vec::<u64>::new());
-        assert_eq!(seqs(&s.accept(msg(8), now)), vec![8]);
+        let mut s = state_at(5);
+        assert_eq!(seqs(&s.accept(msg(6), now).messages), Vec::<u64>::new());
+        assert_eq!(seqs(&s.accept(msg(7), now).messages), Vec::<u64>::new());
+        assert_eq!(seqs(&s.accept(msg(5), now).messages), vec![5, 6, 7]);
+        assert_eq!(seqs(&s.accept(msg(6), now).messages), Vec::<u64>::new());
+        assert_eq!(seqs(&s.accept(msg(4), now).messages), Vec::<u64>::new());
+        assert_eq!(seqs(&s.accept(msg(8), now).messages), vec![8]);
     }
 
     #[test]
     fn holds_until_the_counter_is_known() {
         let now = Instant::now();
         let mut s = ChannelState::default();
-        assert!(s.accept(msg(3), now).is_empty());
-        assert!(s.accept(msg(4), now).is_empty());
+        assert_eq!(s.accept(msg(3), now), Released::default());
+        assert_eq!(s.accept(msg(4), now), Released::default());
         s.next_seq = Some(3);
         assert_eq!(seqs(&s.release(now)), vec![3, 4]);
     }
 
     #[test]
-    fn a_gap_is_skipped_after_the_window() {
+    fn a_gap_past_the_window_is_filled_not_skipped() {
         let start = Instant::now();
         let window = Duration::from_millis(500);
-        let mut s = ChannelState {
-            next_seq: Some(1),
-            ..Default::default()
-        };
-        assert!(s.accept(msg(2), start).is_empty());
-        assert!(s.accept(msg(3), start).is_empty());
+        let channel = ChannelId::new("general").unwrap();
+        let mut s = state_at(1);
+        assert!(s.accept(msg(3), start).messages.is_empty());
+        assert!(s.accept(msg(4), start).messages.is_empty());
         assert!(
-            s.expire(start + Duration::from_millis(100), window)
-                .is_empty()
+            s.expired_gap(&channel, start + Duration::from_millis(100), window)
+                .is_none()
         );
-        assert_eq!(seqs(&s.expire(start + window, window)), vec![2, 3]);
-        assert_eq!(s.next_seq, Some(4));
+        let job = s
+            .expired_gap(&channel, start + window, window)
+            .expect("a fill");
+        assert_eq!((job.after, job.upto), (0, 2));
+        assert!(
+            s.expired_gap(&channel, start + window * 2, window)
+                .is_none(),
+            "one fill at a time"
+        );
+        assert!(
+            s.expired_gap(&channel, start + window + FILL_GIVE_UP, window)
+                .is_some(),
+            "a fill that never reported back stops blocking the channel"
+        );
+        s.filling = Some(start + window);
+        // 1 was found, 2 is void: both are accounted for.
+        let released = s.filled(0, 2, Some(vec![msg(1)]), start + window);
+        assert_eq!(released.lost, None);
+        assert_eq!(seqs(&released.messages), vec![1, 3, 4]);
+        assert_eq!(s.next_seq, Some(5));
         assert!(s.held_since.is_none());
+    }
+
+    #[test]
+    fn a_gap_that_cannot_be_filled_is_reported_lost() {
+        let start = Instant::now();
+        let mut s = state_at(1);
+        s.accept(msg(4), start);
+        let released = s.filled(0, 3, None, start);
+        assert_eq!(released.lost, Some(Lost { from: 1, to: 3 }));
+        assert_eq!(seqs(&released.messages), vec![4]);
+        assert_eq!(s.next_seq, Some(5));
+    }
+
+    #[test]
+    fn a_stale_fill_changes_nothing() {
+        let now = Instant::now();
+        let mut s = state_at(1);
+        s.accept(msg(2), now);
+        assert_eq!(seqs(&s.accept(msg(1), now).messages), vec![1, 2]);
+        let released = s.filled(0, 1, None, now);
+        assert_eq!(released, Released::default());
+        assert_eq!(s.next_seq, Some(3));
+    }
+
+    #[test]
+    fn a_new_epoch_reports_the_old_ones_tail_lost_and_follows_the_new_one() {
+        let now = Instant::now();
+        let mut s = state_at(8);
+        s.accept(msg(10), now);
+        let base = seq::epoch_base(1);
+        let released = s.accept(msg(base + 2), now);
+        assert_eq!(released.lost, Some(Lost { from: 8, to: base }));
+        assert!(
+            released.messages.is_empty(),
+            "waits for the epoch's first number"
+        );
+        assert_eq!(
+            seqs(&s.accept(msg(base + 1), now).messages),
+            vec![base + 1, base + 2]
+        );
+        assert_eq!(
+            s.accept(msg(10), now),
+            Released::default(),
+            "the old epoch is behind"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -409,26 +751,8 @@ mod tests {
         let general = ChannelId::new("general").unwrap();
         let (a, _ra) = crate::memory::outbox(8);
         let (b, _rb) = crate::memory::outbox(8);
-        hub.subscribe(
-            &general,
-            1,
-            Subscriber {
-                outbox: a,
-                held: None,
-            },
-        )
-        .await
-        .unwrap();
-        hub.subscribe(
-            &general,
-            2,
-            Subscriber {
-                outbox: b,
-                held: None,
-            },
-        )
-        .await
-        .unwrap();
+        hub.subscribe(&general, 1, sub(a)).await.unwrap();
+        hub.subscribe(&general, 2, sub(b)).await.unwrap();
         assert_eq!(feed.subscribe_calls(&general), 1);
         hub.unsubscribe(&general, 1).await;
         assert!(feed.is_subscribed(&general));
@@ -443,16 +767,7 @@ mod tests {
         let hub = Hub::new(feed.clone(), Duration::from_millis(500));
         let general = ChannelId::new("general").unwrap();
         let (a, _ra) = crate::memory::outbox(8);
-        hub.subscribe(
-            &general,
-            1,
-            Subscriber {
-                outbox: a,
-                held: None,
-            },
-        )
-        .await
-        .unwrap();
+        hub.subscribe(&general, 1, sub(a)).await.unwrap();
         feed.drop_all();
         feed.fail_next_subscribes(2);
         hub.clone().resubscribe_all(CancellationToken::new()).await;
@@ -466,26 +781,8 @@ mod tests {
         let general = ChannelId::new("general").unwrap();
         let (slow, _rs) = crate::memory::outbox(1);
         let (fast, mut rf) = crate::memory::outbox(8);
-        hub.subscribe(
-            &general,
-            1,
-            Subscriber {
-                outbox: slow.clone(),
-                held: None,
-            },
-        )
-        .await
-        .unwrap();
-        hub.subscribe(
-            &general,
-            2,
-            Subscriber {
-                outbox: fast.clone(),
-                held: None,
-            },
-        )
-        .await
-        .unwrap();
+        hub.subscribe(&general, 1, sub(slow.clone())).await.unwrap();
+        hub.subscribe(&general, 2, sub(fast.clone())).await.unwrap();
         hub.accept(&general, message("general", 1));
         hub.accept(&general, message("general", 2));
         assert!(slow.overflow.is_cancelled());

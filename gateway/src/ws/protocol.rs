@@ -50,6 +50,19 @@ pub enum ClientFrame {
 
 const TYPES: &[&str] = &["subscribe", "unsubscribe", "send", "ack", "ping"];
 
+impl ClientFrame {
+    /// The `request_id` the reply echoes, if the frame has one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Subscribe { request_id, .. }
+            | Self::Unsubscribe { request_id, .. }
+            | Self::Send { request_id, .. }
+            | Self::Ping { request_id, .. } => request_id.as_deref(),
+            Self::Ack { .. } => None,
+        }
+    }
+}
+
 /// Why a text frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
@@ -163,7 +176,12 @@ pub enum ServerFrame {
         at_ms: i64,
     },
     /// This node does not own the channel; connect to `url` for it.
-    Redirect { channel_id: String, url: String },
+    Redirect {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channel_id: String,
+        url: String,
+    },
     /// The messages missed since `from_seq` cannot be replayed; reload the
     /// channel's history over HTTP or gRPC.
     ReloadRequired {

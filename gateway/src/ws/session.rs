@@ -125,48 +125,51 @@ impl Session {
 
     /// Handles one text frame: JSON.
     pub(crate) async fn on_text(&mut self, text: &str) {
-        if self.admit(text.len()).await {
-            match protocol::parse(text) {
-                Ok(frame) => self.dispatch(frame).await,
-                Err(err) => self.fail(None, err.into()).await,
-            }
+        if self.fits(text.len()).await {
+            self.on_frame(protocol::parse(text)).await;
         }
     }
 
     /// Handles one binary frame: Protobuf.
     pub(crate) async fn on_binary(&mut self, bytes: &[u8]) {
-        if self.admit(bytes.len()).await {
-            match codec::decode(bytes) {
-                Ok(frame) => self.dispatch(frame).await,
-                Err(err) => self.fail(None, err.into()).await,
-            }
+        if self.fits(bytes.len()).await {
+            self.on_frame(codec::decode(bytes)).await;
         }
     }
 
-    /// Checks a frame of `len` bytes against the size limit and the
-    /// connection's frame budget; answers the client when it fails.
-    async fn admit(&mut self, len: usize) -> bool {
-        let limits = &self.ctx.limits;
-        if len > limits.max_frame_bytes {
-            let msg = format!(
-                "frame is {len} bytes; the limit is {}",
-                limits.max_frame_bytes
-            );
+    /// Checks a frame of `len` bytes against the size limit; answers the
+    /// client when it is over.
+    async fn fits(&mut self, len: usize) -> bool {
+        let max = self.ctx.limits.max_frame_bytes;
+        if len > max {
+            let msg = format!("frame is {len} bytes; the limit is {max}");
             self.fail(None, ClientError::new(ErrorKind::FrameTooLarge, msg))
                 .await;
             return false;
         }
+        true
+    }
+
+    /// Spends the frame budget on a decoded frame, then handles it. The
+    /// frame is decoded first, bounded by the size limit, so that even a
+    /// `rate_limited` answer carries its `request_id`; what the budget
+    /// protects is the work behind the frames.
+    async fn on_frame(&mut self, frame: Result<ClientFrame, protocol::FrameError>) {
         if !self.budget.take() {
             metrics::counter!("chatmesh_gateway_rate_limited_total").increment(1);
             let msg = format!(
                 "more than {} frames per second; slow down",
-                limits.frames_per_second
+                self.ctx.limits.frames_per_second
             );
-            self.fail(None, ClientError::new(ErrorKind::RateLimited, msg))
+            let request_id = frame.ok().and_then(|f| f.request_id().map(str::to_owned));
+            self.fail(request_id, ClientError::new(ErrorKind::RateLimited, msg))
                 .await;
-            return false;
+            return;
         }
-        true
+        match frame {
+            Ok(frame) => self.dispatch(frame).await,
+            Err(err) => self.fail(None, err.into()).await,
+        }
     }
 
     async fn dispatch(&mut self, frame: ClientFrame) {

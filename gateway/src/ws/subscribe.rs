@@ -1,4 +1,5 @@
-//! `subscribe`: check the channel and membership, join the channel's
+//! `subscribe`: check the channel and membership, redirect to the channel's
+//! owner when that is another node, otherwise join the channel's
 //! fan-out, confirm with the latest sequence number, and replay what the
 //! client missed after its `last_seq`.
 
@@ -39,14 +40,8 @@ impl Session {
                 )
                 .await;
         }
-        if let Some(url) = self.ctx.placement.redirect_url(&channel) {
-            return self
-                .reply(ServerFrame::Redirect {
-                    channel_id: channel.into(),
-                    url,
-                })
-                .await;
-        }
+        // Access comes before ownership: a client is not sent to another
+        // node only to hear there that the channel does not exist.
         match self.ctx.chat.access(&channel, &self.user).await {
             Ok(Access::Member) => {}
             Ok(Access::NotMember) => {
@@ -60,7 +55,17 @@ impl Session {
             }
             Err(err) => return self.fail(request_id, err).await,
         }
+        if let Some(url) = self.ctx.placement.redirect_url(&channel) {
+            return self
+                .reply(ServerFrame::Redirect {
+                    request_id,
+                    channel_id: channel.into(),
+                    url,
+                })
+                .await;
+        }
         let sub = Subscriber {
+            user: self.user.clone(),
             outbox: self.outbox.clone(),
             held: last_seq.map(|_| Vec::new()),
         };

@@ -122,6 +122,7 @@ pub(super) fn chat(
             limits: options.chat_limits.clone(),
             moderation: ModerationConfig {
                 words_file: Some(words.to_owned()),
+                ..ModerationConfig::default()
             },
             ..base
         },

@@ -74,12 +74,33 @@ impl Default for SendLimits {
     }
 }
 
-/// Where the blocked-word list comes from.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Where the moderation lists come from.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModerationConfig {
-    /// One word per line, `#` comments; no file means nothing is blocked.
+    /// The blocked-word list (format in `docs/moderation.md`); no file means nothing is
+    /// blocked.
     pub words_file: Option<PathBuf>,
+    /// Phrases that win over a blocked word inside them (names, places), one per line.
+    #[serde(default)]
+    pub allow_file: Option<PathBuf>,
+    /// How often the lists are checked for changes and reloaded; `0s` never.
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for ModerationConfig {
+    fn default() -> Self {
+        Self {
+            words_file: None,
+            allow_file: None,
+            reload_interval: default_reload_interval(),
+        }
+    }
 }
 
 impl Validate for ChatConfig {
@@ -104,13 +125,18 @@ impl Validate for ChatConfig {
                 return Err(Invalid::new(field, "must be greater than zero"));
             }
         }
-        if let Some(path) = &self.moderation.words_file
-            && !path.is_file()
-        {
-            return Err(Invalid::new(
-                "moderation.words_file",
-                format!("{} is not a readable file", path.display()),
-            ));
+        for (field, path) in [
+            ("moderation.words_file", &self.moderation.words_file),
+            ("moderation.allow_file", &self.moderation.allow_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(Invalid::new(
+                    field,
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
         }
         if self.worker_lease_ttl < Duration::from_secs(1) {
             return Err(Invalid::new("worker_lease_ttl", "must be at least 1s"));

@@ -21,6 +21,8 @@ pub enum Moderation {
     Reject,
     /// Mask the word and deliver the rest.
     Mask,
+    /// Deliver the message unchanged and record the hit for review.
+    Flag,
 }
 
 impl Moderation {
@@ -28,11 +30,16 @@ impl Moderation {
         match self {
             Self::Reject => 1,
             Self::Mask => 2,
+            Self::Flag => 3,
         }
     }
 
     pub(crate) fn from_db(raw: i16) -> Self {
-        if raw == 2 { Self::Mask } else { Self::Reject }
+        match raw {
+            2 => Self::Mask,
+            3 => Self::Flag,
+            _ => Self::Reject,
+        }
     }
 }
 

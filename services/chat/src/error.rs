@@ -50,6 +50,10 @@ pub enum ChatError {
     /// This instance holds no Snowflake worker ID lease.
     #[error("this chat instance cannot mint message IDs right now, retry")]
     NoWorkerId,
+    /// The channel has used every sequence epoch; it takes an operator
+    /// to retire it.
+    #[error("this channel cannot take more messages")]
+    EpochsExhausted,
     /// Redis failed; details are logged, not returned.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -87,7 +91,7 @@ impl ChatError {
                 ErrorKind::Unavailable
             }
             Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
-            Self::Database(_) => ErrorKind::Internal,
+            Self::Database(_) | Self::EpochsExhausted => ErrorKind::Internal,
         }
     }
 

@@ -4,6 +4,7 @@ use chatmesh_ids::{ChannelId, UserId};
 use chatmesh_proto::chat::v1 as pb;
 use chatmesh_proto::common::v1::{Message, ModerationPolicy};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ fn to_pb(channel: Channel) -> pb::Channel {
         moderation: match channel.moderation {
             Moderation::Reject => ModerationPolicy::Reject,
             Moderation::Mask => ModerationPolicy::Mask,
+            Moderation::Flag => ModerationPolicy::Flag,
         } as i32,
         created_at_ms: channel.created_at.timestamp_millis(),
     }
@@ -63,7 +65,19 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             idempotency_key: Some(req.idempotency_key).filter(|k| !k.is_empty()),
             traceparent,
         };
-        let sent = self.send.send(send).await?;
+        // The send runs to its end even when the caller goes away mid-call
+        // (a gateway that died): stopped between taking a number and the
+        // log, it would leave a hole every reader has to wait out.
+        let path = self.send.clone();
+        let sent =
+            tokio::spawn(async move { path.send(send).await }.instrument(tracing::Span::current()))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "send task failed");
+                    Status::from(chatmesh_error::ClientError::generic(
+                        chatmesh_error::ErrorKind::Internal,
+                    ))
+                })??;
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(Message::from(sent.message)),
             masked: sent.masked,
@@ -78,6 +92,7 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         let req = request.into_inner();
         let moderation = match ModerationPolicy::try_from(req.moderation) {
             Ok(ModerationPolicy::Mask) => Moderation::Mask,
+            Ok(ModerationPolicy::Flag) => Moderation::Flag,
             Ok(ModerationPolicy::Reject | ModerationPolicy::Unspecified) => Moderation::Reject,
             Err(_) => {
                 return Err(ChatError::InvalidArgument {

@@ -51,11 +51,13 @@ pub async fn serve(
     let redis = chatmesh_redis::Cluster::new(&config.redis).context("redis client")?;
     let log = adapters::KafkaLog::new(config.kafka.clone()).context("kafka producer")?;
     let kafka_probe = chatmesh_kafka::KafkaProbe::new(&config.kafka).context("kafka probe")?;
-    let filter = match &config.moderation.words_file {
-        Some(path) => moderation::Filter::from_file(path).context("moderation.words_file")?,
-        None => moderation::Filter::new(std::iter::empty::<&str>()),
+    let lists = moderation::ListFiles {
+        words: config.moderation.words_file.clone(),
+        allow: config.moderation.allow_file.clone(),
     };
+    let filter = lists.load().context("moderation lists")?;
     tracing::info!(words = filter.len(), "moderation filter loaded");
+    let filter = moderation::SharedFilter::new(filter);
     let pool = chatmesh_db::connect(&config.directory);
     let migrations = chatmesh_db::migrate_until_done(
         "directory",
@@ -66,6 +68,14 @@ pub async fn serve(
 
     // Nothing fallible after this point: the lease task must be drained.
     let tasks = Tasks::new(shutdown.clone());
+    if !config.moderation.reload_interval.is_zero() {
+        let reloader = moderation::Reloader::new(lists, filter.clone());
+        let every = config.moderation.reload_interval;
+        tasks.spawn(
+            "moderation-reload",
+            reloader.run(every, tasks.shutdown().clone()),
+        );
+    }
     let lease = lease::WorkerLease::start(
         redis.clone(),
         config.worker_id,
@@ -86,7 +96,10 @@ pub async fn serve(
     let backends = Backends {
         directory: Arc::new(directory.clone()),
         ids: Arc::new(lease),
-        sequencer: Arc::new(adapters::RedisSequencer::new(redis.clone())),
+        sequencer: Arc::new(adapters::RedisSequencer::new(
+            redis.clone(),
+            Arc::new(directory.clone()),
+        )),
         log: Arc::new(log),
         fanout: Arc::new(adapters::RedisFanOut::new(
             redis.clone(),
@@ -95,7 +108,7 @@ pub async fn serve(
         idempotency: Arc::new(adapters::RedisIdempotency::new(redis.clone())),
         limiter: Arc::new(adapters::RedisRateLimiter::new(redis, &config.limits)),
     };
-    let send = SendPath::new(backends, Arc::new(filter), config.limits.clone());
+    let send = SendPath::new(backends, filter, config.limits.clone());
     let service = grpc::ChatGrpc::new(directory, Arc::new(send));
     let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
     let served = chatmesh_server::serve_grpc(

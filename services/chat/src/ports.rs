@@ -12,25 +12,33 @@ use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
 
 use crate::{ChatError, Moderation};
 
-/// Hands out each channel's dense sequence numbers, from 1.
+/// Hands out each channel's sequence numbers: dense within an epoch, from
+/// 1, never repeated and never going backwards (see
+/// [`chatmesh_ids::seq`]). A counter that may have lost numbers continues
+/// in a new epoch instead of handing any of them out again.
 #[async_trait]
 pub trait Sequencer: Send + Sync {
     /// The next sequence number of `channel`.
     async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError>;
 
-    /// Gives `seq` back after its message could not be made durable: the
-    /// counter rolls back if `seq` is still the newest, otherwise `seq` is
-    /// marked void so readers skip it instead of waiting for it.
-    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<Released, ChatError>;
+    /// Marks `seq` void after its message could not be made durable, so
+    /// readers skip it instead of waiting for it. A number is never handed
+    /// out twice, even when the failed append may yet have landed.
+    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError>;
+
+    /// Gives back `seq`, which no message ever carried: the counter moves
+    /// back if `seq` is still the newest, so the next send takes it and
+    /// readers see no hole; otherwise it is voided like a released one.
+    async fn give_back(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError>;
 }
 
-/// What [`Sequencer::release`] did with a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Released {
-    /// It was the newest: the next send reuses it.
-    RolledBack,
-    /// A later number was already handed out: it is void for good.
-    Voided,
+/// The durable record of each channel's epochs, consulted only when a
+/// channel's live counter has to start a new one.
+#[async_trait]
+pub trait EpochSource: Send + Sync {
+    /// A fresh epoch of `channel`, above every epoch handed out before:
+    /// 0 the first time.
+    async fn next_epoch(&self, channel: &ChannelId) -> Result<u64, ChatError>;
 }
 
 /// The durable message log. A message exists once it is appended.
@@ -72,35 +80,40 @@ pub struct IdempotencyKey {
 /// The outcome of [`IdempotencyStore::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is new and is now held by this send.
+    /// The key is new; it now holds this send's message.
     New,
-    /// The key was used by a send that succeeded; this is its message.
+    /// The key's send was acknowledged; this is its message.
     Duplicate(ChatMessage),
-    /// A send with this key is still in flight.
-    InFlight,
+    /// The key holds a message whose outcome is unknown: its append failed,
+    /// or the instance sending it is still at it or died. The retry sends
+    /// this very message again (same ID, same number): the log may end up
+    /// with it twice, and storage and the gateways keep it once.
+    Resume(ChatMessage),
 }
 
-/// How long a claim without a recorded message holds its key, so a sender
-/// that crashed mid-send does not block retries forever.
-pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
-
 /// Remembers which idempotency keys were used, and for which message.
+///
+/// A key holds its message from before the append, not only after it, so a
+/// retry after any failure (the log's, or this instance's death mid-send)
+/// repeats the same message instead of minting a second one.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for a send, for at most [`IN_FLIGHT_TTL`] unless a
-    /// message is recorded under it.
-    async fn claim(&self, key: &IdempotencyKey) -> Result<Claim, ChatError>;
+    /// Claims `key` for `message`, held for `ttl`, unless the key already
+    /// holds a message, which is returned instead.
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        message: &ChatMessage,
+        ttl: Duration,
+    ) -> Result<Claim, ChatError>;
 
-    /// Records the message sent under a claimed `key`, for `ttl`.
+    /// Marks the message under `key` acknowledged, for `ttl`.
     async fn record(
         &self,
         key: &IdempotencyKey,
         message: &ChatMessage,
         ttl: Duration,
     ) -> Result<(), ChatError>;
-
-    /// Frees `key` after its send failed, so a retry can claim it.
-    async fn forget(&self, key: &IdempotencyKey) -> Result<(), ChatError>;
 }
 
 /// Per-second send limits that hold across every chat instance.
@@ -127,6 +140,12 @@ pub trait MemberDirectory: Send + Sync {
     /// upload of `channel`.
     async fn check_attachments(&self, channel: &ChannelId, ids: &[String])
     -> Result<(), ChatError>;
+
+    /// Phrases `channel` allows on top of the service-wide allow list.
+    /// Asked only for messages the filter has hits in.
+    async fn moderation_allow(&self, _channel: &ChannelId) -> Result<Vec<String>, ChatError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Mints message IDs: the Snowflake of this instance's worker ID lease.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 
 use crate::config::SendLimits;
-use crate::moderation::Filter;
+use crate::moderation::{self, SharedFilter, Verdict};
 use crate::ports::{
     Claim, FanOut, IdSource, IdempotencyKey, IdempotencyStore, MemberDirectory, MessageLog,
     RateLimiter, Sequencer,
@@ -16,6 +16,7 @@ use crate::{ChatError, Moderation};
 
 #[cfg(test)]
 mod tests;
+mod visible;
 
 /// A validated request to send a message.
 #[derive(Debug, Clone)]
@@ -74,16 +75,16 @@ impl std::fmt::Debug for Backends {
 #[derive(Debug)]
 pub struct SendPath {
     backends: Backends,
-    filter: Arc<Filter>,
+    filter: SharedFilter,
     limits: SendLimits,
 }
 
 impl SendPath {
     /// A send path on `backends`, moderating with `filter`.
-    pub fn new(backends: Backends, filter: Arc<Filter>, limits: SendLimits) -> Self {
+    pub fn new(backends: Backends, filter: impl Into<SharedFilter>, limits: SendLimits) -> Self {
         Self {
             backends,
-            filter,
+            filter: filter.into(),
             limits,
         }
     }
@@ -93,7 +94,7 @@ impl SendPath {
     pub async fn send(&self, req: SendRequest) -> Result<Sent, ChatError> {
         validate(&self.limits, &req)?;
         let b = &self.backends;
-        let policy = b
+        let policy: Moderation = b
             .directory
             .policy_for_member(&req.channel, &req.sender)
             .await?;
@@ -101,10 +102,12 @@ impl SendPath {
             .check_attachments(&req.channel, &req.attachments)
             .await?;
         b.limiter.check(&req.channel, &req.sender).await?;
-        let (body, masked) = match (policy, self.filter.mask(&req.body)) {
-            (_, None) => (req.body.clone(), false),
-            (Moderation::Reject, Some(_)) => return Err(ChatError::Blocked),
-            (Moderation::Mask, Some(masked)) => (masked, true),
+        let verdict =
+            moderation::judge(&self.filter, &*b.directory, &req.channel, policy, &req.body).await?;
+        let (body, masked) = match &verdict {
+            Verdict::Clean | Verdict::Flag(_) => (req.body.clone(), false),
+            Verdict::Reject => return Err(ChatError::Blocked),
+            Verdict::Mask(masked) => (masked.clone(), true),
         };
 
         let idem = req.idempotency_key.as_ref().map(|key| IdempotencyKey {
@@ -112,43 +115,31 @@ impl SendPath {
             sender: req.sender.clone(),
             key: key.clone(),
         });
-        if let Some(key) = &idem {
-            match b.idempotency.claim(key).await? {
-                Claim::New => {}
-                Claim::Duplicate(original) => {
-                    return Ok(Sent {
-                        message: original,
-                        masked: false,
-                        duplicate: true,
-                    });
-                }
-                Claim::InFlight => return Err(ChatError::InFlight),
-            }
+        let (message, duplicate) = self.make_durable(&req, body, idem.as_ref()).await?;
+        if duplicate {
+            return Ok(Sent {
+                message,
+                masked: false,
+                duplicate: true,
+            });
         }
-
-        let message = match self.make_durable(&req, body).await {
-            Ok(message) => message,
-            Err(err) => {
-                if let Some(key) = &idem
-                    && let Err(e) = b.idempotency.forget(key).await
-                {
-                    // The claim expires on its own; until then retries
-                    // answer "in progress".
-                    tracing::warn!(channel = req.channel.as_str(), error = %e, "could not free idempotency key");
-                }
-                return Err(err);
-            }
-        };
         if let Some(key) = &idem
             && let Err(e) = b
                 .idempotency
                 .record(key, &message, self.limits.idempotency_ttl)
                 .await
         {
+            // The key keeps holding the message: a retry sends it again,
+            // and storage and the gateways keep it once.
             tracing::warn!(channel = req.channel.as_str(), error = %e, "could not record idempotency key");
         }
         self.publish(&message).await;
         metrics::counter!("chatmesh_messages_sent_total").increment(1);
+        if let Verdict::Flag(hits) = verdict {
+            moderation::record_flagged(&message, hits);
+        }
+        // A resumed send carries the body moderated on its first attempt.
+        let masked = masked || message.body != req.body;
         Ok(Sent {
             message,
             masked,
@@ -156,18 +147,25 @@ impl SendPath {
         })
     }
 
-    /// Assigns the ID and sequence number and appends to the log. A number
-    /// whose message never became durable is released, so the sequence
-    /// readers see stays dense or names its holes.
+    /// Assigns the ID and sequence number, claims the idempotency key for
+    /// the message, and appends it to the log. Returns the message and
+    /// whether it is an acknowledged duplicate, which is not appended again.
+    ///
+    /// A keyed message is held under its key before the append, so a retry
+    /// after any failure (the log's, or this instance dying) appends the
+    /// very same message again rather than a second one. A number that was
+    /// taken and not used is given back; one whose unkeyed message never
+    /// became durable is voided, so readers skip it.
     async fn make_durable(
         &self,
         req: &SendRequest,
         body: String,
-    ) -> Result<ChatMessage, ChatError> {
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<(ChatMessage, bool), ChatError> {
         let b = &self.backends;
         let id = b.ids.next_id().ok_or(ChatError::NoWorkerId)?;
         let seq = b.sequencer.next(&req.channel).await?;
-        let message = ChatMessage {
+        let mut message = ChatMessage {
             id,
             channel: req.channel.clone(),
             sender: req.sender.clone(),
@@ -177,21 +175,62 @@ impl SendPath {
             created_at_ms: id.unix_ms() as i64,
             idempotency_key: req.idempotency_key.clone(),
         };
+        if let Some(key) = idem {
+            let claim = b
+                .idempotency
+                .claim(key, &message, self.limits.idempotency_ttl)
+                .await;
+            let claim = match claim {
+                Ok(claim) => claim,
+                Err(err) => {
+                    self.give_back(&req.channel, seq).await;
+                    return Err(err);
+                }
+            };
+            match claim {
+                Claim::New => {}
+                Claim::Duplicate(original) => {
+                    self.give_back(&req.channel, seq).await;
+                    return Ok((original, true));
+                }
+                Claim::Resume(held) => {
+                    self.give_back(&req.channel, seq).await;
+                    tracing::info!(
+                        channel = req.channel.as_str(),
+                        seq = held.seq,
+                        "retry resumes a send whose outcome was unknown"
+                    );
+                    metrics::counter!("chatmesh_sends_resumed_total").increment(1);
+                    message = held;
+                }
+            }
+        }
         if let Err(err) = b.log.append(&message, req.traceparent.as_deref()).await {
             let channel = req.channel.as_str();
-            tracing::warn!(channel, seq, error = %err, "message not made durable");
-            match b.sequencer.release(&req.channel, seq).await {
-                Ok(released) => {
-                    tracing::debug!(channel, seq, ?released, "sequence number released")
-                }
-                Err(e) => {
-                    tracing::warn!(channel, seq, error = %e, "could not release sequence number");
-                }
+            tracing::warn!(channel, seq = message.seq, error = %err, "message not made durable");
+            // A keyed message keeps its number for the retry, which sends
+            // it again; nobody retries an unkeyed one.
+            if idem.is_none() {
+                self.void(&req.channel, message.seq).await;
             }
             metrics::counter!("chatmesh_send_failures_total", "reason" => "kafka").increment(1);
             return Err(ChatError::LogUnavailable);
         }
-        Ok(message)
+        Ok((message, false))
+    }
+
+    /// Voids a number whose message may or may not be in the log.
+    async fn void(&self, channel: &ChannelId, seq: u64) {
+        if let Err(e) = self.backends.sequencer.release(channel, seq).await {
+            tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not void sequence number");
+        }
+    }
+
+    /// Returns a number no message carried.
+    async fn give_back(&self, channel: &ChannelId, seq: u64) {
+        if let Err(e) = self.backends.sequencer.give_back(channel, seq).await {
+            tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not give back sequence number");
+        }
     }
 
     /// Fans out a durable message. Failures are logged: the message is
@@ -216,8 +255,11 @@ fn validate(limits: &SendLimits, req: &SendRequest) -> Result<(), ChatError> {
             limit: limits.max_body_bytes,
         });
     }
-    if req.body.trim().is_empty() && req.attachments.is_empty() {
-        return Err(invalid("body", "must not be empty".into()));
+    if !visible::has_visible(&req.body) && req.attachments.is_empty() {
+        return Err(invalid(
+            "body",
+            "must not be empty or only invisible characters".into(),
+        ));
     }
     if req
         .body

@@ -20,10 +20,10 @@ pub(crate) fn bare_content_type(raw: &str) -> Option<String> {
     (name_ok(kind) && name_ok(subtype)).then(|| raw.to_ascii_lowercase())
 }
 
-/// The declared content type, normalised, if the allow-list holds it.
-/// Parameters (`; charset=...`) are refused rather than stripped: the type
-/// is bound into the upload signature, and the client must send exactly
-/// what was checked.
+/// The declared content type, if the allow-list holds it. Parameters
+/// (`; charset=...`) and capitals are refused rather than stripped or
+/// folded: the type is bound into the upload signature, and the client must
+/// send exactly what was checked.
 pub fn check_content_type(raw: &str, limits: &MediaLimits) -> Result<String, MediaError> {
     let Some(ct) = bare_content_type(raw) else {
         return Err(MediaError::InvalidArgument {
@@ -31,6 +31,12 @@ pub fn check_content_type(raw: &str, limits: &MediaLimits) -> Result<String, Med
             reason: "must be a bare type/subtype such as image/png, without parameters".into(),
         });
     };
+    if ct != raw {
+        return Err(MediaError::InvalidArgument {
+            field: "content_type",
+            reason: format!("must be lowercase: {ct}, not {raw}"),
+        });
+    }
     if !limits.content_types.contains(&ct) {
         return Err(MediaError::TypeNotAllowed {
             content_type: ct,
@@ -108,7 +114,15 @@ mod tests {
     fn content_type_must_be_exact_and_allowed() {
         let l = limits();
         assert_eq!(check_content_type("image/png", &l).unwrap(), "image/png");
-        assert_eq!(check_content_type("IMAGE/PNG", &l).unwrap(), "image/png");
+        for capitals in ["IMAGE/PNG", "Image/png", "image/PNG"] {
+            match check_content_type(capitals, &l) {
+                Err(MediaError::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "content_type");
+                    assert!(reason.contains("lowercase"), "{reason}");
+                }
+                other => panic!("{capitals}: {other:?}"),
+            }
+        }
         for trick in [
             "image/png; charset=utf-8",
             "image/png ",

@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `--check-config [FILE]` loads and validates the configuration, then exits.
+    if let Some(code) =
+        chatmesh_config::check_config_main::<chatmesh_presence::PresenceConfig>("chatmesh-presence")
+    {
+        return code;
+    }
     chatmesh_server::run_main("chatmesh-presence", chatmesh_presence::run)
 }

@@ -19,6 +19,13 @@ pub struct StorageConfig {
     /// Consumer group shared by every storage instance.
     #[serde(default = "default_group")]
     pub consumer_group: String,
+    /// This process's static member ID in the consumer group
+    /// (`group.instance.id`), kept across restarts so a restarted process
+    /// takes its own partitions back. Also `CHATMESH_INSTANCE_ID`. Unset:
+    /// `POD_NAME`, then the host name. Two live processes must never share
+    /// one, so set it when several run on one host.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Which shard database holds which channels.
     pub shards: ShardMapConfig,
     /// The directory database, for membership checks on history reads.
@@ -32,10 +39,19 @@ pub struct StorageConfig {
     /// How often the consumer lag is measured at the broker.
     #[serde(default = "default_lag_interval", with = "humantime_serde")]
     pub lag_interval: Duration,
+    /// How long messages may wait with no commit progress while this
+    /// instance holds no partition before it reports the group stalled
+    /// and itself not ready. At least `lag_interval`.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 fn default_lag_interval() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_stall_after() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_max_page() -> u32 {
@@ -77,6 +93,9 @@ impl Validate for StorageConfig {
         if self.consumer_group.is_empty() {
             return Err(Invalid::new("consumer_group", "must not be empty"));
         }
+        if let Some(id) = &self.instance_id {
+            crate::instance::check(id).map_err(|r| Invalid::new("instance_id", r))?;
+        }
         self.shards.validate().map_err(|e| e.within("shards"))?;
         self.directory
             .validate()
@@ -86,6 +105,12 @@ impl Validate for StorageConfig {
         }
         if self.lag_interval.is_zero() {
             return Err(Invalid::new("lag_interval", "must be greater than zero"));
+        }
+        if self.stall_after < self.lag_interval {
+            return Err(Invalid::new(
+                "stall_after",
+                "must be at least lag_interval: a stall shows over two measurements",
+            ));
         }
         if self.max_page == 0 {
             return Err(Invalid::new("max_page", "must be at least 1"));

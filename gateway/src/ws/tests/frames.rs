@@ -79,6 +79,47 @@ async fn a_flood_is_rate_limited_and_retryable() {
 }
 
 #[tokio::test]
+async fn rate_limited_answers_echo_the_request_id_in_both_forms() {
+    use chatmesh_proto::gateway::v1 as pb;
+    use prost::Message as _;
+    let limits = GatewayLimits {
+        frames_per_second: 1,
+        frame_burst: 1,
+        ..Default::default()
+    };
+    let h = harness_with(MemoryChat::default(), limits, PinMode::Serve);
+    let mut alice = Client::open(&h, 1, "alice");
+    alice
+        .text(serde_json::json!({"type": "ping", "request_id": "first"}))
+        .await;
+    assert_eq!(alice.next()["type"], "pong");
+    alice
+        .text(
+            serde_json::json!({"type": "send", "request_id": "j", "channel_id": "g", "body": "x"}),
+        )
+        .await;
+    let err = alice.next();
+    assert_error(&err, ErrorKind::RateLimited);
+    assert_eq!(err["request_id"], "j");
+    let ping = pb::ClientFrame {
+        request_id: "b".into(),
+        frame: Some(pb::client_frame::Frame::Ping(pb::Ping {
+            client_time_ms: 1,
+        })),
+    };
+    alice.session.on_binary(&ping.encode_to_vec()).await;
+    let err = alice.next();
+    assert_error(&err, ErrorKind::RateLimited);
+    assert_eq!(err["request_id"], "b");
+    // A frame that cannot be read has no request_id to echo.
+    alice.session.on_text("{not json").await;
+    let err = alice.next();
+    assert_error(&err, ErrorKind::RateLimited);
+    assert!(err.get("request_id").is_none(), "{err}");
+    assert!(h.chat.sends().is_empty());
+}
+
+#[tokio::test]
 async fn binary_frames_are_read_as_protobuf() {
     use chatmesh_proto::gateway::v1 as pb;
     use prost::Message as _;

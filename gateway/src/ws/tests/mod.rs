@@ -35,7 +35,11 @@ fn harness_with(chat: MemoryChat, limits: GatewayLimits, mode: PinMode) -> Harne
     let feed = Arc::new(MemoryFeed::default());
     let gaps = Arc::new(MemoryGaps::default());
     let liveness = Arc::new(MemoryLiveness::default());
-    let hub = Hub::new(feed.clone(), std::time::Duration::from_millis(500));
+    let hub = Hub::with_gaps(
+        feed.clone(),
+        gaps.clone(),
+        std::time::Duration::from_millis(500),
+    );
     let (routes, routes_rx) = watch::channel(Arc::new(Routes::default()));
     let ctx = Arc::new(SessionContext {
         chat: chat.clone(),

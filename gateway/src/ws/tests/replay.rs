@@ -112,6 +112,7 @@ async fn live_messages_wait_behind_the_replay() {
     // A message published while alice's subscribe is in flight is held for
     // her and released after the replay: simulate it arriving first.
     let sub = crate::ws::hub::Subscriber {
+        user: chatmesh_ids::UserId::new("alice").unwrap(),
         outbox: alice.session.outbox.clone(),
         held: Some(Vec::new()),
     };

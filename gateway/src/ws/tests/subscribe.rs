@@ -104,7 +104,32 @@ async fn a_channel_owned_elsewhere_is_redirected() {
     let frame = alice.subscribe("general", None).await;
     assert_eq!(frame["type"], "redirect");
     assert_eq!(frame["url"], "ws://gw-1");
+    assert_eq!(frame["request_id"], "s");
     assert!(!h.feed.is_subscribed(&channel("general")));
+}
+
+#[tokio::test]
+async fn a_non_owner_refuses_unknown_channels_and_outsiders_instead_of_redirecting() {
+    let h = harness_with(
+        MemoryChat::default()
+            .with_channel("general", &["alice"])
+            .with_channel("private", &["carol"]),
+        GatewayLimits::default(),
+        PinMode::Redirect,
+    );
+    h.routes.send_replace(Arc::new(Routes {
+        ring: Ring::new(["gw-1"], 16),
+        urls: HashMap::from([("gw-1".to_owned(), "ws://gw-1".to_owned())]),
+    }));
+    let mut alice = Client::open(&h, 1, "alice");
+    let unknown = alice.subscribe("nowhere", None).await;
+    assert_error(&unknown, ErrorKind::UnknownChannel);
+    assert_eq!(unknown["request_id"], "s");
+    assert_error(
+        &alice.subscribe("private", None).await,
+        ErrorKind::NotMember,
+    );
+    assert_eq!(alice.subscribe("general", None).await["type"], "redirect");
 }
 
 #[tokio::test]

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use chatmesh_db::DbError;
-use chatmesh_db::directory::{MEDIA_READY, channels, media, memberships};
+use chatmesh_db::directory::{MEDIA_READY, channel_seq_epochs, channels, media, memberships};
 use chatmesh_ids::{ChannelId, UserId};
 use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 
-use crate::ports::MemberDirectory;
+use crate::ports::{EpochSource, MemberDirectory};
 use crate::{ChatError, Directory, Moderation};
 
 #[async_trait]
@@ -62,5 +62,43 @@ impl MemberDirectory for Directory {
             Some(missing) => Err(ChatError::Attachment(missing.clone())),
             None => Ok(()),
         }
+    }
+
+    async fn moderation_allow(&self, channel: &ChannelId) -> Result<Vec<String>, ChatError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let phrases: Option<Vec<String>> = channels::table
+            .find(channel.as_str())
+            .select(channels::moderation_allow)
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(DbError::from)?;
+        Ok(phrases.unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl EpochSource for Directory {
+    /// One upsert: the count of epochs started goes up by one, and the new
+    /// epoch is the count before.
+    async fn next_epoch(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        use diesel::upsert::excluded;
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let started: i64 = diesel::insert_into(channel_seq_epochs::table)
+            .values((
+                channel_seq_epochs::channel_id.eq(channel.as_str()),
+                channel_seq_epochs::started.eq(1_i64),
+            ))
+            .on_conflict(channel_seq_epochs::channel_id)
+            .do_update()
+            .set(
+                channel_seq_epochs::started
+                    .eq(channel_seq_epochs::started + excluded(channel_seq_epochs::started)),
+            )
+            .returning(channel_seq_epochs::started)
+            .get_result(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        Ok(u64::try_from(started - 1).unwrap_or(0))
     }
 }

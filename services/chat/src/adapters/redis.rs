@@ -3,23 +3,56 @@
 //! published messages are the Protobuf `Message` bytes, which the gateway
 //! decodes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatmesh_ids::{ChannelId, ChatMessage, Clock, SystemClock, UserId};
+use chatmesh_ids::{ChannelId, ChatMessage, Clock, SystemClock, UserId, seq};
 use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 
 use crate::ports::{
-    Claim, FanOut, IN_FLIGHT_TTL, IdempotencyKey, IdempotencyStore, RateLimiter, Released,
-    Sequencer,
+    Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
 };
 use crate::{ChatError, SendLimits};
 
-/// Rolls a channel's counter back when the failed send holds the newest
-/// number; otherwise marks the number void so readers skip it.
-const RELEASE_SEQ: &str = r"
+/// The replication ID of the master running the script: it changes when a
+/// replica is promoted and when a master restarts without its data, the two
+/// ways a counter can lose numbers it already handed out.
+const REPLICATION_ID: &str = r"
+local info = redis.call('INFO', 'replication')
+local rid = string.match(info, 'master_replid:(%w+)')
+";
+
+/// The next number, or -1 when the counter cannot be trusted: it is missing,
+/// or it was last written under another replication ID.
+/// KEYS: seq, origin.
+const NEXT_SEQ: &str = r"
+if redis.call('GET', KEYS[2]) ~= rid then
+  return -1
+end
+return redis.call('INCR', KEYS[1])
+";
+
+/// Starts epoch ARGV[1] (its base) unless a trusted counter exists, which
+/// another instance started meanwhile; then hands out the next number.
+/// The counter never moves down. KEYS: seq, origin.
+const START_EPOCH: &str = r"
+if redis.call('GET', KEYS[2]) ~= rid then
+  local base = tonumber(ARGV[1])
+  local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if current < base then
+    redis.call('SET', KEYS[1], ARGV[1])
+  end
+  redis.call('SET', KEYS[2], rid)
+end
+return redis.call('INCR', KEYS[1])
+";
+
+/// Moves the counter back from ARGV[1] when that is still the newest
+/// number; otherwise voids it. KEYS: seq, void.
+const GIVE_BACK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DECR', KEYS[1])
   return 1
@@ -29,8 +62,34 @@ redis.call('EXPIRE', KEYS[2], 604800)
 return 0
 ";
 
-/// Marker stored under an idempotency key while its send is in flight.
-const PENDING: &[u8] = b"pending";
+/// Marks a number void for a week, far longer than any reader waits.
+const VOID_SEQ: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 604800)
+return 1
+";
+
+/// Tags of an idempotency key's value: the message held before its
+/// append, or the message acknowledged.
+const HELD: u8 = b'H';
+const SENT: u8 = b'S';
+
+/// Holds ARGV[1] under KEYS[1] for ARGV[2] ms unless the key holds a
+/// message already, which is returned instead.
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  return held
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+fn tagged(tag: u8, message: &ChatMessage) -> Vec<u8> {
+    let mut bytes = vec![tag];
+    bytes.extend(encode(message));
+    bytes
+}
 
 fn encode(message: &ChatMessage) -> Vec<u8> {
     Message::from(message).encode_to_vec()
@@ -38,68 +97,134 @@ fn encode(message: &ChatMessage) -> Vec<u8> {
 
 /// A stored message that does not decode: reported like a Redis reply of
 /// the wrong type, since that is what it is.
+fn corrupt(detail: String) -> ChatError {
+    ChatError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "stored message",
+        detail,
+    )))
+}
+
 fn decode(bytes: &[u8]) -> Result<ChatMessage, ChatError> {
-    let corrupt = |detail: String| {
-        ChatError::Redis(redis::RedisError::from((
-            redis::ErrorKind::Parse,
-            "stored message",
-            detail,
-        )))
-    };
     let wire = Message::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
     ChatMessage::try_from(wire).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Sequence numbers in `cm:{channel}:seq`, void ones in `cm:{channel}:void`.
-#[derive(Debug, Clone)]
+/// Sequence numbers in `cm:{channel}:seq`, the replication ID they were
+/// written under in `cm:{channel}:seq-origin`, void ones in
+/// `cm:{channel}:void`.
+///
+/// Redis replicates asynchronously, so a promoted replica can miss the last
+/// increments its master acknowledged, and a master restarted without
+/// persistence (or flushed) has no counters at all. Either way the counter
+/// can no longer be trusted, and the channel continues in a new epoch from
+/// the durable [`EpochSource`]: its numbers are above every number handed
+/// out before, so none repeats, and readers holding an older position are
+/// told to reload rather than served a wrong gap fill.
+#[derive(Clone)]
 pub struct RedisSequencer {
     redis: Cluster,
+    epochs: Arc<dyn EpochSource>,
+    next: redis::Script,
+    start: redis::Script,
+    void: redis::Script,
+    give_back: redis::Script,
+}
+
+impl std::fmt::Debug for RedisSequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSequencer").finish_non_exhaustive()
+    }
 }
 
 impl RedisSequencer {
-    /// A sequencer on `redis`.
-    pub fn new(redis: Cluster) -> Self {
-        Self { redis }
+    /// A sequencer on `redis` whose new epochs come from `epochs`.
+    pub fn new(redis: Cluster, epochs: Arc<dyn EpochSource>) -> Self {
+        Self {
+            redis,
+            epochs,
+            next: redis::Script::new(&format!("{REPLICATION_ID}{NEXT_SEQ}")),
+            start: redis::Script::new(&format!("{REPLICATION_ID}{START_EPOCH}")),
+            void: redis::Script::new(VOID_SEQ),
+            give_back: redis::Script::new(GIVE_BACK),
+        }
     }
 }
 
 #[async_trait]
 impl Sequencer for RedisSequencer {
     async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        let (seq_key, origin) = (
+            keys::seq(channel.as_str()),
+            keys::seq_origin(channel.as_str()),
+        );
         let mut conn = self.redis.conn().await?;
-        Ok(redis::cmd("INCR")
-            .arg(keys::seq(channel.as_str()))
-            .query_async(&mut conn)
-            .await?)
+        let seq: i64 = self
+            .next
+            .key(&seq_key)
+            .key(&origin)
+            .invoke_async(&mut conn)
+            .await?;
+        if let Ok(seq) = u64::try_from(seq) {
+            return Ok(seq);
+        }
+        let epoch = self.epochs.next_epoch(channel).await?;
+        if epoch > seq::MAX_EPOCH {
+            return Err(ChatError::EpochsExhausted);
+        }
+        let seq: u64 = self
+            .start
+            .key(&seq_key)
+            .key(&origin)
+            .arg(seq::epoch_base(epoch))
+            .invoke_async(&mut conn)
+            .await?;
+        tracing::info!(
+            channel = channel.as_str(),
+            epoch = seq::epoch_of(seq),
+            seq,
+            "sequence counter untrusted or missing; the channel continues in a new epoch"
+        );
+        metrics::counter!("chatmesh_chat_seq_epochs_started_total").increment(1);
+        Ok(seq)
     }
 
-    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<Released, ChatError> {
+    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {
         let mut conn = self.redis.conn().await?;
-        let rolled_back: i64 = redis::Script::new(RELEASE_SEQ)
+        self.void
+            .key(keys::void_seqs(channel.as_str()))
+            .arg(seq)
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn give_back(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {
+        let mut conn = self.redis.conn().await?;
+        self.give_back
             .key(keys::seq(channel.as_str()))
             .key(keys::void_seqs(channel.as_str()))
             .arg(seq)
-            .invoke_async(&mut conn)
+            .invoke_async::<i64>(&mut conn)
             .await?;
-        Ok(if rolled_back == 1 {
-            Released::RolledBack
-        } else {
-            Released::Voided
-        })
+        Ok(())
     }
 }
 
-/// Idempotency keys: a pending marker while the send is in flight, then the
-/// encoded message.
+/// Idempotency keys: the message, tagged held or sent.
 #[derive(Debug, Clone)]
 pub struct RedisIdempotency {
     redis: Cluster,
+    claim: redis::Script,
 }
 
 impl RedisIdempotency {
     /// An idempotency store on `redis`.
     pub fn new(redis: Cluster) -> Self {
-        Self { redis }
+        Self {
+            redis,
+            claim: redis::Script::new(CLAIM),
+        }
     }
 }
 
@@ -109,26 +234,25 @@ fn idem_key(key: &IdempotencyKey) -> String {
 
 #[async_trait]
 impl IdempotencyStore for RedisIdempotency {
-    async fn claim(&self, key: &IdempotencyKey) -> Result<Claim, ChatError> {
-        let key = idem_key(key);
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        message: &ChatMessage,
+        ttl: Duration,
+    ) -> Result<Claim, ChatError> {
         let mut conn = self.redis.conn().await?;
-        let claimed: bool = redis::cmd("SET")
-            .arg(&key)
-            .arg(PENDING)
-            .arg("NX")
-            .arg("PX")
-            .arg(IN_FLIGHT_TTL.as_millis() as u64)
-            .query_async::<Option<String>>(&mut conn)
-            .await?
-            .is_some();
-        if claimed {
-            return Ok(Claim::New);
-        }
-        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        match stored {
-            Some(bytes) if bytes != PENDING => decode(&bytes).map(Claim::Duplicate),
-            // The first attempt is still in flight (or expired just now).
-            _ => Ok(Claim::InFlight),
+        let found: Option<Vec<u8>> = self
+            .claim
+            .key(idem_key(key))
+            .arg(tagged(HELD, message))
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        match found.as_deref() {
+            None => Ok(Claim::New),
+            Some([SENT, rest @ ..]) => decode(rest).map(Claim::Duplicate),
+            Some([HELD, rest @ ..]) => decode(rest).map(Claim::Resume),
+            Some(_) => Err(corrupt("untagged idempotency value".into())),
         }
     }
 
@@ -141,18 +265,9 @@ impl IdempotencyStore for RedisIdempotency {
         let mut conn = self.redis.conn().await?;
         redis::cmd("SET")
             .arg(idem_key(key))
-            .arg(encode(message))
+            .arg(tagged(SENT, message))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn forget(&self, key: &IdempotencyKey) -> Result<(), ChatError> {
-        let mut conn = self.redis.conn().await?;
-        redis::cmd("DEL")
-            .arg(idem_key(key))
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())

@@ -14,6 +14,7 @@ use crate::{ChatError, Moderation};
 #[derive(Debug, Default)]
 struct ChannelEntry {
     moderation: Moderation,
+    moderation_allow: Vec<String>,
     members: HashSet<UserId>,
     // media ID → ready
     media: HashMap<String, bool>,
@@ -40,6 +41,13 @@ impl MemoryDirectory {
     pub fn join(&self, channel: &ChannelId, user: &UserId) {
         if let Some(entry) = lock(&self.channels).get_mut(channel) {
             entry.members.insert(user.clone());
+        }
+    }
+
+    /// Sets the phrases an existing `channel` allows past the moderation filter.
+    pub fn set_moderation_allow(&self, channel: &ChannelId, phrases: &[&str]) {
+        if let Some(entry) = lock(&self.channels).get_mut(channel) {
+            entry.moderation_allow = phrases.iter().map(|p| (*p).to_owned()).collect();
         }
     }
 
@@ -93,5 +101,14 @@ impl MemberDirectory for MemoryDirectory {
             Some(missing) => Err(ChatError::Attachment(missing.clone())),
             None => Ok(()),
         }
+    }
+
+    async fn moderation_allow(&self, channel: &ChannelId) -> Result<Vec<String>, ChatError> {
+        self.check()?;
+        let channels = lock(&self.channels);
+        Ok(channels
+            .get(channel)
+            .map(|e| e.moderation_allow.clone())
+            .unwrap_or_default())
     }
 }

@@ -20,7 +20,9 @@ use crate::ports::IdSource;
 
 pub use directory::MemoryDirectory;
 pub use log::{Appended, HeldAppend, MemoryLog};
-pub use stores::{MemoryFanOut, MemoryIdempotency, MemoryRateLimiter, MemorySequencer};
+pub use stores::{
+    MemoryEpochs, MemoryFanOut, MemoryIdempotency, MemoryRateLimiter, MemorySequencer,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -6,21 +6,25 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatmesh_ids::{ChannelId, ChatMessage, Clock, UserId};
+use chatmesh_ids::{ChannelId, ChatMessage, Clock, UserId, seq};
 use tokio::time::Instant;
 
 use super::{Failure, ManualClock, lock};
 use crate::ports::{
-    Claim, FanOut, IN_FLIGHT_TTL, IdempotencyKey, IdempotencyStore, RateLimiter, Released,
-    Sequencer,
+    Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
 };
 use crate::{ChatError, SendLimits};
 
-/// Sequence numbers per channel, and the numbers voided.
+/// Sequence numbers per channel, and the numbers voided. [`Self::lose`]
+/// forgets every counter, as a Redis restart without data does, and the
+/// next number then starts a new epoch from `epochs`.
 #[derive(Debug, Default)]
 pub struct MemorySequencer {
     // channel → (latest number, void numbers)
     channels: Mutex<HashMap<ChannelId, (u64, BTreeSet<u64>)>>,
+    // Channels whose counter may have lost numbers, as after a failover.
+    untrusted: Mutex<BTreeSet<ChannelId>>,
+    epochs: MemoryEpochs,
     /// Fails `next` and `release` while on.
     pub failure: Failure,
 }
@@ -33,29 +37,77 @@ impl MemorySequencer {
             .map(|(_, void)| void.iter().copied().collect())
             .unwrap_or_default()
     }
+
+    /// Forgets `channel`'s counter and void numbers, as a flush does.
+    pub fn lose(&self, channel: &ChannelId) {
+        lock(&self.channels).remove(channel);
+    }
+
+    /// Moves `channel`'s counter back by `behind` and marks it untrusted,
+    /// as a promoted replica that missed the last increments is.
+    pub fn fail_over(&self, channel: &ChannelId, behind: u64) {
+        if let Some((latest, _)) = lock(&self.channels).get_mut(channel) {
+            *latest = latest.saturating_sub(behind);
+        }
+        lock(&self.untrusted).insert(channel.clone());
+    }
 }
 
 #[async_trait]
 impl Sequencer for MemorySequencer {
     async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
         self.failure.redis()?;
+        let trusted =
+            lock(&self.channels).contains_key(channel) && !lock(&self.untrusted).contains(channel);
+        if !trusted {
+            let base = seq::epoch_base(self.epochs.next_epoch(channel).await?);
+            let mut channels = lock(&self.channels);
+            let (latest, _) = channels.entry(channel.clone()).or_default();
+            *latest = (*latest).max(base);
+            lock(&self.untrusted).remove(channel);
+        }
         let mut channels = lock(&self.channels);
         let (latest, _) = channels.entry(channel.clone()).or_default();
         *latest += 1;
         Ok(*latest)
     }
 
-    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<Released, ChatError> {
+    async fn release(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        lock(&self.channels)
+            .entry(channel.clone())
+            .or_default()
+            .1
+            .insert(seq);
+        Ok(())
+    }
+
+    async fn give_back(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {
         self.failure.redis()?;
         let mut channels = lock(&self.channels);
         let (latest, void) = channels.entry(channel.clone()).or_default();
         if *latest == seq {
             *latest -= 1;
-            Ok(Released::RolledBack)
         } else {
             void.insert(seq);
-            Ok(Released::Voided)
         }
+        Ok(())
+    }
+}
+
+/// Epochs counted per channel in memory.
+#[derive(Debug, Default)]
+pub struct MemoryEpochs {
+    started: Mutex<HashMap<ChannelId, u64>>,
+}
+
+#[async_trait]
+impl EpochSource for MemoryEpochs {
+    async fn next_epoch(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        let mut started = lock(&self.started);
+        let count = started.entry(channel.clone()).or_default();
+        *count += 1;
+        Ok(*count - 1)
     }
 }
 
@@ -111,7 +163,7 @@ impl FanOut for MemoryFanOut {
 
 #[derive(Debug)]
 enum Entry {
-    Pending,
+    Held(ChatMessage),
     Sent(ChatMessage),
 }
 
@@ -126,7 +178,12 @@ pub struct MemoryIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(&self, key: &IdempotencyKey) -> Result<Claim, ChatError> {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        message: &ChatMessage,
+        ttl: Duration,
+    ) -> Result<Claim, ChatError> {
         self.failure.redis()?;
         let now = Instant::now();
         let mut keys = lock(&self.keys);
@@ -134,9 +191,11 @@ impl IdempotencyStore for MemoryIdempotency {
             Some((Entry::Sent(message), expiry)) if *expiry > now => {
                 Ok(Claim::Duplicate(message.clone()))
             }
-            Some((Entry::Pending, expiry)) if *expiry > now => Ok(Claim::InFlight),
+            Some((Entry::Held(message), expiry)) if *expiry > now => {
+                Ok(Claim::Resume(message.clone()))
+            }
             _ => {
-                keys.insert(key.clone(), (Entry::Pending, now + IN_FLIGHT_TTL));
+                keys.insert(key.clone(), (Entry::Held(message.clone()), now + ttl));
                 Ok(Claim::New)
             }
         }
@@ -153,12 +212,6 @@ impl IdempotencyStore for MemoryIdempotency {
             key.clone(),
             (Entry::Sent(message.clone()), Instant::now() + ttl),
         );
-        Ok(())
-    }
-
-    async fn forget(&self, key: &IdempotencyKey) -> Result<(), ChatError> {
-        self.failure.redis()?;
-        lock(&self.keys).remove(key);
         Ok(())
     }
 }

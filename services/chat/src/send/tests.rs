@@ -11,7 +11,7 @@ use crate::memory::{
     ManualClock, MemoryDirectory, MemoryFanOut, MemoryIdempotency, MemoryIds, MemoryLog,
     MemoryRateLimiter, MemorySequencer,
 };
-use crate::ports::{IN_FLIGHT_TTL, IdempotencyKey};
+use crate::ports::IdempotencyKey;
 
 const WORKER: u16 = 42;
 
@@ -62,7 +62,7 @@ fn harness_with(limits: SendLimits) -> Harness {
         idempotency: idem.clone(),
         limiter: limiter.clone(),
     };
-    let filter = Arc::new(Filter::new(["badword"]));
+    let filter = Arc::new(crate::moderation::Filter::new(["badword"]));
     Harness {
         path: Arc::new(SendPath::new(backends, filter, limits.clone())),
         limits,
@@ -173,6 +173,9 @@ async fn an_empty_body_needs_an_attachment() {
     let h = harness();
     assert_eq!(invalid_field(h.send(h.req("")).await), "body");
     assert_eq!(invalid_field(h.send(h.req(" \n\t ")).await), "body");
+    for invisible in ["\u{202e}", "\u{200b}\u{2066}\u{feff}"] {
+        assert_eq!(invalid_field(h.send(h.req(invisible)).await), "body");
+    }
     h.directory.add_media(&h.room, "m1", true);
     let with_media = SendRequest {
         attachments: vec!["m1".into()],
@@ -255,6 +258,32 @@ async fn a_mask_channel_masks_blocked_words() {
     assert!(sent.masked);
     assert_eq!(sent.message.body, "you *******!");
     assert_eq!(h.log.messages()[0].body, "you *******!");
+}
+
+#[tokio::test]
+async fn a_flag_channel_delivers_blocked_words_unchanged() {
+    let h = harness();
+    let flagged = id(ChannelId::new("flagged"));
+    h.directory
+        .create_channel(&flagged, &h.alice, Moderation::Flag);
+    let req = SendRequest {
+        channel: flagged,
+        ..h.req("you badword!")
+    };
+    let sent = h.send(req).await.unwrap();
+    assert!(!sent.masked);
+    assert_eq!(h.log.messages()[0].body, "you badword!");
+}
+
+#[tokio::test]
+async fn a_channel_allow_list_lets_its_phrases_through() {
+    let h = harness();
+    h.directory
+        .set_moderation_allow(&h.room, &["Badword Island"]);
+    let sent = h.send(h.req("we sailed to Badword Island")).await.unwrap();
+    assert_eq!(sent.message.body, "we sailed to Badword Island");
+    let result = h.send(h.req("badword")).await;
+    assert!(matches!(result, Err(ChatError::Blocked)), "{result:?}");
 }
 
 #[tokio::test]
@@ -342,7 +371,7 @@ async fn the_channel_limit_spans_users() {
 }
 
 #[tokio::test]
-async fn an_idempotent_retry_returns_the_original_and_spends_no_seq() {
+async fn an_idempotent_retry_returns_the_original_and_appends_nothing() {
     let h = harness();
     let first = h.send(h.keyed("once", "retry-1")).await.unwrap();
     assert!(!first.duplicate);
@@ -351,6 +380,8 @@ async fn an_idempotent_retry_returns_the_original_and_spends_no_seq() {
     assert_eq!(again.message, first.message);
     assert_eq!(h.seqs_logged(), vec![1]);
     assert_eq!(h.seqs_published(), vec![1]);
+    // The number the retry took was given back: no hole, nothing void.
+    assert!(h.seq.void(&h.room).is_empty());
     // Bob's key of the same name is his own.
     let bob = SendRequest {
         sender: h.bob.clone(),
@@ -361,7 +392,7 @@ async fn an_idempotent_retry_returns_the_original_and_spends_no_seq() {
 }
 
 #[tokio::test]
-async fn a_key_in_flight_answers_in_flight() {
+async fn a_retry_while_the_first_is_in_flight_sends_the_same_message() {
     let h = harness();
     let mut held = h.log.hold_next();
     let path = h.path.clone();
@@ -370,31 +401,46 @@ async fn a_key_in_flight_answers_in_flight() {
         async move { path.send(req).await }
     });
     held.arrived().await;
-    let result = h.send(h.keyed("slow", "k")).await;
-    assert!(matches!(result, Err(ChatError::InFlight)), "{result:?}");
-    assert_eq!(result.unwrap_err().kind(), ErrorKind::InProgress);
+    let retry = h.send(h.keyed("slow", "k")).await.unwrap();
     held.proceed();
     let first = first.await.unwrap().unwrap();
-    let retry = h.send(h.keyed("slow", "k")).await.unwrap();
-    assert!(retry.duplicate);
-    assert_eq!(retry.message, first.message);
+    assert_eq!(
+        retry.message, first.message,
+        "one message, one ID, one number"
+    );
+    assert!(!retry.duplicate && !first.duplicate);
+    // Appended twice; storage and the gateways keep it once by ID and number.
+    assert_eq!(h.seqs_logged(), vec![1, 1]);
+    assert!(h.seq.void(&h.room).is_empty());
+    let later = h.send(h.keyed("slow", "k")).await.unwrap();
+    assert!(later.duplicate);
+    assert_eq!(later.message, first.message);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_crashed_senders_claim_lapses() {
+#[tokio::test]
+async fn a_retry_after_the_sender_died_resumes_its_message() {
     let h = harness();
-    // Another instance claimed the key and died before recording anything.
+    // Another instance took number 1, held the key for its message, and
+    // died before its append answered.
     let key = IdempotencyKey {
         channel: h.room.clone(),
         sender: h.alice.clone(),
         key: "orphan".into(),
     };
-    h.idem.claim(&key).await.unwrap();
-    let result = h.send(h.keyed("hi", "orphan")).await;
-    assert!(matches!(result, Err(ChatError::InFlight)), "{result:?}");
-    tokio::time::advance(IN_FLIGHT_TTL).await;
+    let seq = h.seq.next(&h.room).await.unwrap();
+    let orphan = ChatMessage {
+        seq,
+        ..h.send(h.req("unrelated")).await.unwrap().message
+    };
+    h.idem
+        .claim(&key, &orphan, h.limits.idempotency_ttl)
+        .await
+        .unwrap();
     let sent = h.send(h.keyed("hi", "orphan")).await.unwrap();
-    assert!(!sent.duplicate);
+    assert_eq!(sent.message, orphan);
+    assert_eq!(h.log.messages().last(), Some(&orphan));
+    assert_eq!(h.seqs_published().last(), Some(&1));
+    assert!(h.send(h.keyed("hi", "orphan")).await.unwrap().duplicate);
 }
 
 #[tokio::test(start_paused = true)]
@@ -409,7 +455,7 @@ async fn an_idempotency_key_is_remembered_for_its_ttl() {
 }
 
 #[tokio::test]
-async fn a_log_failure_releases_the_seq_and_frees_the_key() {
+async fn a_log_failure_keeps_a_keyed_message_for_its_retry() {
     let h = harness();
     h.log.failure.set(true);
     let result = h.send(h.keyed("lost", "k")).await;
@@ -424,19 +470,24 @@ async fn a_log_failure_releases_the_seq_and_frees_the_key() {
         "nothing fans out unless durable"
     );
     h.log.failure.set(false);
-    // The key is free again and the number was rolled back.
+    // The retry sends the held message: its number, its ID, its body.
     let sent = h.send(h.keyed("found", "k")).await.unwrap();
     assert_eq!((sent.duplicate, sent.message.seq), (false, 1));
-    assert!(h.seq.void(&h.room).is_empty());
+    assert_eq!(sent.message.body, "lost");
+    assert_eq!(h.log.messages(), vec![sent.message.clone()]);
+    assert!(
+        h.seq.void(&h.room).is_empty(),
+        "the retry's spare number went back"
+    );
 }
 
 #[tokio::test]
-async fn a_log_failure_behind_a_newer_send_voids_its_seq() {
+async fn an_unkeyed_log_failure_voids_its_seq() {
     let h = harness();
     let mut held = h.log.hold_next();
     let path = h.path.clone();
     let slow = tokio::spawn({
-        let req = h.keyed("slow", "slow-key");
+        let req = h.req("slow");
         async move { path.send(req).await }
     });
     held.arrived().await;
@@ -452,8 +503,6 @@ async fn a_log_failure_behind_a_newer_send_voids_its_seq() {
     // Number 1 is never handed out again.
     assert_eq!(h.send(h.req("next")).await.unwrap().message.seq, 3);
     assert_eq!(h.seqs_published(), vec![2, 3]);
-    let retry = h.send(h.keyed("slow", "slow-key")).await.unwrap();
-    assert_eq!((retry.duplicate, retry.message.seq), (false, 4));
 }
 
 #[tokio::test]

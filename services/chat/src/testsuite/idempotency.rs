@@ -3,6 +3,8 @@
 use super::*;
 use crate::ports::{Claim, IdempotencyKey, IdempotencyStore};
 
+const TTL: Duration = Duration::from_secs(3600);
+
 fn key(prefix: &str) -> IdempotencyKey {
     IdempotencyKey {
         channel: unique_channel(prefix),
@@ -11,39 +13,47 @@ fn key(prefix: &str) -> IdempotencyKey {
     }
 }
 
-/// A fresh key is claimed once; a second claim finds it in flight.
-pub async fn a_new_key_is_claimed_once(store: &impl IdempotencyStore) -> SuiteResult<()> {
-    let k = key("idem-new");
-    assert_eq!(store.claim(&k).await?, Claim::New);
-    assert_eq!(store.claim(&k).await?, Claim::InFlight);
-    Ok(())
-}
-
-/// After a message is recorded, claims return it, every field intact.
-pub async fn a_recorded_key_returns_the_original(store: &impl IdempotencyStore) -> SuiteResult<()> {
-    let k = key("idem-sent");
-    let original = message(
+fn message_for(k: &IdempotencyKey, seq: u64) -> ChatMessage {
+    message(
         &Snowflake::new(1).expect("1 is a worker ID"),
         &k.channel,
         &k.sender,
-        7,
+        seq,
+    )
+}
+
+/// A fresh key is claimed for its message; a second claim, with another
+/// candidate, resumes the first message, every field intact.
+pub async fn a_held_key_resumes_its_first_message(
+    store: &impl IdempotencyStore,
+) -> SuiteResult<()> {
+    let k = key("idem-held");
+    let first = message_for(&k, 7);
+    assert_eq!(store.claim(&k, &first, TTL).await?, Claim::New);
+    let second = message_for(&k, 8);
+    assert_eq!(
+        store.claim(&k, &second, TTL).await?,
+        Claim::Resume(first.clone())
     );
-    assert_eq!(store.claim(&k).await?, Claim::New);
-    store
-        .record(&k, &original, Duration::from_secs(3600))
-        .await?;
-    assert_eq!(store.claim(&k).await?, Claim::Duplicate(original.clone()));
-    assert_eq!(store.claim(&k).await?, Claim::Duplicate(original));
+    assert_eq!(store.claim(&k, &second, TTL).await?, Claim::Resume(first));
     Ok(())
 }
 
-/// A forgotten key can be claimed again; forgetting twice is harmless.
-pub async fn a_forgotten_key_is_free_again(store: &impl IdempotencyStore) -> SuiteResult<()> {
-    let k = key("idem-forget");
-    assert_eq!(store.claim(&k).await?, Claim::New);
-    store.forget(&k).await?;
-    store.forget(&k).await?;
-    assert_eq!(store.claim(&k).await?, Claim::New);
+/// After a message is recorded, claims return it as a duplicate.
+pub async fn a_recorded_key_returns_the_original(store: &impl IdempotencyStore) -> SuiteResult<()> {
+    let k = key("idem-sent");
+    let original = message_for(&k, 7);
+    assert_eq!(store.claim(&k, &original, TTL).await?, Claim::New);
+    store.record(&k, &original, TTL).await?;
+    let retry = message_for(&k, 9);
+    assert_eq!(
+        store.claim(&k, &retry, TTL).await?,
+        Claim::Duplicate(original.clone())
+    );
+    assert_eq!(
+        store.claim(&k, &retry, TTL).await?,
+        Claim::Duplicate(original)
+    );
     Ok(())
 }
 
@@ -52,16 +62,18 @@ pub async fn keys_are_scoped_to_sender_and_channel(
     store: &impl IdempotencyStore,
 ) -> SuiteResult<()> {
     let k = key("idem-scope");
-    assert_eq!(store.claim(&k).await?, Claim::New);
+    assert_eq!(store.claim(&k, &message_for(&k, 1), TTL).await?, Claim::New);
     let other_sender = IdempotencyKey {
         sender: unique_user("other"),
         ..k.clone()
     };
-    assert_eq!(store.claim(&other_sender).await?, Claim::New);
+    let m = message_for(&other_sender, 2);
+    assert_eq!(store.claim(&other_sender, &m, TTL).await?, Claim::New);
     let other_channel = IdempotencyKey {
         channel: unique_channel("idem-other"),
         ..k
     };
-    assert_eq!(store.claim(&other_channel).await?, Claim::New);
+    let m = message_for(&other_channel, 3);
+    assert_eq!(store.claim(&other_channel, &m, TTL).await?, Claim::New);
     Ok(())
 }

@@ -210,8 +210,10 @@ macro_rules! sequencer_suite {
     ($make:expr) => {
         $crate::__chat_suite!($make; sequencer;
             numbers_are_dense_per_channel,
-            releasing_the_newest_rolls_it_back,
-            releasing_an_older_number_voids_it,
+            released_numbers_are_never_reused,
+            a_number_given_back_is_reused_only_while_newest,
+            a_lost_counter_starts_a_higher_epoch,
+            a_failed_over_counter_never_repeats,
         );
     };
 }
@@ -221,9 +223,8 @@ macro_rules! sequencer_suite {
 macro_rules! idempotency_suite {
     ($make:expr) => {
         $crate::__chat_suite!($make; idempotency;
-            a_new_key_is_claimed_once,
+            a_held_key_resumes_its_first_message,
             a_recorded_key_returns_the_original,
-            a_forgotten_key_is_free_again,
             keys_are_scoped_to_sender_and_channel,
         );
     };

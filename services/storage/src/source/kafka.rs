@@ -4,20 +4,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rdkafka::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{
+    CommitMode, Consumer as _, ConsumerContext, DefaultConsumerContext, StreamConsumer,
+};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{LogSource, Offsets, Record};
 use crate::error::StorageError;
 
 /// One topic read by a group consumer that never commits on its own
-/// (`chatmesh_kafka::consumer`).
-pub struct KafkaSource {
-    consumer: Arc<StreamConsumer>,
+/// (`chatmesh_kafka::group_consumer`, or `chatmesh_kafka::consumer` with
+/// the default context).
+pub struct KafkaSource<C: ConsumerContext + 'static = DefaultConsumerContext> {
+    consumer: Arc<StreamConsumer<C>>,
     topic: String,
 }
 
-impl std::fmt::Debug for KafkaSource {
+impl<C: ConsumerContext + 'static> std::fmt::Debug for KafkaSource<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
             .field("topic", &self.topic)
@@ -25,10 +28,10 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
-impl KafkaSource {
+impl<C: ConsumerContext + 'static> KafkaSource<C> {
     /// Subscribes `consumer` to `topic`. The consumer stays shared, so the
-    /// lag measurement can read the group's assignment and commits.
-    pub fn subscribe(consumer: Arc<StreamConsumer>, topic: &str) -> Result<Self, StorageError> {
+    /// service can watch its membership and leave the group at shutdown.
+    pub fn subscribe(consumer: Arc<StreamConsumer<C>>, topic: &str) -> Result<Self, StorageError> {
         consumer
             .subscribe(&[topic])
             .map_err(|e| StorageError::Log(e.to_string()))?;
@@ -40,7 +43,7 @@ impl KafkaSource {
 }
 
 #[async_trait]
-impl LogSource for KafkaSource {
+impl<C: ConsumerContext + 'static> LogSource for KafkaSource<C> {
     async fn recv(&self) -> Result<Record, StorageError> {
         let message = self
             .consumer
