@@ -138,6 +138,13 @@ impl Validate for ChatConfig {
                 ));
             }
         }
+        let reload = self.moderation.reload_interval;
+        if !reload.is_zero() && reload < Duration::from_secs(1) {
+            return Err(Invalid::new(
+                "moderation.reload_interval",
+                "must be 0s (never) or at least 1s",
+            ));
+        }
         if self.worker_lease_ttl < Duration::from_secs(1) {
             return Err(Invalid::new("worker_lease_ttl", "must be at least 1s"));
         }

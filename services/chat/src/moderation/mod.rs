@@ -1,9 +1,9 @@
 //! Word-list moderation over a normalised reading of the text.
 //!
-//! A message is read the way a person reads it ([`normalize`]): invisible chars dropped,
+//! A message is read the way a person reads it (`normalize`): invisible chars dropped,
 //! look-alike and styled letters folded to Latin, leetspeak and spelled-out letters read as
 //! words, repeats collapsed, right-to-left overrides undone. One Aho-Corasick pass finds the
-//! word list's stems in that reading and the forms they take ([`list`] has the format); every
+//! word list's stems in that reading and the forms they take (`list` has the format); every
 //! normalised byte remembers where it came from, so masking replaces exactly the original
 //! chars of each hit. Phrases on the allow list (names, places) win over the hits inside them,
 //! and so do entries innocent in the language the message is written in.
