@@ -66,7 +66,7 @@ image:
 
 ## chart-test: helm lint, every ci/ values file rendered and validated for Kubernetes 1.29 and 1.33, chart tests, --check-config of every rendered config
 chart-test:
-	$(CARGO) build -p chatmesh-gateway -p chatmesh-chat -p chatmesh-presence -p chatmesh-storage -p chatmesh-media --bins
+	$(CARGO) build --workspace --bins
 	scripts/chart test
 
 ## chaos: 10 minutes (CHAOS_SECONDS) of traffic over a process mesh while a chat instance, a gateway, storage, a Redis master and the broker are killed in turn; prints acked, stored, delivered, missing and duplicated

@@ -224,6 +224,9 @@ async fn a_pinging_client_stays_connected_across_several_ttls() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result<()> {
+    // Carol must be offline at first: a name of her own keeps sessions of
+    // another test's "carol", still alive in the shared Redis, out of it.
+    let carol_id = format!("carol-{}", uuid::Uuid::new_v4().simple());
     let sb = Sandbox::start_ready(Options::default()).await?;
     let (gw0, gw1) = (sb.gateways[0], sb.gateways[1]);
     let room = channel_id("lobby");
@@ -231,7 +234,7 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
         &sb,
         &room,
         ModerationPolicy::Reject,
-        &["alice", "bob", "carol"],
+        &["alice", "bob", &carol_id],
     )
     .await?;
 
@@ -253,7 +256,7 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
 
     // Clients see the same over HTTP; only members may ask.
     let http = reqwest::Client::new();
-    let carol = dev_token(gw0, "carol").await?;
+    let carol = dev_token(gw0, &carol_id).await?;
     let listed: Value = http
         .get(format!("http://{gw0}/v1/channels/{room}/online"))
         .bearer_auth(&carol)
@@ -270,7 +273,9 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
         .await?;
     assert_eq!(outsider.status(), 403);
     let statuses: Value = http
-        .get(format!("http://{gw0}/v1/presence?user_ids=alice,bob,carol"))
+        .get(format!(
+            "http://{gw0}/v1/presence?user_ids=alice,bob,{carol_id}"
+        ))
         .bearer_auth(&carol)
         .send()
         .await?
@@ -293,7 +298,7 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
         vec![
             ("alice".into(), true),
             ("bob".into(), true),
-            ("carol".into(), false)
+            (carol_id.clone(), false)
         ]
     );
     let unauthenticated = http
@@ -311,7 +316,7 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
     carol_client.subscribe(&room).await?;
     assert_eq!(
         presence_event(&mut alice).await?,
-        ("join".into(), "carol".into())
+        ("join".into(), carol_id.clone())
     );
 
     // Bob leaves the channel but stays connected: he leaves, yet is online.
@@ -322,17 +327,20 @@ async fn members_see_joins_and_leaves_and_list_online_agrees() -> anyhow::Result
         presence_event(&mut alice).await?,
         ("leave".into(), "bob".into())
     );
-    assert_eq!(online(&sb, &room).await?, vec!["alice", "carol"]);
+    assert_eq!(
+        online(&sb, &room).await?,
+        vec!["alice".to_owned(), carol_id.clone()]
+    );
     assert!(status(&sb, "bob").await?.online);
 
     // Carol disconnects: she leaves and goes offline.
     drop(carol_client);
     assert_eq!(
         presence_event(&mut alice).await?,
-        ("leave".into(), "carol".into())
+        ("leave".into(), carol_id.clone())
     );
     assert_eq!(online(&sb, &room).await?, vec!["alice"]);
-    let carol_status = status(&sb, "carol").await?;
+    let carol_status = status(&sb, &carol_id).await?;
     assert!(!carol_status.online);
     assert!(carol_status.last_seen_ms > 0);
     sb.stop().await

@@ -28,6 +28,7 @@ def test_the_binary_accepts_its_rendered_config(fixture, workload, binary_dir, t
 # (component, values the schema allows but the binary refuses, field named)
 REFUSED = [
     ("chat", ("chat.config.worker_lease_ttl=500ms",), "worker_lease_ttl"),
+    ("chat", ("chat.moderation.reloadInterval=500ms",), "moderation.reload_interval"),
     ("presence", ("presence.config.presence.instance_ttl=1s",
                   "presence.config.presence.instance_refresh=1s"), "presence.instance_ttl"),
     ("storage", ("storage.config.lag_interval=0s",), "lag_interval"),

@@ -156,10 +156,22 @@ async fn create_refuses_types_off_the_list_or_with_parameters() {
     );
     assert_eq!(w.catalog.media_count(), 0);
 
-    // The declared type is normalised, and the URL signs the normal form.
+    // Types are exact and lowercase, as documented: `IMAGE/PNG` is refused
+    // rather than quietly rewritten, and the lowercase form is signed as is.
+    let shouted = w.uploads.create(w.request(&w.alice, "IMAGE/PNG", 10)).await;
+    assert!(
+        matches!(
+            shouted,
+            Err(MediaError::InvalidArgument {
+                field: "content_type",
+                ..
+            })
+        ),
+        "{shouted:?}"
+    );
     let upload = w
         .uploads
-        .create(w.request(&w.alice, "IMAGE/PNG", 10))
+        .create(w.request(&w.alice, "image/png", 10))
         .await
         .unwrap();
     assert_eq!(upload.media.content_type, "image/png");
