@@ -182,6 +182,21 @@ impl Infra {
             .with_context(|| format!("{} has no {key}", path.display()))
     }
 
+    /// The pid of the local cluster's Redis node on `addr` (`host:port`).
+    pub fn redis_pid(addr: &str) -> anyhow::Result<String> {
+        let port = addr.rsplit(':').next().unwrap_or_default();
+        let ports = Self::state_value("REDIS_PORTS")?;
+        let pids = Self::state_value("REDIS_PIDS")?;
+        let i = ports
+            .split(',')
+            .position(|p| p == port)
+            .with_context(|| format!("{addr} is not a node of the local cluster"))?;
+        pids.split(',')
+            .nth(i)
+            .map(str::to_owned)
+            .with_context(|| format!("no pid recorded for {addr}"))
+    }
+
     /// Runs `scripts/infra ARGS` for this checkout's infrastructure.
     pub fn script(args: &[&str]) -> anyhow::Result<()> {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra");

@@ -32,18 +32,6 @@ fn spread_channels(masters: &[chatmesh_redis::Master]) -> Vec<String> {
     per_master.into_iter().flatten().collect()
 }
 
-/// The pid of the local cluster's node on `addr`, from the state file.
-fn redis_pid(addr: &str) -> anyhow::Result<u32> {
-    let port = addr.rsplit(':').next().unwrap_or_default();
-    let ports = Infra::state_value("REDIS_PORTS")?;
-    let pids = Infra::state_value("REDIS_PIDS")?;
-    let i = ports
-        .split(',')
-        .position(|p| p == port)
-        .ok_or_else(|| anyhow::anyhow!("{addr} is not a node of the local cluster"))?;
-    Ok(pids.split(',').nth(i).unwrap_or_default().parse()?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_failover_under_load_skips_nothing_silently() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
@@ -60,7 +48,7 @@ async fn a_master_failover_under_load_skips_nothing_silently() -> anyhow::Result
     let victim = masters[0].addr.clone();
     let slot = masters[0].slots[0].0;
     std::process::Command::new("kill")
-        .args(["-KILL", &redis_pid(&victim)?.to_string()])
+        .args(["-KILL", &Infra::redis_pid(&victim)?])
         .status()?;
     let infra = Infra::load()?;
     wait::until("a replica promoted", Duration::from_secs(30), || async {

@@ -61,14 +61,7 @@ async fn inject(mesh: &mut Mesh, fault: Fault) -> anyhow::Result<()> {
         Fault::RedisMaster => {
             let masters = mesh.infra.redis_masters().await?;
             let victim = &masters[rand_index(masters.len())].addr;
-            let port = victim.rsplit(':').next().unwrap_or_default().to_owned();
-            let ports = Infra::state_value("REDIS_PORTS")?;
-            let pids = Infra::state_value("REDIS_PIDS")?;
-            let i = ports
-                .split(',')
-                .position(|p| p == port)
-                .ok_or_else(|| anyhow::anyhow!("{victim} is not a local node"))?;
-            kill_pid(pids.split(',').nth(i).unwrap_or_default())?;
+            kill_pid(&Infra::redis_pid(victim)?)?;
             let slot = masters
                 .iter()
                 .find(|m| &m.addr == victim)
