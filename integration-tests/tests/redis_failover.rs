@@ -32,6 +32,18 @@ fn spread_channels(masters: &[chatmesh_redis::Master]) -> Vec<String> {
     per_master.into_iter().flatten().collect()
 }
 
+/// Brings a killed node back (as a replica) even when the test fails
+/// half-way, so the tests after this one find a whole cluster.
+struct RestoreCluster;
+
+impl Drop for RestoreCluster {
+    fn drop(&mut self) {
+        if let Err(e) = Infra::script(&["up"]) {
+            eprintln!("could not restore the cluster: {e}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_failover_under_load_skips_nothing_silently() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
@@ -47,6 +59,7 @@ async fn a_master_failover_under_load_skips_nothing_silently() -> anyhow::Result
     // promoted once the cluster notices (cluster-node-timeout).
     let victim = masters[0].addr.clone();
     let slot = masters[0].slots[0].0;
+    let _restore = RestoreCluster;
     std::process::Command::new("kill")
         .args(["-KILL", &Infra::redis_pid(&victim)?])
         .status()?;
@@ -64,17 +77,23 @@ async fn a_master_failover_under_load_skips_nothing_silently() -> anyhow::Result
     let acked_before = load.sent.acked().len();
 
     // Presence keeps answering: the watcher, pinging all along, is online.
-    let watcher_user = {
-        let mut client =
-            PresenceServiceClient::connect(format!("http://{}", mesh.presence)).await?;
-        let online = client
-            .list_online(presence::ListOnlineRequest {
-                channel_id: load.channels[0].clone(),
-            })
-            .await?
-            .into_inner();
-        online.user_ids
-    };
+    // It may answer `unavailable` while its Redis client learns the new
+    // topology, then must answer again.
+    let client = PresenceServiceClient::connect(format!("http://{}", mesh.presence)).await?;
+    let watcher_user = wait::until("presence answering", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        let channel = load.channels[0].clone();
+        async move {
+            let online = client
+                .list_online(presence::ListOnlineRequest {
+                    channel_id: channel,
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(online.user_ids)
+        }
+    })
+    .await?;
 
     let watchers = load.watchers.clone();
     let sent = load.sent.clone();
