@@ -8,9 +8,10 @@ CARGO ?= cargo
 run:
 	scripts/run
 
-## test: unit tests, then integration tests against real Redis, Postgres, Kafka and S3
+## test: the chart's checks, unit tests, then integration tests against real Redis, Postgres, Kafka and S3 (the container image among them)
 test: infra-up
 	$(CARGO) build --workspace --bins
+	scripts/chart test
 	$(CARGO) test --workspace --no-fail-fast
 
 ## test-unit: tests that need no infrastructure
@@ -43,7 +44,7 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers (BENCH_SEQ_CALLS) and the moderation filter's scan throughput and cost per message
+## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers (BENCH_SEQ_CALLS) the moderation filter's scan throughput and cost per message, and the gRPC server layers' cost per call (BENCH_LAYER_CALLS)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench
@@ -52,6 +53,7 @@ bench: infra-up
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-frames
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-sequencer
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-moderation
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-layers
 
 ## fuzz: the cargo-fuzz targets of fuzz/ (client frames; tokens, upgrade queries and headers), FUZZ_SECONDS (default 300) each from the seed corpus; fails on any crash
 FUZZ_SECONDS ?= 300

@@ -41,6 +41,86 @@ pub struct GatewayConfig {
     /// Session liveness: heartbeats and expiry.
     #[serde(default)]
     pub presence: PresenceSettings,
+    /// How calls to the services are spread, checked, timed and retried.
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    /// Limits on the node's HTTP API (the WebSocket upgrade included).
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+/// How the gateway calls its services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// How often each instance's gRPC health is checked.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Failed checks in a row after which an instance gets no calls, until
+    /// a check succeeds again.
+    pub health_failures: u32,
+    /// How often a `dns://` name is resolved again.
+    #[serde(with = "humantime_serde")]
+    pub dns_refresh: Duration,
+    /// How long one attempt of a read (history, presence, media,
+    /// membership) may take.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// How long one attempt of a send may take. It waits for the broker's
+    /// acknowledgement, so it gets longer than a read.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Retries of a failed idempotent call, after the first attempt.
+    pub retries: u32,
+    /// Retries allowed as a percentage of calls, over the last 10 seconds.
+    pub retry_percent: u32,
+    /// Retries allowed per second whatever the percentage says.
+    pub retry_min_per_second: u32,
+    /// The response time an instance is assumed to have before its first.
+    #[serde(with = "humantime_serde")]
+    pub default_rtt: Duration,
+    /// How fast an instance's measured load forgets a slow response.
+    #[serde(with = "humantime_serde")]
+    pub load_decay: Duration,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(1),
+            health_failures: 2,
+            dns_refresh: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(15),
+            retries: 2,
+            retry_percent: 20,
+            retry_min_per_second: 10,
+            default_rtt: Duration::from_millis(30),
+            load_decay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits on the node's HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// How long one HTTP request may take before it is answered with
+    /// `timed_out` (a WebSocket upgrade only until the switch).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP requests in flight at once on this node; more are refused at
+    /// once with 503 `overloaded` rather than queued.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 4096,
+        }
+    }
 }
 
 /// How sessions prove they are alive.
@@ -202,10 +282,11 @@ impl Default for GatewayLimits {
     }
 }
 
-/// gRPC endpoints of each service: `http://host:port`, or several
-/// instances as a TOML list (or one comma-separated string), which the
-/// gateway balances its calls over, leaving out instances whose health
-/// check fails.
+/// gRPC endpoints of each service: `http://host:port`; several instances
+/// as a TOML list (or one comma-separated string); or `dns://name:port`,
+/// every address of the name an instance (a Kubernetes headless Service).
+/// The gateway balances its calls over the instances, leaving out those
+/// whose health check fails.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEndpoints {
@@ -320,8 +401,46 @@ impl Validate for GatewayConfig {
                 return Err(Invalid::new(field, "needs at least one URL"));
             }
             for url in urls {
-                check_url(field, url, &["http", "https"])?;
+                match crate::upstream::discover::Source::parse(url) {
+                    Ok(crate::upstream::discover::Source::Url(url)) => {
+                        check_url(field, &url, &["http", "https"])?;
+                    }
+                    Ok(crate::upstream::discover::Source::Dns { .. }) => {}
+                    Err(reason) => return Err(Invalid::new(field, reason)),
+                }
             }
+        }
+        let u = &self.upstream;
+        for (field, value) in [
+            ("upstream.health_interval", u.health_interval),
+            ("upstream.dns_refresh", u.dns_refresh),
+            ("upstream.call_timeout", u.call_timeout),
+            ("upstream.send_timeout", u.send_timeout),
+            ("upstream.default_rtt", u.default_rtt),
+            ("upstream.load_decay", u.load_decay),
+            ("http.request_timeout", self.http.request_timeout),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(Invalid::new(field, "must be at least 1ms"));
+            }
+        }
+        if u.health_failures == 0 {
+            return Err(Invalid::new(
+                "upstream.health_failures",
+                "must be greater than zero",
+            ));
+        }
+        if u.retry_percent > 1000 {
+            return Err(Invalid::new(
+                "upstream.retry_percent",
+                "must be at most 1000",
+            ));
+        }
+        if self.http.max_concurrent_requests == 0 {
+            return Err(Invalid::new(
+                "http.max_concurrent_requests",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

@@ -54,9 +54,11 @@ pub struct Gateway {
     config: GatewayConfig,
     auth: auth::Authenticator,
     sessions: Arc<SessionContext>,
-    storage: tonic::transport::Channel,
-    presence_api: tonic::transport::Channel,
-    media: tonic::transport::Channel,
+    storage: upstream::balance::Upstream,
+    presence_api: upstream::balance::Upstream,
+    media: upstream::balance::Upstream,
+    /// Retries of the idempotent calls of each service.
+    reads: Reads,
     connections: AtomicUsize,
     next_session: AtomicU64,
     /// Shutdown was asked for: new connections are refused.
@@ -75,6 +77,14 @@ impl std::fmt::Debug for Gateway {
             .field("node_id", &self.config.node_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The retry budgets of the reads the HTTP API makes.
+#[derive(Debug)]
+struct Reads {
+    storage: upstream::retry::Retries,
+    presence: upstream::retry::Retries,
+    media: upstream::retry::Retries,
 }
 
 /// Opens the fan-out feed, retrying while Redis is unreachable: a node
@@ -132,10 +142,12 @@ pub async fn serve(
     let ring_tasks = Tasks::new(shutdown.clone());
 
     let (feed, pushes) = connect_feed(&redis, &config, &shutdown).await?;
-    let storage = upstream::balance::channel("storage", &config.services.storage, &background)?;
+    let up = &config.upstream;
+    let storage = upstream::balance::channel("storage", &config.services.storage, up, &background)?;
     let gaps: Arc<upstream::gaps::StoredGaps> = Arc::new(upstream::gaps::StoredGaps::new(
         redis.clone(),
         storage.clone(),
+        upstream::retry::Retries::new("storage", up),
     ));
     let hub = ws::hub::Hub::with_gaps(Arc::new(feed), gaps.clone(), config.limits.reorder_window);
     background.spawn(
@@ -188,11 +200,10 @@ pub async fn serve(
     );
 
     let sessions = Arc::new(SessionContext {
-        chat: Arc::new(upstream::chat::GrpcChat::new(upstream::balance::channel(
-            "chat",
-            &config.services.chat,
-            &background,
-        )?)),
+        chat: Arc::new(upstream::chat::GrpcChat::new(
+            upstream::balance::channel("chat", &config.services.chat, up, &background)?,
+            up,
+        )),
         hub,
         gaps,
         liveness: Arc::new(liveness),
@@ -210,9 +221,15 @@ pub async fn serve(
         presence_api: upstream::balance::channel(
             "presence",
             &config.services.presence,
+            up,
             &background,
         )?,
-        media: upstream::balance::channel("media", &config.services.media, &background)?,
+        media: upstream::balance::channel("media", &config.services.media, up, &background)?,
+        reads: Reads {
+            storage: upstream::retry::Retries::new("storage", up),
+            presence: upstream::retry::Retries::new("presence", up),
+            media: upstream::retry::Retries::new("media", up),
+        },
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
         shutdown: shutdown.clone(),

@@ -8,6 +8,7 @@ pub mod infra;
 pub mod mesh;
 pub mod messages;
 pub mod process;
+pub mod proxy;
 pub mod sandbox;
 pub mod storage_process;
 pub mod traffic;

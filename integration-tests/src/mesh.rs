@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
+use crate::proxy::DelayProxy;
 use crate::sandbox::SANDBOX_SECRET;
 use crate::{Infra, process};
 
@@ -27,7 +28,19 @@ pub struct MeshOptions {
     pub gateways: usize,
     /// `routing.mode` of the gateways.
     pub pin_mode: &'static str,
+    /// Lines added to each chat instance's `[server]` section, e.g.
+    /// `max_concurrent_requests = 8`.
+    pub chat_server: String,
+    /// Put a [`DelayProxy`] in front of each chat instance, so a test can
+    /// make one slow; the gateways call the proxies.
+    pub proxied_chats: bool,
+    /// `telemetry.otlp_endpoint` of every process. Their span batches then
+    /// go out every [`OTLP_SCHEDULE_DELAY_MS`] instead of every 5 s.
+    pub otlp_endpoint: Option<String>,
 }
+
+/// The batch span processor's delay in a mesh that exports traces.
+pub const OTLP_SCHEDULE_DELAY_MS: u32 = 100;
 
 impl Default for MeshOptions {
     fn default() -> Self {
@@ -35,6 +48,9 @@ impl Default for MeshOptions {
             chats: 1,
             gateways: 2,
             pin_mode: "redirect",
+            chat_server: String::new(),
+            proxied_chats: false,
+            otlp_endpoint: None,
         }
     }
 }
@@ -61,12 +77,18 @@ pub struct Mesh {
     pub gateways: Vec<SocketAddr>,
     /// gRPC address of each chat instance.
     pub chats: Vec<SocketAddr>,
+    /// Admin (metrics, probes) address of each chat instance.
+    pub chat_admins: Vec<SocketAddr>,
+    /// The proxy in front of each chat instance, with
+    /// [`MeshOptions::proxied_chats`].
+    pub chat_proxies: Vec<DelayProxy>,
     /// gRPC address of the presence service.
     pub presence: SocketAddr,
     /// gRPC and admin addresses of the storage service.
     pub storage: (SocketAddr, SocketAddr),
     dir: PathBuf,
     procs: Vec<Proc>,
+    otlp_endpoint: Option<String>,
 }
 
 /// A loopback address free right now. The port is given back at once, so
@@ -79,8 +101,12 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 fn server_toml(grpc: SocketAddr, admin: SocketAddr) -> String {
+    server_toml_with(grpc, admin, "")
+}
+
+fn server_toml_with(grpc: SocketAddr, admin: SocketAddr, extra: &str) -> String {
     format!(
-        "[server]\ngrpc_addr = \"{grpc}\"\nadmin_addr = \"{admin}\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n[telemetry]\nlog = \"info\"\njson = true\n"
+        "[server]\ngrpc_addr = \"{grpc}\"\nadmin_addr = \"{admin}\"\nprobe_interval = \"200ms\"\nshutdown_grace = \"2s\"\n{extra}\n[telemetry]\nlog = \"info\"\njson = true\n"
     )
 }
 
@@ -115,15 +141,17 @@ impl Mesh {
         };
 
         let mut chats = Vec::new();
+        let mut chat_admins = Vec::new();
         for i in 0..options.chats {
             let (grpc, admin) = (free_addr()?, free_addr()?);
             chats.push(grpc);
+            chat_admins.push(admin);
             add(
                 format!("chat-{i}"),
                 "chatmesh-chat",
                 format!(
                     "{}{redis}{kafka}{directory}[moderation]\nwords_file = {words:?}\n[limits]\nuser_per_second = 100000\nchannel_per_second = 100000\n",
-                    server_toml(grpc, admin)
+                    server_toml_with(grpc, admin, &options.chat_server)
                 ),
                 admin,
             )?;
@@ -164,7 +192,20 @@ impl Mesh {
             ),
             media_admin,
         )?;
-        let chat_urls: Vec<String> = chats.iter().map(|a| format!("http://{a}")).collect();
+        let mut chat_proxies = Vec::new();
+        if options.proxied_chats {
+            for chat in &chats {
+                chat_proxies.push(DelayProxy::start("127.0.0.1:0".parse()?, *chat).await?);
+            }
+        }
+        let chat_urls: Vec<String> = if options.proxied_chats {
+            chat_proxies
+                .iter()
+                .map(|p| format!("http://{}", p.addr))
+                .collect()
+        } else {
+            chats.iter().map(|a| format!("http://{a}")).collect()
+        };
         let mut gateways = Vec::new();
         for i in 0..options.gateways {
             let addr = free_addr()?;
@@ -184,10 +225,13 @@ impl Mesh {
             topic,
             gateways,
             chats,
+            chat_admins,
+            chat_proxies,
             presence,
             storage,
             dir,
             procs,
+            otlp_endpoint: options.otlp_endpoint.clone(),
         };
         for i in 0..mesh.procs.len() {
             mesh.spawn(i)?;
@@ -218,6 +262,19 @@ impl Mesh {
         if p.name == "storage" {
             // Its static consumer-group membership.
             command.env("CHATMESH_INSTANCE_ID", &p.name);
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            // The process's name tells its spans apart from its peers'.
+            command
+                .env("CHATMESH_TELEMETRY__OTLP_ENDPOINT", endpoint)
+                .env(
+                    "OTEL_BSP_SCHEDULE_DELAY",
+                    OTLP_SCHEDULE_DELAY_MS.to_string(),
+                )
+                .env(
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("service.instance.id={}", p.name),
+                );
         }
         let child = command
             .env("CHATMESH_CONFIG", &p.config)

@@ -75,6 +75,7 @@ impl MessageLog {
             attachments: Vec::new(),
             created_at_ms: id.unix_ms() as i64,
             idempotency_key: String::new(),
+            traceparent: String::new(),
         }
     }
 

@@ -224,7 +224,8 @@ async fn a_log_record_is_the_proto_message_keyed_by_channel() -> anyhow::Result<
     Ok(())
 }
 
-/// The gateway reads the recent window as Protobuf `Message`s scored by seq.
+/// The gateway reads the recent window as Protobuf `Message`s scored by
+/// seq; the trace context of the live copy stays out of it.
 #[tokio::test]
 async fn the_recent_window_holds_proto_messages_scored_by_seq() -> anyhow::Result<()> {
     let redis = redis()?;
@@ -234,7 +235,8 @@ async fn the_recent_window_holds_proto_messages_scored_by_seq() -> anyhow::Resul
         .map(|seq| message(&ids(), &channel, &unique_user("sender"), seq))
         .collect();
     for m in &sent {
-        fanout.publish(m).await?;
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        fanout.publish(m, Some(traceparent)).await?;
     }
     let mut conn = redis.conn().await?;
     let stored: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")

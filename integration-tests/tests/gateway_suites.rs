@@ -63,7 +63,7 @@ impl Publisher for ServicesPublish {
             "the sequencer gave {seq} for message {}",
             message.seq
         );
-        self.fanout.publish(message).await?;
+        self.fanout.publish(message, None).await?;
         Ok(())
     }
 
@@ -111,7 +111,7 @@ struct ServicesWrite {
 #[tonic::async_trait]
 impl GapWriter for ServicesWrite {
     async fn add_recent(&self, message: &ChatMessage) -> SuiteResult<()> {
-        Ok(self.fanout.publish(message).await?)
+        Ok(self.fanout.publish(message, None).await?)
     }
 
     async fn add_void(&self, channel: &ChannelId, seq: u64) -> SuiteResult<()> {

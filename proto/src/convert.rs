@@ -16,6 +16,7 @@ impl From<&ChatMessage> for Message {
             attachments: m.attachments.clone(),
             created_at_ms: m.created_at_ms,
             idempotency_key: m.idempotency_key.clone().unwrap_or_default(),
+            traceparent: String::new(),
         }
     }
 }
@@ -31,7 +32,26 @@ impl From<ChatMessage> for Message {
             attachments: m.attachments,
             created_at_ms: m.created_at_ms,
             idempotency_key: m.idempotency_key.unwrap_or_default(),
+            traceparent: String::new(),
         }
+    }
+}
+
+impl Message {
+    /// Appends `traceparent` to `encoded`, an encoded `Message`. Protobuf
+    /// merges concatenated encodings, so the result decodes as the same
+    /// message carrying the trace context, without encoding it again.
+    pub fn append_traceparent(encoded: &mut Vec<u8>, traceparent: &str) {
+        let field = Self {
+            traceparent: traceparent.to_owned(),
+            ..Self::default()
+        };
+        encoded.extend(prost::Message::encode_to_vec(&field));
+    }
+
+    /// Takes the trace context out of the message, if it carries one.
+    pub fn take_traceparent(&mut self) -> Option<String> {
+        Some(std::mem::take(&mut self.traceparent)).filter(|t| !t.is_empty())
     }
 }
 
@@ -74,6 +94,72 @@ mod tests {
             ..m
         };
         assert_eq!(ChatMessage::try_from(Message::from(none.clone())), Ok(none));
+    }
+
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    fn sample() -> ChatMessage {
+        ChatMessage {
+            id: MessageId::from_raw(42 << 22),
+            channel: ChannelId::new("general").unwrap(),
+            sender: UserId::new("alice").unwrap(),
+            seq: 7,
+            body: "hi".into(),
+            attachments: vec!["m1".into()],
+            created_at_ms: 1_800_000_000_000,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn an_appended_traceparent_travels_with_the_message() {
+        use prost::Message as _;
+        let m = sample();
+        let mut bytes = Message::from(&m).encode_to_vec();
+        Message::append_traceparent(&mut bytes, TRACEPARENT);
+        let mut wire = Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(wire.take_traceparent().as_deref(), Some(TRACEPARENT));
+        assert_eq!(ChatMessage::try_from(wire), Ok(m));
+    }
+
+    #[test]
+    fn a_message_without_a_traceparent_has_none() {
+        use prost::Message as _;
+        let bytes = Message::from(sample()).encode_to_vec();
+        let mut wire = Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(wire.take_traceparent(), None);
+    }
+
+    /// `Message` as it was before `traceparent`, as an older gateway or
+    /// storage node decodes it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OlderMessage {
+        #[prost(uint64, tag = "1")]
+        message_id: u64,
+        #[prost(string, tag = "2")]
+        channel_id: String,
+        #[prost(uint64, tag = "4")]
+        seq: u64,
+        #[prost(string, tag = "5")]
+        body: String,
+    }
+
+    #[test]
+    fn older_readers_skip_the_traceparent() {
+        use prost::Message as _;
+        let m = sample();
+        let mut bytes = Message::from(&m).encode_to_vec();
+        Message::append_traceparent(&mut bytes, TRACEPARENT);
+        let old = OlderMessage::decode(bytes.as_slice()).unwrap();
+        assert_eq!(
+            (
+                old.message_id,
+                old.channel_id.as_str(),
+                old.seq,
+                old.body.as_str()
+            ),
+            (m.id.get(), "general", 7, "hi")
+        );
     }
 
     #[test]

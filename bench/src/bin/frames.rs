@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             body: message.body.clone(),
             attachments: Vec::new(),
             idempotency_key: "c0ffee-42".into(),
+            traceparent: String::new(),
         })),
     }
     .encode_to_vec();

@@ -106,7 +106,7 @@ differs per pod or is secret (those arrive as CHATMESH_* variables).
 {{- $_ = set $cfg "redis" (include "chatmesh.redisSection" . | fromJson) -}}
 {{- $services := dict -}}
 {{- range $name := splitList " " (include "chatmesh.services" .) -}}
-{{- $_ := set $services $name (printf "http://%s:%s" (include "chatmesh.component" (list $ $name)) (include "chatmesh.grpcPort" $)) -}}
+{{- $_ := set $services $name (printf "dns://%s-headless.%s.svc.cluster.local:%s" (include "chatmesh.component" (list $ $name)) $.Release.Namespace (include "chatmesh.grpcPort" $)) -}}
 {{- end -}}
 {{- $_ = set $cfg "services" $services -}}
 {{- if not (or $a.hs256SecretKey $a.rs256PublicKeyKeys $a.jwksKey) -}}

@@ -103,11 +103,12 @@ the key. With existingSecret the kubelet checks when the pod starts.
 {{- define "chatmesh.serverSection" -}}
 {{- $root := index . 0 -}}
 {{- $c := index $root.Values (index . 1) -}}
-{{- toJson (dict
+{{- $own := (($c.config | default dict).server | default dict) -}}
+{{- toJson (merge (dict
   "grpc_addr" (printf "%s:%s" (include "chatmesh.hostPort" $root) (include "chatmesh.grpcPort" $root))
   "admin_addr" (printf "%s:%s" (include "chatmesh.hostPort" $root) (include "chatmesh.adminPort" $root))
   "shutdown_grace" (printf "%ds" (int $c.shutdownGraceSeconds))
-  "probe_interval" $c.probeInterval) -}}
+  "probe_interval" $c.probeInterval) (deepCopy $own)) -}}
 {{- end -}}
 
 {{/* The listen host as it goes before ":port" (IPv6 literals keep their brackets). */}}

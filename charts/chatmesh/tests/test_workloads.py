@@ -106,6 +106,29 @@ def test_gateway_is_a_stateful_set_with_a_headless_service():
     assert env["CHATMESH_PUBLIC_URL"] == "wss://cm-chatmesh-gateway-2.gw.chat.example.com"
 
 
+def test_gateways_discover_every_pod_of_each_service():
+    # A ClusterIP Service would give each gateway one connection to one pod;
+    # the headless name resolves to every ready pod, which the gateway
+    # balances over.
+    docs = list(rendered("minimal"))
+    config = "\n".join(v for m in chart.config_maps(docs).values() for v in m.values())
+    for svc in ("chat", "presence", "storage", "media"):
+        headless = chart.one(docs, "Service", f"cm-chatmesh-{svc}-headless")
+        assert headless["spec"]["clusterIP"] == "None"
+        assert headless["spec"]["ports"][0]["name"] == "grpc"
+        port = headless["spec"]["ports"][0]["port"]
+        url = f"dns://cm-chatmesh-{svc}-headless.{headless['metadata']['namespace']}.svc.cluster.local:{port}"
+        assert f'{svc} = "{url}"' in config, config
+
+
+def test_server_limits_join_the_fields_the_chart_owns():
+    docs = list(rendered("production"))
+    toml = chart.config_maps(docs)["cm-chatmesh-chat"]["config.toml"]
+    server = toml[toml.index("[server]"):]
+    assert "max_concurrent_requests = 512" in server
+    assert 'grpc_addr = "' in server and 'admin_addr = "' in server
+
+
 def test_redirect_mode_routes_each_pod_its_own_host():
     docs = list(rendered("redirect"))
     # Up to the autoscaler's ceiling, so a new pod is reachable when it joins.

@@ -21,6 +21,23 @@ pub struct ServerConfig {
     /// How often dependencies are probed to drive the health status.
     #[serde(default = "default_probe_interval", with = "humantime_serde")]
     pub probe_interval: Duration,
+    /// How long one API request may take before it is answered with
+    /// `timed_out`.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// API requests in flight at once, over every connection; more are
+    /// refused at once with `overloaded` (retryable) instead of queued.
+    /// Health checks and reflection are not counted.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_concurrent_requests() -> usize {
+    1024
 }
 
 fn default_grace() -> Duration {
@@ -35,6 +52,15 @@ impl Validate for ServerConfig {
     fn validate(&self) -> Result<(), Invalid> {
         if self.probe_interval.is_zero() {
             return Err(Invalid::new("probe_interval", "must be greater than zero"));
+        }
+        if self.request_timeout < Duration::from_millis(1) {
+            return Err(Invalid::new("request_timeout", "must be at least 1ms"));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(Invalid::new(
+                "max_concurrent_requests",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

@@ -67,8 +67,15 @@ pub enum ErrorKind {
     DevTokensDisabled,
     /// The same idempotent request is still in flight.
     InProgress,
-    /// A backing service is down or timed out; nothing was done.
+    /// A backing service is down; nothing was done.
     Unavailable,
+    /// A service is at its limit of requests in flight and refused this
+    /// one at once; nothing was done.
+    Overloaded,
+    /// The request took longer than its deadline; it may or may not have
+    /// taken effect, so only a request that is safe to repeat (a read, a
+    /// send with an idempotency key) should be retried.
+    TimedOut,
     /// Anything unexpected.
     Internal,
 }
@@ -106,7 +113,7 @@ const fn spec(
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 27] = [
+    pub const ALL: [ErrorKind; 29] = [
         Self::InvalidRequest,
         Self::InvalidChannel,
         Self::InvalidUser,
@@ -133,6 +140,8 @@ impl ErrorKind {
         Self::DevTokensDisabled,
         Self::InProgress,
         Self::Unavailable,
+        Self::Overloaded,
+        Self::TimedOut,
         Self::Internal,
     ];
 
@@ -167,6 +176,8 @@ impl ErrorKind {
             Self::DevTokensDisabled => spec(G::NotFound, 404, "dev_tokens_disabled", false, "dev tokens need an HS256 secret"),
             Self::InProgress => spec(G::Aborted, 409, "in_progress", true, "the same request is in progress, retry shortly"),
             Self::Unavailable => spec(G::Unavailable, 503, "unavailable", true, "temporarily unavailable, retry later"),
+            Self::Overloaded => spec(G::Unavailable, 503, "overloaded", true, "the service is at its request limit, retry shortly"),
+            Self::TimedOut => spec(G::DeadlineExceeded, 504, "timed_out", true, "the request took too long; retry with the same idempotency key"),
             Self::Internal => spec(G::Internal, 500, "internal", true, "internal error"),
         }
     }
@@ -194,7 +205,8 @@ impl ErrorKind {
             Code::FailedPrecondition => Self::FailedPrecondition,
             Code::ResourceExhausted => Self::RateLimited,
             Code::Aborted => Self::InProgress,
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unavailable,
+            Code::DeadlineExceeded => Self::TimedOut,
+            Code::Unavailable | Code::Cancelled => Self::Unavailable,
             _ => Self::Internal,
         }
     }
@@ -381,7 +393,7 @@ mod tests {
         for kind in ErrorKind::ALL {
             let transient = matches!(
                 kind.spec().grpc,
-                Code::Unavailable | Code::Aborted | Code::Internal
+                Code::Unavailable | Code::Aborted | Code::Internal | Code::DeadlineExceeded
             ) || kind == ErrorKind::RateLimited
                 || kind == ErrorKind::TooManyConnections;
             assert_eq!(kind.spec().retryable, transient, "{kind}");

@@ -109,7 +109,12 @@ pub async fn serve_grpc(
         shutdown.clone(),
     ));
 
+    let limits = crate::layers::GrpcLimits {
+        request_timeout: config.request_timeout,
+        max_concurrent_requests: config.max_concurrent_requests,
+    };
     let server = tonic::transport::Server::builder()
+        .layer(crate::layers::GrpcLayer::new(&limits))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small response waits for the client's

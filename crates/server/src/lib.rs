@@ -6,6 +6,7 @@
 mod admin;
 mod entry;
 mod grpc;
+mod layers;
 mod probe;
 mod shutdown;
 mod tasks;
@@ -13,6 +14,7 @@ mod tasks;
 pub use admin::{admin_routes, serve_admin};
 pub use entry::{ServiceConfig, run_main};
 pub use grpc::{Listeners, serve_grpc};
+pub use layers::{GrpcLayer, GrpcLimits, Guarded};
 pub use probe::{Probe, ProbeFuture, Readiness, watch_dependencies};
 pub use shutdown::shutdown_on_signal;
 pub use tasks::Tasks;

@@ -1,5 +1,7 @@
 //! Tracing, OpenTelemetry and Prometheus set-up shared by every binary.
 
+mod propagation;
+
 use std::sync::OnceLock;
 
 use anyhow::Context as _;
@@ -12,6 +14,11 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
+
+pub use propagation::{
+    TRACEPARENT, exporting, inject_trace_context, link_traceparent, set_parent_from_metadata,
+    set_parent_from_traceparent, traceparent,
+};
 
 /// Flushes exported spans when dropped; keep it alive for the process.
 #[derive(Debug)]
@@ -33,7 +40,10 @@ impl Drop for TelemetryGuard {
 /// Installs the global `tracing` subscriber for `service`: a log layer
 /// filtered by `config.log` (or `RUST_LOG` when set), plus OTLP export when
 /// an endpoint is configured. W3C trace context becomes the global
-/// propagator, so trace IDs cross gRPC metadata and Kafka headers.
+/// propagator either way, so trace IDs cross gRPC metadata, Kafka headers
+/// and the fan-out payload. Spans are batched before export; the standard
+/// `OTEL_BSP_*` variables (`OTEL_BSP_SCHEDULE_DELAY`, in milliseconds) tune
+/// the batching.
 pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
@@ -80,6 +90,7 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<T
         .with(otel)
         .try_init()
         .context("a tracing subscriber is already installed")?;
+    propagation::set_exporting(provider.is_some());
     Ok(TelemetryGuard { provider })
 }
 
@@ -97,28 +108,4 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Writes the current span's W3C trace context (`traceparent`, and
-/// `tracestate` when set) into outgoing gRPC metadata.
-pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-    struct Injector<'a>(&'a mut tonic::metadata::MetadataMap);
-
-    impl opentelemetry::propagation::Injector for Injector<'_> {
-        fn set(&mut self, key: &str, value: String) {
-            if let (Ok(key), Ok(value)) = (
-                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
-                tonic::metadata::MetadataValue::try_from(value.as_str()),
-            ) {
-                self.0.insert(key, value);
-            }
-        }
-    }
-
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&context, &mut Injector(metadata))
-    });
 }

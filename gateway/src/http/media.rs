@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{TokenQuery, caller, fail, from_status};
+use crate::http::{TokenQuery, caller, fail, from_status, render};
 use chatmesh_error::ErrorKind;
 
 /// The media routes, merged into the gateway's router.
@@ -29,7 +29,7 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/v1/media/{media}/download", get(download_url))
 }
 
-fn client(gw: &Gateway) -> MediaServiceClient<tonic::transport::Channel> {
+fn client(gw: &Gateway) -> MediaServiceClient<crate::upstream::balance::Upstream> {
     MediaServiceClient::new(gw.media.clone())
 }
 
@@ -145,9 +145,17 @@ async fn get_media(
         media_id,
         user_id: user.into(),
     };
-    match client(&gw).get_media(request).await {
-        Ok(r) => Json(json!({ "media": media_json(r.into_inner().media) })).into_response(),
-        Err(status) => from_status(&status),
+    let media = gw
+        .reads
+        .media
+        .call(&client(&gw), |mut c| {
+            let request = request.clone();
+            async move { c.get_media(request).await }
+        })
+        .await;
+    match media {
+        Ok(r) => Json(json!({ "media": media_json(r.media) })).into_response(),
+        Err(err) => render(&err),
     }
 }
 
@@ -167,15 +175,20 @@ async fn download_url(
         media_id,
         user_id: user.into(),
     };
-    match client(&gw).get_download_url(request).await {
-        Ok(r) => {
-            let r = r.into_inner();
-            Json(json!({
-                "download_url": r.download_url,
-                "expires_at_ms": r.expires_at_ms,
-            }))
-            .into_response()
-        }
-        Err(status) => from_status(&status),
+    let url = gw
+        .reads
+        .media
+        .call(&client(&gw), |mut c| {
+            let request = request.clone();
+            async move { c.get_download_url(request).await }
+        })
+        .await;
+    match url {
+        Ok(r) => Json(json!({
+            "download_url": r.download_url,
+            "expires_at_ms": r.expires_at_ms,
+        }))
+        .into_response(),
+        Err(err) => render(&err),
     }
 }

@@ -3,6 +3,7 @@
 //! is rendered by [`render`] from the error table.
 
 mod connect;
+mod layers;
 mod media;
 mod presence;
 
@@ -37,7 +38,8 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }
-    router.with_state(gw)
+    let settings = gw.config.http.clone();
+    layers::apply(router.with_state(gw), &settings)
 }
 
 /// The HTTP answer for `err`: status and code from the error table.
@@ -255,7 +257,7 @@ async fn history(
             );
         }
     };
-    let mut client = chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient::new(
+    let client = chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient::new(
         gw.storage.clone(),
     );
     let request = chatmesh_proto::storage::v1::GetHistoryRequest {
@@ -265,17 +267,23 @@ async fn history(
         after,
         limit: q.limit.unwrap_or(0),
     };
-    match client.get_history(request).await {
+    let history = gw
+        .reads
+        .storage
+        .call(&client, |mut c| {
+            let request = request.clone();
+            async move { c.get_history(request).await }
+        })
+        .await;
+    match history {
         Ok(r) => {
-            let r = r.into_inner();
             let messages: Vec<crate::ws::protocol::MessageBody> =
                 r.messages.iter().map(Into::into).collect();
             Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
         }
-        Err(status) => {
+        Err(err) => {
             // Storage knows members, not channels: only the directory can
             // tell a channel that does not exist from one the user is not in.
-            let err = ClientError::from_status(&status);
             if err.kind == ErrorKind::NotMember
                 && let Ok(Access::UnknownChannel) =
                     gw.sessions.chat.access(&channel_id, &user).await

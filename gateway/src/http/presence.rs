@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::http::{TokenQuery, authenticate, bearer, caller, fail, from_status, render};
+use crate::http::{TokenQuery, authenticate, bearer, caller, fail, render};
 use crate::ports::Access;
 use chatmesh_error::ErrorKind;
 
@@ -64,14 +64,19 @@ async fn presence(
     if let Some(err) = users.iter().find_map(|u| UserId::new(u.as_str()).err()) {
         return fail(ErrorKind::InvalidUser, err.to_string());
     }
-    let mut client = PresenceServiceClient::new(gw.presence_api.clone());
-    match client
-        .get_presence(pb::GetPresenceRequest { user_ids: users })
-        .await
-    {
+    let client = PresenceServiceClient::new(gw.presence_api.clone());
+    let request = pb::GetPresenceRequest { user_ids: users };
+    let presence = gw
+        .reads
+        .presence
+        .call(&client, |mut c| {
+            let request = request.clone();
+            async move { c.get_presence(request).await }
+        })
+        .await;
+    match presence {
         Ok(r) => {
             let users: Vec<_> = r
-                .into_inner()
                 .users
                 .into_iter()
                 .map(|u| {
@@ -84,7 +89,7 @@ async fn presence(
                 .collect();
             Json(json!({ "users": users })).into_response()
         }
-        Err(status) => from_status(&status),
+        Err(err) => render(&err),
     }
 }
 
@@ -114,17 +119,22 @@ async fn online(
         Ok(Access::UnknownChannel) => return fail(ErrorKind::UnknownChannel, "no such channel"),
         Err(err) => return render(&err),
     }
-    let mut client = PresenceServiceClient::new(gw.presence_api.clone());
-    match client
-        .list_online(pb::ListOnlineRequest {
-            channel_id: channel.as_str().to_owned(),
+    let client = PresenceServiceClient::new(gw.presence_api.clone());
+    let request = pb::ListOnlineRequest {
+        channel_id: channel.as_str().to_owned(),
+    };
+    let online = gw
+        .reads
+        .presence
+        .call(&client, |mut c| {
+            let request = request.clone();
+            async move { c.list_online(request).await }
         })
-        .await
-    {
+        .await;
+    match online {
         Ok(r) => {
-            Json(json!({ "channel_id": channel.as_str(), "user_ids": r.into_inner().user_ids }))
-                .into_response()
+            Json(json!({ "channel_id": channel.as_str(), "user_ids": r.user_ids })).into_response()
         }
-        Err(status) => from_status(&status),
+        Err(err) => render(&err),
     }
 }

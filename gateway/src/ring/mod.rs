@@ -1,24 +1,60 @@
 //! The consistent hash ring that pins each channel to one gateway node.
 //!
-//! Every node builds the ring from the same membership list and gets the
-//! same answer: node and channel positions come from XXH3-64, a specified
-//! hash that never changes between processes, machines or releases. Each
-//! node owns many virtual points, so load spreads evenly and a joining or
-//! leaving node moves only about 1/N of the channels.
+//! The ring is the `hashring` crate, hashed with XXH3-64. Every node builds it
+//! from the same membership list and must get the same answer in every
+//! process and every release. std's default hasher, SipHash, gets random keys
+//! in every process, so two nodes would disagree; XXH3 is a specified hash
+//! whose output never changes between processes, machines or releases. The
+//! bytes fed to it are fixed here too, rather than left to std's `Hash` impls,
+//! which std does not promise to keep stable. Each node owns many virtual
+//! points, so load spreads evenly and a joining or leaving node moves only
+//! about 1/N of the channels.
 
 pub mod nodes;
 
-use xxhash_rust::xxh3::xxh3_64;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use hashring::HashRing;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 /// Virtual points per node unless configured otherwise.
 pub const DEFAULT_VNODES: u32 = 160;
 
 /// An immutable ring over a set of node IDs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Ring {
+    // Sorted and deduplicated; with `vnodes`, all that defines the ring.
     nodes: Vec<String>,
-    // (position, index into `nodes`), sorted.
-    points: Vec<(u64, usize)>,
+    vnodes: u32,
+    points: HashRing<VNode, Xxh3DefaultBuilder>,
+}
+
+/// One of a node's virtual points.
+#[derive(Clone)]
+struct VNode {
+    node: String,
+    replica: u32,
+}
+
+impl Hash for VNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The bytes `{node}#{replica}`: points sit where earlier releases put
+        // them, so an upgrade moves no channel and a ring of mixed versions
+        // still agrees on every owner.
+        state.write(self.node.as_bytes());
+        state.write(b"#");
+        state.write(self.replica.to_string().as_bytes());
+    }
+}
+
+/// A channel name as the ring hashes it: its bytes and nothing else.
+struct Channel<'a>(&'a str);
+
+impl Hash for Channel<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes());
+    }
 }
 
 impl Ring {
@@ -32,27 +68,32 @@ impl Ring {
         let mut nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
         nodes.sort();
         nodes.dedup();
-        let mut points = Vec::with_capacity(nodes.len() * vnodes as usize);
-        for (i, node) in nodes.iter().enumerate() {
-            for v in 0..vnodes {
-                points.push((xxh3_64(format!("{node}#{v}").as_bytes()), i));
-            }
+        let mut points = HashRing::with_hasher(Xxh3DefaultBuilder::new());
+        // `batch_add` sorts stably, so points that tie stay in node order and
+        // every process's ring is identical anyway.
+        points.batch_add(
+            nodes
+                .iter()
+                .flat_map(|node| {
+                    (0..vnodes).map(|replica| VNode {
+                        node: node.clone(),
+                        replica,
+                    })
+                })
+                .collect(),
+        );
+        Self {
+            nodes,
+            vnodes,
+            points,
         }
-        // Ties are vanishingly rare; breaking them by node keeps every
-        // process's ring identical anyway.
-        points.sort_unstable();
-        Self { nodes, points }
     }
 
     /// The node that owns `channel`; `None` on an empty ring.
     pub fn owner(&self, channel: &str) -> Option<&str> {
-        if self.points.is_empty() {
-            return None;
-        }
-        let h = xxh3_64(channel.as_bytes());
-        let i = self.points.partition_point(|&(p, _)| p < h);
-        let (_, node) = self.points[i % self.points.len()];
-        Some(&self.nodes[node])
+        self.points
+            .get(&Channel(channel))
+            .map(|point| point.node.as_str())
     }
 
     /// The member nodes, sorted.
@@ -63,6 +104,32 @@ impl Ring {
     /// True when no node is a member.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Self::new(Vec::<String>::new(), DEFAULT_VNODES)
+    }
+}
+
+// The members and their point count define the ring; `HashRing` itself
+// compares positions only, and has neither `PartialEq` nor `Debug` with the
+// XXH3 builder.
+impl PartialEq for Ring {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes && self.vnodes == other.vnodes
+    }
+}
+
+impl Eq for Ring {}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("nodes", &self.nodes)
+            .field("vnodes", &self.vnodes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,6 +182,7 @@ mod tests {
         let a = Ring::new(["gw-2", "gw-0", "gw-1"], 64);
         let b = Ring::new(["gw-0", "gw-1", "gw-2", "gw-0"], 64);
         assert_eq!(a, b);
+        assert!(channels(1_000).iter().all(|c| a.owner(c) == b.owner(c)));
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl ChatUnderTest {
     /// channels `directory` creates.
     pub fn grpc(chat: tonic::transport::Channel, directory: impl ChatDirectory + 'static) -> Self {
         Self {
-            chat: Arc::new(crate::upstream::chat::GrpcChat::new(chat)),
+            chat: Arc::new(crate::upstream::chat::GrpcChat::new(
+                crate::upstream::balance::single(chat),
+                &crate::config::UpstreamSettings::default(),
+            )),
             directory: Arc::new(directory),
         }
     }

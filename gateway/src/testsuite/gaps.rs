@@ -53,7 +53,14 @@ impl GapsUnderTest {
         writer: impl GapWriter + 'static,
     ) -> Self {
         Self {
-            gaps: Arc::new(crate::upstream::gaps::StoredGaps::new(redis, storage)),
+            gaps: Arc::new(crate::upstream::gaps::StoredGaps::new(
+                redis,
+                crate::upstream::balance::single(storage),
+                crate::upstream::retry::Retries::new(
+                    "storage",
+                    &crate::config::UpstreamSettings::default(),
+                ),
+            )),
             writer: Arc::new(writer),
         }
     }

@@ -1,31 +1,36 @@
 //! The chat service over gRPC, as [`ChatApi`].
 
-use std::time::Duration;
-
+use super::balance::Upstream;
+use super::retry::Retries;
+use crate::config::UpstreamSettings;
+use crate::ports::{Access, ChatApi, SendCommand, SendReceipt};
 use async_trait::async_trait;
 use chatmesh_error::{ClientError, ErrorKind};
 use chatmesh_ids::{ChannelId, MessageId, UserId};
 use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient;
-use tonic::transport::Channel;
 
-use crate::ports::{Access, ChatApi, SendCommand, SendReceipt};
-
-/// How long a send may take before the client is told to retry it with the
-/// same idempotency key.
-const SEND_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A gRPC client of the chat service.
+/// A gRPC client of the chat service. Membership reads, and sends that
+/// carry an idempotency key, are retried on another instance when one
+/// fails in a way another may not.
 #[derive(Debug, Clone)]
 pub(crate) struct GrpcChat {
-    client: ChatServiceClient<Channel>,
+    client: ChatServiceClient<Upstream>,
+    reads: Retries,
+    sends: Retries,
 }
 
 impl GrpcChat {
-    /// A client over `channel`.
-    pub(crate) fn new(channel: Channel) -> Self {
+    /// A client over `upstream`.
+    pub(crate) fn new(upstream: Upstream, settings: &UpstreamSettings) -> Self {
+        let sends = UpstreamSettings {
+            call_timeout: settings.send_timeout,
+            ..settings.clone()
+        };
         Self {
-            client: ChatServiceClient::new(channel),
+            client: ChatServiceClient::new(upstream),
+            reads: Retries::new("chat", settings),
+            sends: Retries::new("chat", &sends),
         }
     }
 }
@@ -33,56 +38,65 @@ impl GrpcChat {
 #[async_trait]
 impl ChatApi for GrpcChat {
     async fn access(&self, channel: &ChannelId, user: &UserId) -> Result<Access, ClientError> {
-        let mut client = self.client.clone();
-        let member = client
-            .check_membership(chat::CheckMembershipRequest {
-                channel_id: channel.as_str().to_owned(),
-                user_id: user.as_str().to_owned(),
+        let member = self
+            .reads
+            .run(|| {
+                let mut client = self.client.clone();
+                let request = chat::CheckMembershipRequest {
+                    channel_id: channel.as_str().to_owned(),
+                    user_id: user.as_str().to_owned(),
+                };
+                async move { self.reads.attempt(client.check_membership(request)).await }
             })
-            .await
-            .map_err(|s| ClientError::from_status(&s))?
+            .await?
             .into_inner()
             .member;
         if member {
             return Ok(Access::Member);
         }
-        let exists = client
-            .get_channel(chat::GetChannelRequest {
-                channel_id: channel.as_str().to_owned(),
+        let exists = self
+            .reads
+            .run(|| {
+                let mut client = self.client.clone();
+                let request = chat::GetChannelRequest {
+                    channel_id: channel.as_str().to_owned(),
+                };
+                async move { self.reads.attempt(client.get_channel(request)).await }
             })
             .await;
         match exists {
             Ok(_) => Ok(Access::NotMember),
-            Err(status) => match ClientError::from_status(&status) {
-                e if e.kind == ErrorKind::UnknownChannel || e.kind == ErrorKind::NotFound => {
-                    Ok(Access::UnknownChannel)
-                }
-                e => Err(e),
-            },
+            Err(e) if e.kind == ErrorKind::UnknownChannel || e.kind == ErrorKind::NotFound => {
+                Ok(Access::UnknownChannel)
+            }
+            Err(e) => Err(e),
         }
     }
 
     async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
-        let mut client = self.client.clone();
-        let mut request = tonic::Request::new(chat::SendMessageRequest {
+        let keyed = command.idempotency_key.is_some();
+        let message = chat::SendMessageRequest {
             channel_id: command.channel.into(),
             sender_id: command.sender.into(),
             body: command.body,
             attachments: command.attachments,
             idempotency_key: command.idempotency_key.unwrap_or_default(),
-        });
-        chatmesh_telemetry::inject_trace_context(request.metadata_mut());
-        let response = match tokio::time::timeout(SEND_TIMEOUT, client.send_message(request)).await
-        {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => return Err(ClientError::from_status(&status)),
-            Err(_) => {
-                return Err(ClientError::new(
-                    ErrorKind::Unavailable,
-                    "send timed out; retry with the same idempotency_key",
-                ));
-            }
         };
+        let attempt = || {
+            let mut client = self.client.clone();
+            let mut request = tonic::Request::new(message.clone());
+            chatmesh_telemetry::inject_trace_context(request.metadata_mut());
+            async move { self.sends.attempt(client.send_message(request)).await }
+        };
+        // Only a keyed send is safe to repeat: chat stores it once however
+        // often it arrives. An unkeyed one is tried once and its error
+        // goes to the client.
+        let response = if keyed {
+            self.sends.run(attempt).await
+        } else {
+            attempt().await
+        }?
+        .into_inner();
         let message = response.message.ok_or_else(|| {
             ClientError::new(ErrorKind::Internal, "chat service returned no message")
         })?;

@@ -146,9 +146,16 @@ fn on_message(hub: &Hub, data: &[Value]) {
     };
     let decoded = Message::decode(payload.as_slice())
         .map_err(|e| e.to_string())
-        .and_then(|m| ChatMessage::try_from(m).map_err(|e| e.to_string()));
+        .and_then(|mut m| {
+            let traceparent = m.take_traceparent();
+            ChatMessage::try_from(m)
+                .map(|m| (m, traceparent))
+                .map_err(|e| e.to_string())
+        });
     match (ChannelId::new(channel), decoded) {
-        (Ok(channel), Ok(message)) => hub.accept(&channel, message),
+        (Ok(channel), Ok((message, traceparent))) => {
+            hub.accept_traced(&channel, message, traceparent.as_deref())
+        }
         (_, Err(err)) => {
             tracing::warn!(channel, error = %err, "undecodable fan-out payload dropped")
         }

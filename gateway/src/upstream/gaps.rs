@@ -11,23 +11,27 @@ use chatmesh_proto::storage::v1 as storage;
 use chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
-use tonic::transport::Channel;
 
+use super::balance::Upstream;
+use super::retry::Retries;
 use crate::ports::GapSource;
 
 /// Redis for the recent window, storage for older messages.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredGaps {
     redis: Cluster,
-    storage: StorageServiceClient<Channel>,
+    storage: StorageServiceClient<Upstream>,
+    retries: Retries,
 }
 
 impl StoredGaps {
-    /// A source over `redis` and the storage service at `storage`.
-    pub(crate) fn new(redis: Cluster, storage: Channel) -> Self {
+    /// A source over `redis` and the storage service at `storage`, whose
+    /// reads are retried as `retries` allow.
+    pub(crate) fn new(redis: Cluster, storage: Upstream, retries: Retries) -> Self {
         Self {
             redis,
             storage: StorageServiceClient::new(storage),
+            retries,
         }
     }
 }
@@ -73,17 +77,19 @@ impl GapSource for StoredGaps {
         user: &UserId,
         after: u64,
     ) -> Result<(Vec<ChatMessage>, bool), ClientError> {
-        let mut client = self.storage.clone();
-        let page = client
-            .get_since(storage::GetSinceRequest {
-                channel_id: channel.as_str().to_owned(),
-                user_id: user.as_str().to_owned(),
-                after_seq: after,
-                limit: 0,
+        let request = storage::GetSinceRequest {
+            channel_id: channel.as_str().to_owned(),
+            user_id: user.as_str().to_owned(),
+            after_seq: after,
+            limit: 0,
+        };
+        let page = self
+            .retries
+            .call(&self.storage, |mut c| {
+                let request = request.clone();
+                async move { c.get_since(request).await }
             })
-            .await
-            .map_err(|s| ClientError::from_status(&s))?
-            .into_inner();
+            .await?;
         let messages = page.messages.into_iter().filter_map(decode).collect();
         Ok((messages, page.truncated))
     }

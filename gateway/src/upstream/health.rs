@@ -1,35 +1,66 @@
 //! Connections to the services the gateway calls.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chatmesh_server::{Probe, ProbeFuture};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use super::discover::{Resolve, Source, SystemDns, resolve_all, sources};
+
 /// Asks a service's gRPC health endpoint whether it is SERVING; with
-/// several instances, whether any is.
-#[derive(Debug, Clone)]
+/// several instances, whether any is. A `dns://` name is resolved at each
+/// check.
+#[derive(Clone)]
 pub struct GrpcHealthProbe {
     name: String,
-    channels: Vec<Channel>,
+    sources: Vec<Source>,
+    resolver: Arc<dyn Resolve>,
+    // One lazily connected channel per instance seen.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl std::fmt::Debug for GrpcHealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcHealthProbe")
+            .field("name", &self.name)
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcHealthProbe {
     /// A probe of the service at `endpoints` (see
     /// [`crate::ServiceEndpoints`]); connects lazily.
     pub fn new(service: &str, endpoints: &str) -> anyhow::Result<Self> {
-        let channels = crate::config::instances(endpoints)
-            .into_iter()
-            .map(|url| {
-                Ok(Endpoint::from_shared(url.to_owned())?
-                    .connect_timeout(std::time::Duration::from_secs(1))
-                    .connect_lazy())
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let sources = sources(endpoints).map_err(anyhow::Error::msg)?;
+        for source in &sources {
+            if let Source::Url(url) = source {
+                Endpoint::from_shared(url.clone())?;
+            }
+        }
         Ok(Self {
             name: format!("grpc:{service}"),
-            channels,
+            sources,
+            resolver: Arc::new(SystemDns),
+            channels: Arc::default(),
         })
+    }
+
+    fn channel(&self, url: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(url) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect_lazy();
+        channels.insert(url.to_owned(), channel.clone());
+        Ok(channel)
     }
 }
 
@@ -57,8 +88,12 @@ impl Probe for GrpcHealthProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            let checks = self.channels.iter().cloned().map(serving);
-            let results = futures::future::join_all(checks).await;
+            let urls = resolve_all(&self.sources, &*self.resolver).await?;
+            let channels = urls
+                .iter()
+                .map(|url| self.channel(url))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = futures::future::join_all(channels.into_iter().map(serving)).await;
             if results.iter().any(Result::is_ok) {
                 return Ok(());
             }

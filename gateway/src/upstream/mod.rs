@@ -2,6 +2,8 @@
 
 pub(crate) mod balance;
 pub(crate) mod chat;
+pub(crate) mod discover;
 pub(crate) mod feed;
 pub(crate) mod gaps;
 pub(crate) mod health;
+pub(crate) mod retry;

@@ -64,6 +64,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             body: s.body,
             attachments: s.attachments,
             idempotency_key: some(s.idempotency_key),
+            traceparent: some(s.traceparent),
         }),
         Some(Frame::Ack(a)) => Ok(ClientFrame::Ack {
             channel_id: a.channel_id,
@@ -92,6 +93,7 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 attachments: m.attachments,
                 created_at_ms: m.created_at_ms,
                 idempotency_key: String::new(),
+                traceparent: String::new(),
             }),
         ),
         ServerFrame::Ack {
@@ -260,7 +262,7 @@ mod tests {
                 ),
             ),
             (
-                json!({"type": "send", "request_id": "3", "channel_id": "general", "body": "hi", "attachments": ["m1"], "idempotency_key": "k"}),
+                json!({"type": "send", "request_id": "3", "channel_id": "general", "body": "hi", "attachments": ["m1"], "idempotency_key": "k", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
                 client(
                     "3",
                     Frame::Send(pb::Send {
@@ -268,6 +270,8 @@ mod tests {
                         body: "hi".into(),
                         attachments: vec!["m1".into()],
                         idempotency_key: "k".into(),
+                        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                            .into(),
                     }),
                 ),
             ),

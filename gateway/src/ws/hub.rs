@@ -406,12 +406,41 @@ impl Hub {
 
     /// A message published to `channel`: delivered in order to the local
     /// sessions, or held until the ones before it arrive.
+    #[cfg(test)]
     pub(crate) fn accept(&self, channel: &ChannelId, message: ChatMessage) {
+        self.accept_traced(channel, message, None);
+    }
+
+    /// [`Hub::accept`] for a message published with the trace context of
+    /// its send. The `gateway.deliver` span is a child of that context, so
+    /// this node's delivery joins the message's trace: one span per message
+    /// and node, however many local sessions it reaches. A message held
+    /// for order goes out in the span of the one that releases it.
+    pub(crate) fn accept_traced(
+        &self,
+        channel: &ChannelId,
+        message: ChatMessage,
+        traceparent: Option<&str>,
+    ) {
+        let span = tracing::info_span!(
+            parent: None,
+            "gateway.deliver",
+            channel = %channel,
+            seq = message.seq,
+            sessions = tracing::field::Empty,
+            released = tracing::field::Empty,
+        );
+        if let Some(traceparent) = traceparent {
+            chatmesh_telemetry::set_parent_from_traceparent(&span, traceparent);
+        }
+        let _entered = span.enter();
         let mut map = self.lock();
         let Some(state) = map.get_mut(channel) else {
             return;
         };
         let released = state.accept(message, Instant::now());
+        span.record("sessions", state.sessions.len());
+        span.record("released", released.messages.len());
         deliver(channel, state, &released);
     }
 

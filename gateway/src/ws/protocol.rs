@@ -36,6 +36,9 @@ pub enum ClientFrame {
         attachments: Vec<String>,
         #[serde(default)]
         idempotency_key: Option<String>,
+        /// W3C trace context of the client's trace, continued by the send.
+        #[serde(default)]
+        traceparent: Option<String>,
     },
     /// The client has processed a channel up to `seq`.
     Ack { channel_id: String, seq: u64 },

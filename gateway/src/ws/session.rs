@@ -21,6 +21,7 @@ use crate::ws::hub::Hub;
 use crate::ws::limits::FrameBudget;
 use crate::ws::outbound::Outbox;
 use crate::ws::protocol::{self, ClientFrame, ServerFrame};
+use crate::ws::send::SendFrame;
 
 /// Which node serves which channel, as this node sees it.
 #[derive(Debug, Clone)]
@@ -195,10 +196,18 @@ impl Session {
                 body,
                 attachments,
                 idempotency_key,
+                traceparent,
             } => match ChannelId::new(channel_id) {
                 Ok(channel) => {
-                    self.send(request_id, channel, body, attachments, idempotency_key)
-                        .await
+                    self.send(SendFrame {
+                        request_id,
+                        channel,
+                        body,
+                        attachments,
+                        idempotency_key,
+                        traceparent,
+                    })
+                    .await
                 }
                 Err(err) => {
                     let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());

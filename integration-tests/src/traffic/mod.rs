@@ -59,6 +59,7 @@ pub struct Sent {
     unacked: Mutex<Vec<(String, String)>>,
     refused: Mutex<Vec<Value>>,
     retries: Mutex<HashMap<String, u64>>,
+    slowest: Mutex<Duration>,
 }
 
 impl Sent {
@@ -89,6 +90,17 @@ impl Sent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The longest any send waited for its reply (an ack or an error),
+    /// over a connection that stayed up.
+    pub fn slowest_reply(&self) -> Duration {
+        *self.slowest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replied_in(&self, took: Duration) {
+        let mut slowest = self.slowest.lock().unwrap_or_else(|p| p.into_inner());
+        *slowest = (*slowest).max(took);
     }
 
     fn retry(&self, reason: &str) {
@@ -183,7 +195,12 @@ impl Sender {
                     "body": body,
                     "idempotency_key": body,
                 });
-                match attempt(ws, &frame, &request_id).await {
+                let sent_at = tokio::time::Instant::now();
+                let reply = attempt(ws, &frame, &request_id).await;
+                if reply.is_ok() {
+                    sent.replied_in(sent_at.elapsed());
+                }
+                match reply {
                     Ok(reply) if reply["type"] == "ack" => {
                         let id = reply["message_id"].as_str().and_then(|s| s.parse().ok());
                         let seq = reply["seq"].as_u64();

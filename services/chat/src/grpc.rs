@@ -51,12 +51,22 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
+        let span = tracing::info_span!(
+            "chat.send",
+            channel = %req.channel_id,
+            sender = %req.sender_id,
+            seq = tracing::field::Empty,
+        );
+        chatmesh_telemetry::set_parent_from_metadata(&span, &metadata);
+        // The log record and the fan-out carry this span's context, or the
+        // caller's as it came while this process exports no traces.
+        let traceparent = chatmesh_telemetry::traceparent(&span).or_else(|| {
+            metadata
+                .get(chatmesh_telemetry::TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
         let send = SendRequest {
             channel: channel_id(req.channel_id)?,
             sender: user_id("sender_id", req.sender_id)?,
@@ -69,15 +79,15 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         // (a gateway that died): stopped between taking a number and the
         // log, it would leave a hole every reader has to wait out.
         let path = self.send.clone();
-        let sent =
-            tokio::spawn(async move { path.send(send).await }.instrument(tracing::Span::current()))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "send task failed");
-                    Status::from(chatmesh_error::ClientError::generic(
-                        chatmesh_error::ErrorKind::Internal,
-                    ))
-                })??;
+        let sent = tokio::spawn(async move { path.send(send).await }.instrument(span.clone()))
+            .await
+            .map_err(|e| {
+                tracing::error!(parent: &span, error = %e, "send task failed");
+                Status::from(chatmesh_error::ClientError::generic(
+                    chatmesh_error::ErrorKind::Internal,
+                ))
+            })??;
+        span.record("seq", sent.message.seq);
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(Message::from(sent.message)),
             masked: sent.masked,

@@ -59,7 +59,13 @@ pub trait MessageLog: Send + Sync {
 pub trait FanOut: Send + Sync {
     /// Publishes `message` to the subscribers of its channel and adds it to
     /// the recent window, which keeps the newest messages by sequence.
-    async fn publish(&self, message: &ChatMessage) -> Result<(), ChatError>;
+    /// `traceparent` (W3C) travels with the published copy only, for the
+    /// gateways' delivery spans; the window keeps the message alone.
+    async fn publish(
+        &self,
+        message: &ChatMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), ChatError>;
 
     /// The channel's recent window, oldest first.
     async fn recent(&self, channel: &ChannelId) -> Result<Vec<ChatMessage>, ChatError>;

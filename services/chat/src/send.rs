@@ -31,7 +31,8 @@ pub struct SendRequest {
     pub attachments: Vec<String>,
     /// Client-chosen key that makes retries idempotent.
     pub idempotency_key: Option<String>,
-    /// W3C `traceparent` of the caller, carried into the log record.
+    /// W3C `traceparent` of the send's span, carried into the log record
+    /// and the fan-out.
     pub traceparent: Option<String>,
 }
 
@@ -133,7 +134,7 @@ impl SendPath {
             // and storage and the gateways keep it once.
             tracing::warn!(channel = req.channel.as_str(), error = %e, "could not record idempotency key");
         }
-        self.publish(&message).await;
+        self.publish(&message, req.traceparent.as_deref()).await;
         metrics::counter!("chatmesh_messages_sent_total").increment(1);
         if let Verdict::Flag(hits) = verdict {
             moderation::record_flagged(&message, hits);
@@ -235,8 +236,8 @@ impl SendPath {
 
     /// Fans out a durable message. Failures are logged: the message is
     /// already stored, and clients recover it through gap filling.
-    async fn publish(&self, message: &ChatMessage) {
-        if let Err(err) = self.backends.fanout.publish(message).await {
+    async fn publish(&self, message: &ChatMessage, traceparent: Option<&str>) {
+        if let Err(err) = self.backends.fanout.publish(message, traceparent).await {
             metrics::counter!("chatmesh_send_failures_total", "reason" => "fanout").increment(1);
             tracing::warn!(
                 channel = message.channel.as_str(),

@@ -95,6 +95,16 @@ fn encode(message: &ChatMessage) -> Vec<u8> {
     Message::from(message).encode_to_vec()
 }
 
+/// The live copy of an encoded message, when it carries trace context:
+/// the gateways' delivery spans join the send's trace through it.
+fn published(payload: &[u8], traceparent: Option<&str>) -> Option<Vec<u8>> {
+    let traceparent = traceparent?;
+    let mut live = Vec::with_capacity(payload.len() + traceparent.len() + 2);
+    live.extend_from_slice(payload);
+    Message::append_traceparent(&mut live, traceparent);
+    Some(live)
+}
+
 /// A stored message that does not decode: reported like a Redis reply of
 /// the wrong type, since that is what it is.
 fn corrupt(detail: String) -> ChatError {
@@ -361,16 +371,21 @@ impl RedisFanOut {
 
 #[async_trait]
 impl FanOut for RedisFanOut {
-    async fn publish(&self, message: &ChatMessage) -> Result<(), ChatError> {
+    async fn publish(
+        &self,
+        message: &ChatMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), ChatError> {
         let channel = message.channel.as_str();
         let payload = encode(message);
+        let live = published(&payload, traceparent);
         let recent = keys::recent(channel);
         let keep = self.keep as i64;
         let mut conn = self.redis.conn().await?;
         redis::pipe()
             .cmd("SPUBLISH")
             .arg(keys::fanout(channel))
-            .arg(&payload)
+            .arg(live.as_deref().unwrap_or(&payload))
             .ignore()
             .cmd("ZADD")
             .arg(&recent)
@@ -396,5 +411,33 @@ impl FanOut for RedisFanOut {
             .query_async(&mut conn)
             .await?;
         stored.iter().map(|bytes| decode(bytes)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_ids::MessageId;
+
+    use super::*;
+
+    #[test]
+    fn the_live_copy_carries_the_traceparent_and_the_same_message() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let message = ChatMessage {
+            id: MessageId::from_raw(7 << 22),
+            channel: ChannelId::new("general").unwrap(),
+            sender: UserId::new("alice").unwrap(),
+            seq: 3,
+            body: "hi".into(),
+            attachments: Vec::new(),
+            created_at_ms: 1_800_000_000_000,
+            idempotency_key: None,
+        };
+        let payload = encode(&message);
+        assert_eq!(published(&payload, None), None);
+        let live = published(&payload, Some(traceparent)).expect("a live copy");
+        let mut wire = Message::decode(live.as_slice()).unwrap();
+        assert_eq!(wire.take_traceparent().as_deref(), Some(traceparent));
+        assert_eq!(ChatMessage::try_from(wire), Ok(message));
     }
 }

@@ -115,7 +115,8 @@ impl EpochSource for MemoryEpochs {
 #[derive(Debug)]
 pub struct MemoryFanOut {
     keep: usize,
-    published: Mutex<Vec<ChatMessage>>,
+    // Each published message with the trace context it carried.
+    published: Mutex<Vec<(ChatMessage, Option<String>)>>,
     recent: Mutex<HashMap<ChannelId, BTreeMap<u64, ChatMessage>>>,
     /// Fails `publish` and `recent` while on.
     pub failure: Failure,
@@ -134,15 +135,30 @@ impl MemoryFanOut {
 
     /// Every message published, in order.
     pub fn published(&self) -> Vec<ChatMessage> {
-        lock(&self.published).clone()
+        lock(&self.published)
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// The `traceparent` each published message carried, in order.
+    pub fn published_traceparents(&self) -> Vec<Option<String>> {
+        lock(&self.published)
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 }
 
 #[async_trait]
 impl FanOut for MemoryFanOut {
-    async fn publish(&self, message: &ChatMessage) -> Result<(), ChatError> {
+    async fn publish(
+        &self,
+        message: &ChatMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), ChatError> {
         self.failure.redis()?;
-        lock(&self.published).push(message.clone());
+        lock(&self.published).push((message.clone(), traceparent.map(str::to_owned)));
         let mut recent = lock(&self.recent);
         let window = recent.entry(message.channel.clone()).or_default();
         window.insert(message.seq, message.clone());

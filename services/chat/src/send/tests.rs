@@ -152,6 +152,12 @@ async fn a_send_is_logged_then_fanned_out() {
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     );
     assert_eq!(h.fanout.published(), vec![m.clone()]);
+    assert_eq!(
+        h.fanout.published_traceparents(),
+        [Some(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()
+        )]
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ pub async fn the_recent_window_keeps_the_newest(fanout: &impl FanOut) -> SuiteRe
         .map(|seq| message(&ids, &channel, &sender, seq))
         .collect();
     for m in &sent {
-        fanout.publish(m).await?;
+        fanout.publish(m, None).await?;
     }
     let keep = suite_limits().recent_history;
     assert_eq!(fanout.recent(&channel).await?, sent[sent.len() - keep..]);
@@ -27,7 +27,7 @@ pub async fn the_recent_window_is_in_seq_order(fanout: &impl FanOut) -> SuiteRes
         .map(|seq| message(&ids, &channel, &sender, seq))
         .collect();
     for i in [2, 0, 1] {
-        fanout.publish(&sent[i]).await?;
+        fanout.publish(&sent[i], None).await?;
     }
     assert_eq!(fanout.recent(&channel).await?, sent);
     Ok(())
@@ -40,8 +40,8 @@ pub async fn windows_are_per_channel(fanout: &impl FanOut) -> SuiteResult<()> {
     let (a, b) = (unique_channel("recent-a"), unique_channel("recent-b"));
     let in_a = message(&ids, &a, &sender, 1);
     let in_b = message(&ids, &b, &sender, 1);
-    fanout.publish(&in_a).await?;
-    fanout.publish(&in_b).await?;
+    fanout.publish(&in_a, None).await?;
+    fanout.publish(&in_b, None).await?;
     assert_eq!(fanout.recent(&a).await?, vec![in_a]);
     assert_eq!(fanout.recent(&b).await?, vec![in_b]);
     assert!(

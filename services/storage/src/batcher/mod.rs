@@ -14,6 +14,7 @@ use backon::{ExponentialBuilder, Retryable as _};
 use chatmesh_ids::ChatMessage;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::BatchConfig;
 use crate::error::StorageError;
@@ -148,16 +149,24 @@ impl<L: LogSource, S: MessageStore> Batcher<L, S> {
     /// Decodes `batch` and writes it, shard by shard in parallel, retrying
     /// each failed shard with backoff. False if shutdown interrupted the
     /// retries.
+    #[tracing::instrument(name = "storage.batch", parent = None, skip_all, fields(records = batch.len()))]
     async fn write(
         &self,
         batch: &[Record],
         shutdown: &CancellationToken,
         totals: &mut Totals,
     ) -> bool {
-        let mut per_shard: Vec<Vec<ChatMessage>> = vec![Vec::new(); self.store.shard_count()];
+        let shards = self.store.shard_count();
+        let mut per_shard: Vec<Vec<ChatMessage>> = vec![Vec::new(); shards];
+        // The trace context of each message's send, per shard.
+        let mut traces: Vec<Vec<&str>> = vec![Vec::new(); shards];
         for record in batch {
             match decode(record.payload.as_deref()) {
-                Ok(message) => per_shard[self.store.shard_of(&message.channel)].push(message),
+                Ok(message) => {
+                    let shard = self.store.shard_of(&message.channel);
+                    per_shard[shard].push(message);
+                    traces[shard].extend(record.traceparent.as_deref());
+                }
                 Err(reason) => {
                     // Not a chat message: keeping it would block the
                     // partition forever, so it is logged with its position
@@ -178,7 +187,7 @@ impl<L: LogSource, S: MessageStore> Batcher<L, S> {
             .iter()
             .enumerate()
             .filter(|(_, messages)| !messages.is_empty())
-            .map(|(shard, messages)| self.write_shard(shard, messages, shutdown));
+            .map(|(shard, messages)| self.write_shard(shard, messages, &traces[shard], shutdown));
         let mut complete = true;
         for written in futures::future::join_all(writes).await {
             match written {
@@ -191,13 +200,25 @@ impl<L: LogSource, S: MessageStore> Batcher<L, S> {
 
     /// Writes `messages` to `shard`, retrying until it succeeds. `None` if
     /// shutdown came while retrying; a write in progress is never cut off.
+    /// Its span links the send of each message that carried trace context:
+    /// one insert serves many traces, so it is the child of none of them.
     async fn write_shard(
         &self,
         shard: usize,
         messages: &[ChatMessage],
+        traces: &[&str],
         shutdown: &CancellationToken,
     ) -> Option<usize> {
         let name = self.store.shard_name(shard);
+        let span = tracing::info_span!(
+            "storage.insert",
+            shard = name,
+            rows = messages.len(),
+            inserted = tracing::field::Empty,
+        );
+        for traceparent in traces {
+            chatmesh_telemetry::link_traceparent(&span, traceparent);
+        }
         let mut tries = 0_u32;
         let attempt = || {
             tries += 1;
@@ -228,9 +249,11 @@ impl<L: LogSource, S: MessageStore> Batcher<L, S> {
                 shard_failed(name);
                 tracing::warn!(shard = name, rows = messages.len(), error = %err, ?retry_in, "shard write failed; offsets held");
             })
+            .instrument(span.clone())
             .await;
         match written {
             Ok(new) => {
+                span.record("inserted", new);
                 metrics::counter!("chatmesh_storage_rows_inserted_total", "shard" => name.to_owned())
                     .increment(new as u64);
                 metrics::gauge!("chatmesh_storage_shard_down", "shard" => name.to_owned()).set(0.0);

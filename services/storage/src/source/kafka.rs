@@ -7,6 +7,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{
     CommitMode, Consumer as _, ConsumerContext, DefaultConsumerContext, StreamConsumer,
 };
+use rdkafka::message::Headers as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{LogSource, Offsets, Record};
@@ -54,6 +55,13 @@ impl<C: ConsumerContext + 'static> LogSource for KafkaSource<C> {
             partition: message.partition(),
             offset: message.offset(),
             payload: message.payload().map(<[u8]>::to_vec),
+            traceparent: message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == chatmesh_telemetry::TRACEPARENT)
+                    .and_then(|h| std::str::from_utf8(h.value?).ok())
+                    .map(str::to_owned)
+            }),
         })
     }
 

@@ -66,6 +66,7 @@ impl MemorySource {
             partition,
             offset,
             payload: Some(payload),
+            traceparent: None,
         });
         offset
     }

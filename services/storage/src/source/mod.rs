@@ -29,6 +29,8 @@ pub struct Record {
     pub offset: i64,
     /// The encoded message, if the record has a payload.
     pub payload: Option<Vec<u8>>,
+    /// The W3C `traceparent` header of the send that produced it, if any.
+    pub traceparent: Option<String>,
 }
 
 /// Next offsets to read, by partition: one past the last stored record.

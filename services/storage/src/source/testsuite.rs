@@ -134,6 +134,7 @@ fn record(partition: i32, offset: i64, payload: &str) -> Record {
         partition,
         offset,
         payload: Some(payload.as_bytes().to_vec()),
+        traceparent: None,
     }
 }
 
@@ -283,6 +284,7 @@ mod memory_passes {
                 partition,
                 offset: *next,
                 payload: Some(payload.to_vec()),
+                traceparent: None,
             };
             *next += 1;
             for (_, member) in &state.members {
