@@ -100,12 +100,14 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
             body,
             attachments,
             idempotency_key,
+            traceparent,
             ..
         } => Frame::Send(pb::Send {
             channel_id,
             body,
             attachments,
             idempotency_key: idempotency_key.unwrap_or_default(),
+            traceparent: traceparent.unwrap_or_default(),
         }),
         ClientFrame::Ack { channel_id, seq } => Frame::Ack(pb::Ack { channel_id, seq }),
         ClientFrame::Ping { client_time_ms, .. } => Frame::Ping(pb::Ping {
@@ -145,12 +147,14 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             body,
             attachments,
             idempotency_key,
+            traceparent,
         } => ClientFrame::Send {
             request_id: present(&request_id),
             channel_id,
             body,
             attachments,
             idempotency_key: present(&idempotency_key),
+            traceparent: present(&traceparent),
         },
         ack @ ClientFrame::Ack { .. } => ack,
         ClientFrame::Ping {
