@@ -55,11 +55,15 @@ fn to_json(frame: &ClientFrame) -> Value {
             body,
             attachments,
             idempotency_key,
+            traceparent,
             ..
         } => {
             let mut v = json!({"type": "send", "channel_id": channel_id, "body": body, "attachments": attachments});
             if let Some(key) = idempotency_key {
                 v["idempotency_key"] = key.as_str().into();
+            }
+            if let Some(tp) = traceparent {
+                v["traceparent"] = tp.as_str().into();
             }
             v
         }
