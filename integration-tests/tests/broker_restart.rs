@@ -20,7 +20,10 @@ async fn a_broker_restart_loses_nothing_and_fans_out_only_what_is_durable() -> a
     let load = Load::start(&mesh, channels.clone(), LoadOptions::steady(8, 150, 50)).await?;
     load.acked_at_least(300, Duration::from_secs(60)).await?;
 
-    // SIGKILL: tansu 0.6 leaves its listener up after SIGTERM.
+    // SIGKILL: tansu 0.6 leaves its listener up after SIGTERM. The broker
+    // comes back however this test ends, so a failure here does not take
+    // every later test's broker with it.
+    let _restore = Restore;
     let pid = Infra::state_value("TANSU_PID")?;
     std::process::Command::new("kill")
         .args(["-KILL", &pid])
@@ -66,4 +69,13 @@ async fn a_broker_restart_loses_nothing_and_fans_out_only_what_is_durable() -> a
         }
     }
     Ok(())
+}
+
+/// Starts the broker again when dropped (a no-op when it runs).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = Infra::script(&["up"]);
+    }
 }

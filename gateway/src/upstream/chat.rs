@@ -46,7 +46,7 @@ impl ChatApi for GrpcChat {
                     channel_id: channel.as_str().to_owned(),
                     user_id: user.as_str().to_owned(),
                 };
-                async move { self.reads.attempt(client.check_membership(request)).await }
+                async move { client.check_membership(request).await }
             })
             .await?
             .into_inner()
@@ -61,7 +61,7 @@ impl ChatApi for GrpcChat {
                 let request = chat::GetChannelRequest {
                     channel_id: channel.as_str().to_owned(),
                 };
-                async move { self.reads.attempt(client.get_channel(request)).await }
+                async move { client.get_channel(request).await }
             })
             .await;
         match exists {
@@ -86,7 +86,7 @@ impl ChatApi for GrpcChat {
             let mut client = self.client.clone();
             let mut request = tonic::Request::new(message.clone());
             chatmesh_telemetry::inject_trace_context(request.metadata_mut());
-            async move { self.sends.attempt(client.send_message(request)).await }
+            async move { client.send_message(request).await }
         };
         // Only a keyed send is safe to repeat: chat stores it once however
         // often it arrives. An unkeyed one is tried once and its error
@@ -94,7 +94,7 @@ impl ChatApi for GrpcChat {
         let response = if keyed {
             self.sends.run(attempt).await
         } else {
-            attempt().await
+            self.sends.once(attempt()).await
         }?
         .into_inner();
         let message = response.message.ok_or_else(|| {

@@ -48,52 +48,48 @@ impl Retries {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails in a way retrying cannot
-    /// help, or the attempts, the budget or the timeout run out. `attempt`
-    /// must be safe to run more than once.
-    pub(crate) async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, ClientError>
+    /// Runs `attempt` until it succeeds, fails in a way another instance
+    /// cannot fix, or the attempts, the budget or the timeout run out; the
+    /// whole run takes at most the timeout. `attempt` must be safe to run
+    /// more than once.
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, ClientError>>,
+        Fut: Future<Output = Result<T, tonic::Status>>,
     {
         self.budget.deposit();
         let service = self.service;
-        let retried = attempt
-            .retry(self.backoff)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let once = || {
+            let call = attempt();
+            async move {
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(status)) => Err(Failure::from(status)),
+                    Err(_) => Err(Failure {
+                        error: ClientError::generic(ErrorKind::TimedOut),
+                        elsewhere: false,
+                    }),
+                }
+            }
+        };
+        once.retry(self.backoff)
             .sleep(tokio::time::sleep)
-            .when(|err: &ClientError| worth_retrying(err) && self.budget.withdraw())
-            .notify(|err, delay| {
+            .when(|f: &Failure| {
+                f.elsewhere && tokio::time::Instant::now() < deadline && self.budget.withdraw()
+            })
+            .notify(|f, delay| {
                 metrics::counter!("chatmesh_gateway_upstream_retries_total", "service" => service)
                     .increment(1);
-                tracing::debug!(service, error = %err, retry_in = ?delay, "retrying a call");
-            });
-        // Retries share the one attempt's time: a caller waits at most
-        // the timeout, however many instances failed fast before.
-        match tokio::time::timeout(self.timeout, retried).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::generic(ErrorKind::TimedOut)),
-        }
+                tracing::debug!(service, error = %f.error, retry_in = ?delay, "retrying a call");
+            })
+            .await
+            .map_err(|f| f.error)
     }
 
-    /// `call` on a clone of `client`, retried as [`Retries::run`] does,
-    /// each attempt within the attempt timeout: for reads through a
-    /// generated client, e.g. `|mut c| async move { c.get_media(req).await }`.
-    pub(crate) async fn call<C, T, F, Fut>(&self, client: &C, call: F) -> Result<T, ClientError>
-    where
-        C: Clone,
-        F: Fn(C) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.run(|| {
-            let attempt = call(client.clone());
-            async move { self.attempt(attempt).await.map(tonic::Response::into_inner) }
-        })
-        .await
-    }
-
-    /// One attempt of `call`, as a [`ClientError`] when it fails or takes
-    /// longer than the attempt timeout.
-    pub(crate) async fn attempt<T>(
+    /// One attempt of `call`, never repeated, within the timeout: for
+    /// calls that are not safe to run twice.
+    pub(crate) async fn once<T>(
         &self,
         call: impl Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, ClientError> {
@@ -102,19 +98,61 @@ impl Retries {
             Err(_) => Err(ClientError::generic(ErrorKind::TimedOut)),
         }
     }
+
+    /// `call` on a clone of `client`, retried as [`Retries::run`] does:
+    /// for reads through a generated client, e.g.
+    /// `|mut c| async move { c.get_media(req).await }`.
+    pub(crate) async fn call<C, T, F, Fut>(&self, client: &C, call: F) -> Result<T, ClientError>
+    where
+        C: Clone,
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.run(|| {
+            let attempt = call(client.clone());
+            async move { attempt.await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
 }
 
-/// Failures another attempt, maybe on another instance, may get past.
-/// `rate_limited` and `in_progress` are left to the client, which knows
-/// whether to wait.
-fn worth_retrying(err: &ClientError) -> bool {
-    matches!(
-        err.kind,
-        ErrorKind::Unavailable
-            | ErrorKind::Overloaded
-            | ErrorKind::TimedOut
-            | ErrorKind::ShuttingDown
-    )
+/// A failed attempt, and whether another instance may not fail it.
+#[derive(Debug)]
+struct Failure {
+    error: ClientError,
+    elsewhere: bool,
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        let error = ClientError::from_status(&status);
+        Self {
+            elsewhere: worth_retrying(&status, &error),
+            error,
+        }
+    }
+}
+
+/// Failures of the instance rather than of the request or of what every
+/// instance shares: the connection failed or was cut (a status that
+/// carries no chatmesh kind), or the instance refused the call because it
+/// is full or draining. An instance that answers `unavailable` itself
+/// (say, the broker is down) would be answered the same by every other
+/// one, so that goes back to the client, which knows whether to wait.
+fn worth_retrying(status: &tonic::Status, error: &ClientError) -> bool {
+    use tonic_types::StatusExt as _;
+    let from_chatmesh = status
+        .get_error_details()
+        .error_info()
+        .is_some_and(|i| i.domain == chatmesh_error::DOMAIN);
+    if from_chatmesh {
+        matches!(error.kind, ErrorKind::Overloaded | ErrorKind::ShuttingDown)
+    } else {
+        matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        )
+    }
 }
 
 #[cfg(test)]
@@ -132,50 +170,69 @@ mod tests {
         }
     }
 
-    async fn failing(retries: &Retries, kind: ErrorKind, succeed_on: u32) -> (u32, bool) {
+    /// A connection refused or cut: no chatmesh kind in the status.
+    fn transport() -> tonic::Status {
+        tonic::Status::unavailable("connection refused")
+    }
+
+    fn kind(kind: ErrorKind) -> tonic::Status {
+        ClientError::generic(kind).to_status()
+    }
+
+    async fn failing(
+        retries: &Retries,
+        fail: impl Fn() -> tonic::Status,
+        succeed_on: u32,
+    ) -> (u32, Result<u32, ClientError>) {
         let calls = AtomicU32::new(0);
         let result = retries
-            .run(|| async {
+            .run(|| {
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                if n >= succeed_on {
-                    Ok(n)
-                } else {
-                    Err(ClientError::generic(kind))
+                let failure = (n < succeed_on).then(&fail);
+                async move {
+                    match failure {
+                        Some(status) => Err(status),
+                        None => Ok(n),
+                    }
                 }
             })
             .await;
-        (calls.load(Ordering::SeqCst), result.is_ok())
+        (calls.load(Ordering::SeqCst), result)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unavailable_instance_costs_the_caller_nothing() {
+    async fn a_dead_or_full_instance_costs_the_caller_nothing() {
         let retries = Retries::new("test", &settings(2, 10, 20));
-        assert_eq!(
-            failing(&retries, ErrorKind::Unavailable, 2).await,
-            (2, true)
-        );
-        assert_eq!(failing(&retries, ErrorKind::Overloaded, 3).await, (3, true));
+        assert_eq!(failing(&retries, transport, 2).await.1.unwrap(), 2);
+        let overloaded = || kind(ErrorKind::Overloaded);
+        assert_eq!(failing(&retries, overloaded, 3).await.1.unwrap(), 3);
+        let draining = || kind(ErrorKind::ShuttingDown);
+        assert_eq!(failing(&retries, draining, 2).await.1.unwrap(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn attempts_are_bounded() {
         let retries = Retries::new("test", &settings(2, 10, 20));
-        assert_eq!(
-            failing(&retries, ErrorKind::Unavailable, 100).await,
-            (3, false)
-        );
+        let (calls, result) = failing(&retries, transport, 100).await;
+        assert_eq!(calls, 3);
+        assert_eq!(result.unwrap_err().kind, ErrorKind::Unavailable);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn final_answers_are_not_retried() {
+    async fn answers_every_instance_would_give_are_not_retried() {
         let retries = Retries::new("test", &settings(2, 10, 20));
-        for kind in [
+        for k in [
+            // The instance itself says a shared dependency is down.
+            ErrorKind::Unavailable,
+            ErrorKind::TimedOut,
             ErrorKind::NotMember,
             ErrorKind::InvalidMessage,
             ErrorKind::RateLimited,
             ErrorKind::Internal,
         ] {
-            assert_eq!(failing(&retries, kind, 2).await, (1, false), "{kind}");
+            let (calls, result) = failing(&retries, || kind(k), 2).await;
+            assert_eq!(calls, 1, "{k}");
+            assert_eq!(result.unwrap_err().kind, k);
         }
     }
 
@@ -190,11 +247,16 @@ mod tests {
             },
         );
         let started = tokio::time::Instant::now();
-        let result: Result<(), ClientError> = retries
-            .run(|| async { Err(ClientError::generic(ErrorKind::Unavailable)) })
+        let (_, result) = failing(&retries, transport, u32::MAX).await;
+        assert!(result.unwrap_err().retryable());
+        assert!(started.elapsed() <= Duration::from_millis(1_200));
+        // An attempt that hangs is cut at the timeout.
+        let started = tokio::time::Instant::now();
+        let hung: Result<(), ClientError> = retries
+            .run(std::future::pending::<Result<(), tonic::Status>>)
             .await;
-        assert_eq!(result.unwrap_err().kind, ErrorKind::TimedOut);
-        assert!(started.elapsed() <= Duration::from_secs(1));
+        assert_eq!(hung.unwrap_err().kind, ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -204,7 +266,7 @@ mod tests {
         let retries = Retries::new("test", &settings(2, 1, 10));
         let mut total = 0;
         for _ in 0..100 {
-            total += failing(&retries, ErrorKind::Unavailable, u32::MAX).await.0;
+            total += failing(&retries, transport, u32::MAX).await.0;
         }
         let retried = total - 100;
         assert!(retried <= 30, "{retried} retries for 100 calls");
