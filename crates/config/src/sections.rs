@@ -32,8 +32,11 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
 }
 
+/// A backstop against a stuck handler, above the longest a healthy call
+/// takes (a send waits for the broker's delivery timeout); callers set
+/// their own, shorter deadlines.
 fn default_request_timeout() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(30)
 }
 
 fn default_max_concurrent_requests() -> usize {
