@@ -140,6 +140,26 @@ async fn sends_spread_over_three_instances_and_survive_one_dying() -> anyhow::Re
     Ok(())
 }
 
+/// Runs 800 sends over 20 fresh channels, checks none was lost or doubled,
+/// and returns how many calls each chat instance served meanwhile.
+async fn served_during_load(
+    mesh: &Mesh,
+    shards: &Shards,
+    prefix: &str,
+) -> anyhow::Result<Vec<u64>> {
+    let before = all_served(mesh).await?;
+    let load = Load::start(
+        mesh,
+        channel_names(prefix, 20),
+        LoadOptions::steady(8, 100, 5),
+    )
+    .await?;
+    let report = load.finish(shards, Duration::from_secs(120)).await?;
+    assert!(report.is_clean(), "{report:#?}");
+    let after = all_served(mesh).await?;
+    Ok(after.iter().zip(&before).map(|(a, b)| a - b).collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_instance_gets_few_calls_while_it_is_slow() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
@@ -153,17 +173,7 @@ async fn a_slow_instance_gets_few_calls_while_it_is_slow() -> anyhow::Result<()>
     let shards = Shards::new(&mesh.infra)?;
     let ejected_before = chat_ejections(&mesh).await?;
     mesh.chat_proxies[2].set_delay(Duration::from_millis(250));
-    let before = all_served(&mesh).await?;
-    let load = Load::start(
-        &mesh,
-        channel_names("slow", 20),
-        LoadOptions::steady(8, 100, 5),
-    )
-    .await?;
-    let report = load.finish(&shards, Duration::from_secs(120)).await?;
-    assert!(report.is_clean(), "{report:#?}");
-    let after = all_served(&mesh).await?;
-    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let delta = served_during_load(&mesh, &shards, "slow").await?;
     let total: u64 = delta.iter().sum();
     let share = delta[2] as f64 / total as f64;
     eprintln!(
@@ -184,17 +194,7 @@ async fn a_slow_instance_gets_few_calls_while_it_is_slow() -> anyhow::Result<()>
 
     // Fast again: it gets its share back.
     mesh.chat_proxies[2].set_delay(Duration::ZERO);
-    let before = all_served(&mesh).await?;
-    let load = Load::start(
-        &mesh,
-        channel_names("fast-again", 20),
-        LoadOptions::steady(8, 100, 5),
-    )
-    .await?;
-    let report = load.finish(&shards, Duration::from_secs(120)).await?;
-    assert!(report.is_clean(), "{report:#?}");
-    let after = all_served(&mesh).await?;
-    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let delta = served_during_load(&mesh, &shards, "fast-again").await?;
     eprintln!("calls once chat-2 was fast again: {delta:?}");
     assert!(delta[2] > 0, "chat-2 never got a call back: {delta:?}");
     Ok(())
