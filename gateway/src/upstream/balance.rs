@@ -30,9 +30,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceExt as _;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
@@ -313,7 +310,6 @@ struct Watcher {
 
 impl Watcher {
     async fn run(self, stop: CancellationToken) {
-        let mut health = HealthClient::new(self.channel.clone());
         let mut failures = 0_u32;
         // The first check at once, then every interval; after a failed
         // check, or a call that failed at the transport, sooner.
@@ -324,13 +320,8 @@ impl Watcher {
                 () = self.suspect.notified() => {}
                 () = stop.cancelled() => return,
             }
-            let check = health.check(HealthCheckRequest {
-                service: String::new(),
-            });
-            let serving = matches!(
-                tokio::time::timeout(self.interval, check).await,
-                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
-            );
+            let check = super::health::serving(self.channel.clone());
+            let serving = matches!(tokio::time::timeout(self.interval, check).await, Ok(Ok(())));
             if stop.is_cancelled() {
                 return;
             }

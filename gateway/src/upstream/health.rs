@@ -64,7 +64,8 @@ impl GrpcHealthProbe {
     }
 }
 
-async fn serving(channel: Channel) -> Result<(), String> {
+/// Whether the instance behind `channel` reports SERVING.
+pub(crate) async fn serving(channel: Channel) -> Result<(), String> {
     let mut client = HealthClient::new(channel);
     let status = client
         .check(HealthCheckRequest {
