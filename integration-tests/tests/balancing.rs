@@ -268,7 +268,7 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
         let send = send.clone();
         async move {
             let mut times = Vec::new();
-            for i in 0..100 {
+            for i in 0..200 {
                 let (took, result) = send.send(format!("alone-{phase}-{i}")).await;
                 result?;
                 times.push(took);
@@ -303,34 +303,39 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
     let mut limit_only = at_limit("before").await?;
 
     // 200 callers, each with one send in flight for 4 s, from 4
-    // connections as 4 gateways would make them. A refused caller waits
-    // 50–150 ms (as a client backs off on a retryable error) and sends
-    // again.
-    let mut senders = Vec::new();
+    // connections as 4 gateways would make them. A refused caller backs
+    // off as the browser SDK does on a retryable error (full jitter over
+    // 100 ms doubling per refusal, up to 5 s, plus 20 ms) and sends again.
+    let mut connections = Vec::new();
     for _ in 0..4 {
-        senders.push(Sender {
-            client: ChatServiceClient::new(endpoint.connect().await?),
-            ..send.clone()
-        });
+        connections.push(ChatServiceClient::new(endpoint.connect().await?));
     }
     let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
     let shed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let until = Instant::now() + Duration::from_secs(4);
     let mut tasks = tokio::task::JoinSet::new();
     for caller in 0..200_usize {
-        let send = senders[caller % senders.len()].clone();
+        let send = Sender {
+            client: connections[caller % connections.len()].clone(),
+            ..send.clone()
+        };
         let (accepted, shed) = (accepted.clone(), shed.clone());
         tasks.spawn(async move {
-            let mut i = 0;
+            let (mut i, mut refusals) = (0, 0_u32);
             while Instant::now() < until {
                 let (took, result) = send.send(format!("crowd-{caller}-{i}")).await;
                 i += 1;
                 match result {
-                    Ok(_) => accepted.lock().unwrap().push(took),
+                    Ok(_) => {
+                        accepted.lock().unwrap().push(took);
+                        refusals = 0;
+                    }
                     Err(status) => {
                         shed.lock().unwrap().push((took, status));
-                        let backoff = 50 + (caller * 37 + i * 11) % 100;
-                        tokio::time::sleep(Duration::from_millis(backoff as u64)).await;
+                        let ceiling = (100_u64 << refusals.min(6)).min(5_000);
+                        refusals += 1;
+                        let backoff = rand::random_range(0..ceiling) + 20;
+                        tokio::time::sleep(Duration::from_millis(backoff)).await;
                     }
                 }
             }
@@ -377,9 +382,11 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
     }
     // The excess costs the accepted calls little: they run as they would
     // with only as many callers as the limit admits, not behind a queue of
-    // 200. (Against one call at a time the ratio also holds wherever 8
-    // concurrent sends are far from the instance's capacity; on a small
-    // shared machine 8 are near it, which the limit cannot change.)
+    // 200. (Against one call at a time the ratio holds only where 8
+    // concurrent sends are far from what the broker behind the instance
+    // can take; on a small shared machine they are near it, and the
+    // latency of 8 callers with nothing to refuse is already up to 3x that
+    // of one, which no limit changes.)
     assert!(
         accepted_p99 < limit_p99 * 2,
         "accepted p99 {accepted_p99:?} against {limit_p99:?} with 8 callers"
