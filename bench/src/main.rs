@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             grpc.join_channel(chat::JoinChannelRequest {
                 channel_id: room.clone(),
                 user_id: format!("sender-{s}"),
+                ..Default::default()
             })
             .await?;
         }
@@ -133,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         grpc.join_channel(chat::JoinChannelRequest {
             channel_id: rooms[i % channels].clone(),
             user_id: format!("user-{i}"),
+            ..Default::default()
         })
         .await?;
     }

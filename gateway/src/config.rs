@@ -112,6 +112,12 @@ pub struct HttpSettings {
     /// HTTP requests in flight at once on this node; more are refused at
     /// once with 503 `overloaded` rather than queued.
     pub max_concurrent_requests: usize,
+    /// Web origins whose pages may call the HTTP API from a browser
+    /// (`https://chat.example.com`), or `["*"]` for any. Empty: no CORS
+    /// headers, so only same-origin pages. Tokens travel in the
+    /// `Authorization` header, never in cookies, so `*` exposes nothing a
+    /// page could not already ask for with a token of its own.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -119,6 +125,7 @@ impl Default for HttpSettings {
         Self {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 4096,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -442,6 +449,8 @@ impl Validate for GatewayConfig {
                 "must be greater than zero",
             ));
         }
+        crate::http::cors_origins(&self.http.cors_allowed_origins)
+            .map_err(|reason| Invalid::new("http.cors_allowed_origins", reason))?;
         Ok(())
     }
 }

@@ -54,6 +54,8 @@ pub struct Gateway {
     config: GatewayConfig,
     auth: auth::Authenticator,
     sessions: Arc<SessionContext>,
+    /// The chat service's directory calls (channels and members).
+    chat: upstream::balance::Upstream,
     storage: upstream::balance::Upstream,
     presence_api: upstream::balance::Upstream,
     media: upstream::balance::Upstream,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Gateway {
 /// The retry budgets of the reads the HTTP API makes.
 #[derive(Debug)]
 struct Reads {
+    chat: upstream::retry::Retries,
     storage: upstream::retry::Retries,
     presence: upstream::retry::Retries,
     media: upstream::retry::Retries,
@@ -199,11 +202,9 @@ pub async fn serve(
         ),
     );
 
+    let chat = upstream::balance::channel("chat", &config.services.chat, up, &background)?;
     let sessions = Arc::new(SessionContext {
-        chat: Arc::new(upstream::chat::GrpcChat::new(
-            upstream::balance::channel("chat", &config.services.chat, up, &background)?,
-            up,
-        )),
+        chat: Arc::new(upstream::chat::GrpcChat::new(chat.clone(), up)),
         hub,
         gaps,
         liveness: Arc::new(liveness),
@@ -217,6 +218,7 @@ pub async fn serve(
     let gw = Arc::new(Gateway {
         auth,
         sessions,
+        chat,
         storage,
         presence_api: upstream::balance::channel(
             "presence",
@@ -226,6 +228,7 @@ pub async fn serve(
         )?,
         media: upstream::balance::channel("media", &config.services.media, up, &background)?,
         reads: Reads {
+            chat: upstream::retry::Retries::new("chat", up),
             storage: upstream::retry::Retries::new("storage", up),
             presence: upstream::retry::Retries::new("presence", up),
             media: upstream::retry::Retries::new("media", up),

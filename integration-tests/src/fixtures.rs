@@ -37,6 +37,7 @@ pub async fn create_channel_at(
             name: id.to_owned(),
             created_by: members[0].to_owned(),
             moderation: policy as i32,
+            visibility: chat::ChannelVisibility::Private as i32,
         })
         .await?;
     for user in &members[1..] {
@@ -44,6 +45,7 @@ pub async fn create_channel_at(
             .join_channel(chat::JoinChannelRequest {
                 channel_id: id.to_owned(),
                 user_id: (*user).to_owned(),
+                public_only: false,
             })
             .await?;
     }

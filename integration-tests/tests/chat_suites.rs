@@ -437,6 +437,7 @@ fn serve_releases_its_worker_id_before_returning() -> anyhow::Result<()> {
             name: String::new(),
             created_by: user.as_str().into(),
             moderation: ModerationPolicy::Reject as i32,
+            ..Default::default()
         })
         .await?;
         let sent = chat

@@ -147,6 +147,7 @@ async fn unknown_channels_are_unknown_and_dot_segments_are_not_ids() -> anyhow::
                 name: String::new(),
                 created_by: "alice".into(),
                 moderation: ModerationPolicy::Reject as i32,
+                ..Default::default()
             })
             .await;
         assert_eq!(

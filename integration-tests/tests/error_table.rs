@@ -81,6 +81,30 @@ impl ChatService for StubChat {
     ) -> Result<Response<chat::CheckMembershipResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn list_public_channels(
+        &self,
+        _: Request<chat::ListPublicChannelsRequest>,
+    ) -> Result<Response<chat::ListPublicChannelsResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn list_members(
+        &self,
+        _: Request<chat::ListMembersRequest>,
+    ) -> Result<Response<chat::ListMembersResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn add_member(
+        &self,
+        _: Request<chat::AddMemberRequest>,
+    ) -> Result<Response<chat::AddMemberResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn remove_member(
+        &self,
+        _: Request<chat::RemoveMemberRequest>,
+    ) -> Result<Response<chat::RemoveMemberResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 }
 
 struct StubStorage;

@@ -357,12 +357,14 @@ async fn the_image_runs_the_mesh_as_the_chart_configures_it() -> anyhow::Result<
             name: room.clone(),
             created_by: "alice".into(),
             moderation: ModerationPolicy::Reject as i32,
+            ..Default::default()
         })
         .await?;
     directory
         .join_channel(chat::JoinChannelRequest {
             channel_id: room.clone(),
             user_id: "bob".into(),
+            ..Default::default()
         })
         .await?;
 

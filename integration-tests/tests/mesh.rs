@@ -93,6 +93,7 @@ async fn channel_directory_round_trip() -> anyhow::Result<()> {
             name: "Test room".into(),
             created_by: "alice".into(),
             moderation: 0,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -114,6 +115,7 @@ async fn channel_directory_round_trip() -> anyhow::Result<()> {
         .join_channel(chat::JoinChannelRequest {
             channel_id: id.clone(),
             user_id: "bob".into(),
+            ..Default::default()
         })
         .await?;
     assert!(joined.into_inner().joined);
@@ -121,6 +123,7 @@ async fn channel_directory_round_trip() -> anyhow::Result<()> {
         .join_channel(chat::JoinChannelRequest {
             channel_id: id.clone(),
             user_id: "bob".into(),
+            ..Default::default()
         })
         .await?;
     assert!(!rejoined.into_inner().joined);
@@ -181,6 +184,7 @@ async fn channel_directory_round_trip() -> anyhow::Result<()> {
         .join_channel(chat::JoinChannelRequest {
             channel_id: format!("{id}-missing"),
             user_id: "bob".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown channel");
@@ -188,6 +192,7 @@ async fn channel_directory_round_trip() -> anyhow::Result<()> {
     let bad = client
         .get_channel(chat::GetChannelRequest {
             channel_id: "no spaces allowed".into(),
+            ..Default::default()
         })
         .await
         .expect_err("invalid id");

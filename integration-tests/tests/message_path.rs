@@ -44,6 +44,7 @@ async fn two_nodes_deliver_every_message_once_in_order() -> anyhow::Result<()> {
         chat.join_channel(chatmesh_proto::chat::v1::JoinChannelRequest {
             channel_id: room.clone(),
             user_id: user.into(),
+            ..Default::default()
         })
         .await?;
         let mut c = Client::connect(gw, &dev_token(gw, user).await?, None).await?;

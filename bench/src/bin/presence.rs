@@ -206,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
                     .join_channel(chat::JoinChannelRequest {
                         channel_id: room,
                         user_id: format!("pu-{tag}-{i}"),
+                        ..Default::default()
                     })
                     .await?;
                 Ok(())

@@ -21,6 +21,8 @@ diesel::table! {
         moderation_allow -> Array<Text>,
         /// Creation time.
         created_at -> Timestamptz,
+        /// 1 private, 2 public.
+        visibility -> SmallInt,
     }
 }
 
@@ -33,6 +35,8 @@ diesel::table! {
         user_id -> Text,
         /// When the user joined.
         joined_at -> Timestamptz,
+        /// 1 member, 2 owner.
+        role -> SmallInt,
     }
 }
 

@@ -43,6 +43,10 @@ pub enum ErrorKind {
     NotMember,
     /// The caller may not do this (e.g. complete someone else's upload).
     Forbidden,
+    /// The channel is private: only an owner can add someone to it.
+    PrivateChannel,
+    /// Only the channel's owners may do this.
+    NotOwner,
     /// The channel does not exist.
     UnknownChannel,
     /// The thing asked for does not exist.
@@ -113,7 +117,7 @@ const fn spec(
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 29] = [
+    pub const ALL: [ErrorKind; 31] = [
         Self::InvalidRequest,
         Self::InvalidChannel,
         Self::InvalidUser,
@@ -127,6 +131,8 @@ impl ErrorKind {
         Self::TokenExpired,
         Self::NotMember,
         Self::Forbidden,
+        Self::PrivateChannel,
+        Self::NotOwner,
         Self::UnknownChannel,
         Self::NotFound,
         Self::AlreadyExists,
@@ -163,6 +169,8 @@ impl ErrorKind {
             Self::TokenExpired => spec(G::Unauthenticated, 401, "token_expired", false, "token expired"),
             Self::NotMember => spec(G::PermissionDenied, 403, "not_member", false, "not a member of this channel"),
             Self::Forbidden => spec(G::PermissionDenied, 403, "forbidden", false, "not allowed"),
+            Self::PrivateChannel => spec(G::PermissionDenied, 403, "private_channel", false, "this channel is private: ask an owner to add you"),
+            Self::NotOwner => spec(G::PermissionDenied, 403, "not_owner", false, "only an owner of this channel may do this"),
             Self::UnknownChannel => spec(G::NotFound, 404, "unknown_channel", false, "no such channel"),
             Self::NotFound => spec(G::NotFound, 404, "not_found", false, "not found"),
             Self::AlreadyExists => spec(G::AlreadyExists, 409, "already_exists", false, "already exists"),

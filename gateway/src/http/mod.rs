@@ -1,10 +1,13 @@
 //! HTTP routes: the WebSocket upgrade, the route endpoint, history, dev
-//! tokens, and (in their own files) presence and media. Every error answer
-//! is rendered by [`render`] from the error table.
+//! tokens, and (in their own files) channels, presence, media and the
+//! OpenAPI document. Every error answer is rendered by [`render`] from the
+//! error table.
 
+mod channels;
 mod connect;
 mod layers;
 mod media;
+mod openapi;
 mod presence;
 
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use crate::auth::AuthError;
 use crate::ports::Access;
 
 pub use connect::ConnectRequest;
+pub(crate) use layers::cors_origins;
 
 /// Every client-facing route.
 pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
@@ -33,12 +37,15 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/ws", get(upgrade))
         .route("/v1/route/{channel}", get(route))
         .route("/v1/channels/{channel}/messages", get(history))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .merge(channels::routes())
         .merge(presence::routes())
         .merge(media::routes());
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));
     }
     let settings = gw.config.http.clone();
+    let router = router.fallback(|| async { fail(ErrorKind::NotFound, "no such route") });
     layers::apply(router.with_state(gw), &settings)
 }
 

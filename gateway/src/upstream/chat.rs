@@ -60,6 +60,7 @@ impl ChatApi for GrpcChat {
                 let mut client = self.client.clone();
                 let request = chat::GetChannelRequest {
                     channel_id: channel.as_str().to_owned(),
+                    user_id: String::new(),
                 };
                 async move { client.get_channel(request).await }
             })

@@ -23,6 +23,12 @@ pub enum ChatError {
     /// The user is not a member of the channel.
     #[error("not a member of this channel")]
     NotMember,
+    /// The channel is private: only an owner can add someone to it.
+    #[error("this channel is private: ask an owner to add you")]
+    PrivateChannel,
+    /// Only the channel's owners may do this.
+    #[error("only an owner of this channel may do this")]
+    NotOwner,
     /// The body is over the size limit.
     #[error("message body is larger than {limit} bytes")]
     TooLarge {
@@ -84,6 +90,8 @@ impl ChatError {
             Self::ChannelNotFound => ErrorKind::UnknownChannel,
             Self::ChannelExists => ErrorKind::AlreadyExists,
             Self::NotMember => ErrorKind::NotMember,
+            Self::PrivateChannel => ErrorKind::PrivateChannel,
+            Self::NotOwner => ErrorKind::NotOwner,
             Self::Blocked => ErrorKind::Blocked,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::InFlight => ErrorKind::InProgress,

@@ -8,7 +8,8 @@ use tracing::Instrument as _;
 
 use std::sync::Arc;
 
-use crate::{Channel, ChatError, Directory, Moderation, SendPath, SendRequest};
+use crate::directory::MAX_PUBLIC_PAGE;
+use crate::{Channel, ChatError, Directory, Moderation, Role, SendPath, SendRequest, Visibility};
 
 /// The chat service's gRPC front.
 #[derive(Debug, Clone)]
@@ -31,8 +32,22 @@ fn user_id(field: &'static str, raw: String) -> Result<UserId, ChatError> {
     UserId::new(raw).map_err(|e| ChatError::invalid_id(field, e))
 }
 
-fn to_pb(channel: Channel) -> pb::Channel {
+fn role_pb(role: Option<Role>) -> i32 {
+    let role = match role {
+        Some(Role::Owner) => pb::MemberRole::Owner,
+        Some(Role::Member) => pb::MemberRole::Member,
+        None => pb::MemberRole::Unspecified,
+    };
+    role as i32
+}
+
+fn to_pb(channel: Channel, role: Option<Role>) -> pb::Channel {
     pb::Channel {
+        visibility: match channel.visibility {
+            Visibility::Private => pb::ChannelVisibility::Private,
+            Visibility::Public => pb::ChannelVisibility::Public,
+        } as i32,
+        role: role_pb(role),
         channel_id: channel.id.into(),
         name: channel.name,
         created_by: channel.created_by.into(),
@@ -112,14 +127,27 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
                 .into());
             }
         };
+        let visibility = match pb::ChannelVisibility::try_from(req.visibility) {
+            Ok(pb::ChannelVisibility::Public) => Visibility::Public,
+            Ok(pb::ChannelVisibility::Private | pb::ChannelVisibility::Unspecified) => {
+                Visibility::Private
+            }
+            Err(_) => {
+                return Err(ChatError::InvalidArgument {
+                    field: "visibility",
+                    reason: format!("unknown visibility {}", req.visibility),
+                }
+                .into());
+            }
+        };
         let id = channel_id(req.channel_id)?;
         let creator = user_id("created_by", req.created_by)?;
         let channel = self
             .directory
-            .create_channel(&id, &req.name, &creator, moderation)
+            .create_channel(&id, &req.name, &creator, moderation, visibility)
             .await?;
         Ok(Response::new(pb::CreateChannelResponse {
-            channel: Some(to_pb(channel)),
+            channel: Some(to_pb(channel, Some(Role::Owner))),
         }))
     }
 
@@ -127,10 +155,16 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         &self,
         request: Request<pb::GetChannelRequest>,
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
-        let id = channel_id(request.into_inner().channel_id)?;
-        let channel = self.directory.channel(&id).await?;
+        let req = request.into_inner();
+        let id = channel_id(req.channel_id)?;
+        let (channel, role) = if req.user_id.is_empty() {
+            (self.directory.channel(&id).await?, None)
+        } else {
+            let user = user_id("user_id", req.user_id)?;
+            self.directory.channel_for(&id, &user).await?
+        };
         Ok(Response::new(pb::GetChannelResponse {
-            channel: Some(to_pb(channel)),
+            channel: Some(to_pb(channel, role)),
         }))
     }
 
@@ -143,7 +177,10 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             channel_id(req.channel_id)?,
             user_id("user_id", req.user_id)?,
         );
-        let joined = self.directory.join(&channel, &user).await?;
+        let joined = self
+            .directory
+            .join(&channel, &user, req.public_only)
+            .await?;
         Ok(Response::new(pb::JoinChannelResponse { joined }))
     }
 
@@ -170,7 +207,7 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             .channels_of(&user)
             .await?
             .into_iter()
-            .map(to_pb)
+            .map(|(channel, role)| to_pb(channel, Some(role)))
             .collect();
         Ok(Response::new(pb::ListUserChannelsResponse { channels }))
     }
@@ -186,5 +223,91 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         );
         let member = self.directory.is_member(&channel, &user).await?;
         Ok(Response::new(pb::CheckMembershipResponse { member }))
+    }
+
+    async fn list_public_channels(
+        &self,
+        request: Request<pb::ListPublicChannelsRequest>,
+    ) -> Result<Response<pb::ListPublicChannelsResponse>, Status> {
+        let req = request.into_inner();
+        let user = user_id("user_id", req.user_id)?;
+        let after = Some(req.after)
+            .filter(|a| !a.is_empty())
+            .map(|a| ChannelId::new(a).map_err(|e| ChatError::invalid_id("after", e)))
+            .transpose()?;
+        let limit = match req.limit {
+            0 => 50,
+            n => (n as usize).min(MAX_PUBLIC_PAGE),
+        };
+        let page = self
+            .directory
+            .public_channels(&user, after.as_ref(), limit)
+            .await?;
+        let next_after = if page.len() == limit {
+            page.last().map(|(c, _)| c.id.as_str().to_owned())
+        } else {
+            None
+        };
+        Ok(Response::new(pb::ListPublicChannelsResponse {
+            channels: page
+                .into_iter()
+                .map(|(channel, role)| to_pb(channel, role))
+                .collect(),
+            next_after: next_after.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, actor) = (
+            channel_id(req.channel_id)?,
+            user_id("actor_id", req.actor_id)?,
+        );
+        let members = self
+            .directory
+            .members(&channel, &actor)
+            .await?
+            .into_iter()
+            .map(|m| pb::Member {
+                user_id: m.user.into(),
+                role: role_pb(Some(m.role)),
+                joined_at_ms: m.joined_at.timestamp_millis(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListMembersResponse { members }))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::AddMemberResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, actor, user) = (
+            channel_id(req.channel_id)?,
+            user_id("actor_id", req.actor_id)?,
+            user_id("user_id", req.user_id)?,
+        );
+        let added = self.directory.add_member(&channel, &actor, &user).await?;
+        Ok(Response::new(pb::AddMemberResponse { added }))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, actor, user) = (
+            channel_id(req.channel_id)?,
+            user_id("actor_id", req.actor_id)?,
+            user_id("user_id", req.user_id)?,
+        );
+        let removed = self
+            .directory
+            .remove_member(&channel, &actor, &user)
+            .await?;
+        Ok(Response::new(pb::RemoveMemberResponse { removed }))
     }
 }

@@ -30,7 +30,7 @@ use chatmesh_server::{Listeners, Probe, Tasks};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ChatConfig, ModerationConfig, SendLimits};
-pub use directory::{Channel, Directory, Moderation};
+pub use directory::{Channel, Directory, Member, Moderation, Role, Visibility};
 pub use error::ChatError;
 pub use send::{Backends, SendPath, SendRequest, Sent};
 

@@ -150,12 +150,20 @@ impl DirectoryFixture for Directory {
         owner: &UserId,
         moderation: Moderation,
     ) -> SuiteResult<()> {
-        Directory::create_channel(self, channel, channel.as_str(), owner, moderation).await?;
+        Directory::create_channel(
+            self,
+            channel,
+            channel.as_str(),
+            owner,
+            moderation,
+            crate::Visibility::Private,
+        )
+        .await?;
         Ok(())
     }
 
     async fn join(&self, channel: &ChannelId, user: &UserId) -> SuiteResult<()> {
-        Directory::join(self, channel, user).await?;
+        Directory::join(self, channel, user, false).await?;
         Ok(())
     }
 
