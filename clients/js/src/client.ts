@@ -15,11 +15,17 @@ import {
   HttpApi,
   httpBase,
   wsBase,
+  type Channel,
+  type ChannelMember,
+  type CreateChannelOptions,
   type DownloadUrl,
   type HistoryPage,
   type HistoryQuery,
   type Media,
   type Message,
+  type OpenApiDocument,
+  type PublicChannelsPage,
+  type PublicChannelsQuery,
   type RouteInfo,
   type UploadBody,
   type UserPresence,
@@ -286,7 +292,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     }));
   }
 
-  /** The HTTP API (history, presence, media, routes) with this client's token. */
+  /** The HTTP API (history, presence, media, routes, channels) with this client's token. */
   get http(): HttpApi {
     return this.api;
   }
@@ -473,6 +479,64 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   mediaDownloadUrl(mediaId: string): Promise<DownloadUrl> {
     return this.api.downloadUrl(mediaId);
+  }
+
+  /** The user's channels, each with the user's `role`. */
+  channels(): Promise<Channel[]> {
+    return this.api.channels();
+  }
+
+  /** A page of the public channels, by ID; `next_after` is the next page's `after`. */
+  publicChannels(query?: PublicChannelsQuery): Promise<PublicChannelsPage> {
+    return this.api.publicChannels(query);
+  }
+
+  /** Pages through the public channels (see `HttpApi.publicChannelPages`). */
+  publicChannelPages(query?: PublicChannelsQuery): AsyncGenerator<PublicChannelsPage> {
+    return this.api.publicChannelPages(query);
+  }
+
+  /** A public channel, or a private one the user is a member of. */
+  channel(channelId: string): Promise<Channel> {
+    return this.api.channel(channelId);
+  }
+
+  /** Creates a channel (private unless `visibility: "public"`) with the user as its owner. */
+  createChannel(options: CreateChannelOptions): Promise<Channel> {
+    return this.api.createChannel(options);
+  }
+
+  /** Joins a public channel; false if already a member. */
+  joinChannel(channelId: string): Promise<boolean> {
+    return this.api.joinChannel(channelId);
+  }
+
+  /**
+   * Leaves a channel; false if not a member. It does not unsubscribe: call
+   * `unsubscribe()` on the channel's subscription as well.
+   */
+  leaveChannel(channelId: string): Promise<boolean> {
+    return this.api.leaveChannel(channelId);
+  }
+
+  /** The members of a channel the user is a member of, with their roles. */
+  members(channelId: string): Promise<ChannelMember[]> {
+    return this.api.members(channelId);
+  }
+
+  /** Adds a member (owners only); false if already a member. */
+  addMember(channelId: string, userId: string): Promise<boolean> {
+    return this.api.addMember(channelId, userId);
+  }
+
+  /** Removes a member (owners only); false if not a member. */
+  removeMember(channelId: string, userId: string): Promise<boolean> {
+    return this.api.removeMember(channelId, userId);
+  }
+
+  /** The OpenAPI 3.1 document of the gateway's HTTP API. */
+  openApi(): Promise<OpenApiDocument> {
+    return this.api.openApi();
   }
 
   /** Asks `getToken` for a new token now (it is used by the next connection and HTTP call). */

@@ -64,6 +64,63 @@ export interface DownloadUrl {
   expires_at_ms: number;
 }
 
+/** Who may find and join a channel: anyone (`public`), or only those an owner adds (`private`). */
+export type ChannelVisibility = "public" | "private";
+
+/** A member's role: owners add and remove members. */
+export type ChannelRole = "owner" | "member";
+
+/** A channel as the gateway's channel API describes it. */
+export interface Channel {
+  channel_id: string;
+  name: string;
+  visibility: ChannelVisibility;
+  /** The user who created it (not necessarily an owner any more). */
+  created_by: string;
+  created_at_ms: number;
+  /** The caller's role in the channel, `null` when the caller is not a member. */
+  role: ChannelRole | null;
+}
+
+/** One member of a channel, in `GET /v1/channels/<id>/members`. */
+export interface ChannelMember {
+  user_id: string;
+  role: ChannelRole;
+  joined_at_ms: number;
+}
+
+/** A page of `GET /v1/public-channels`, by channel ID. */
+export interface PublicChannelsPage {
+  channels: Channel[];
+  /** The cursor of the next page (`after`), `null` after the last one. */
+  next_after: string | null;
+}
+
+export interface PublicChannelsQuery {
+  /** List the channels whose ID sorts after this one (exclusive). */
+  after?: string;
+  /** Page size, 1 to 100 (the server's default is 50). */
+  limit?: number;
+}
+
+export interface CreateChannelOptions {
+  /** The new channel's ID. */
+  channelId: string;
+  /** A display name; the server defaults it. */
+  name?: string;
+  /** `private` (the default) or `public`. */
+  visibility?: ChannelVisibility;
+}
+
+/** `GET /v1/openapi.json`: the OpenAPI 3.1 document of the gateway's whole HTTP API. */
+export interface OpenApiDocument {
+  openapi: string;
+  info: { title: string; version: string; description?: string };
+  /** By path template (`/v1/channels/{channel}`), then by lower-case method. */
+  paths: Record<string, Record<string, unknown>>;
+  components?: Record<string, unknown>;
+}
+
 /** Bytes to upload. */
 export type UploadBody = Blob | ArrayBuffer | ArrayBufferView;
 
@@ -133,13 +190,18 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** `/v1/channels/<id>`. */
+function channelPath(channelId: string): string {
+  return `/v1/channels/${encodeURIComponent(channelId)}`;
+}
+
 function byteLength(body: UploadBody): number {
   if (typeof Blob !== "undefined" && body instanceof Blob) return body.size;
   if (body instanceof ArrayBuffer) return body.byteLength;
   return (body as ArrayBufferView).byteLength;
 }
 
-/** The gateway's HTTP API: history, presence, routes and media. */
+/** The gateway's HTTP API: history, presence, routes, media and channels. */
 export class HttpApi {
   constructor(private readonly options: HttpOptions) {}
 
@@ -397,6 +459,96 @@ export class HttpApi {
   /** A short-lived URL to GET a ready media's bytes. */
   downloadUrl(mediaId: string): Promise<DownloadUrl> {
     return this.request<DownloadUrl>("GET", `/v1/media/${encodeURIComponent(mediaId)}/download`);
+  }
+  // -- channels ---------------------------------------------------------------
+
+  /** The caller's channels, each with the caller's `role`. */
+  async channels(): Promise<Channel[]> {
+    const r = await this.request<{ channels: Channel[] }>("GET", "/v1/channels");
+    return r.channels;
+  }
+
+  /** One page of the public channels, by channel ID; pass `next_after` as `after` for the next. */
+  publicChannels(query: PublicChannelsQuery = {}): Promise<PublicChannelsPage> {
+    return this.request<PublicChannelsPage>("GET", "/v1/public-channels", {
+      query: { after: query.after, limit: query.limit },
+    });
+  }
+
+  /** Every public channel, page by page (`limit` per page), from after `after`. */
+  async *publicChannelPages(query: PublicChannelsQuery = {}): AsyncGenerator<PublicChannelsPage> {
+    let after = query.after;
+    for (;;) {
+      const q: PublicChannelsQuery = {};
+      if (after !== undefined) q.after = after;
+      if (query.limit !== undefined) q.limit = query.limit;
+      const page = await this.publicChannels(q);
+      yield page;
+      if (page.next_after === null || page.channels.length === 0) return;
+      after = page.next_after;
+    }
+  }
+
+  /** A channel: any public one, or a private one the caller is a member of (`not_member` otherwise). */
+  async channel(channelId: string): Promise<Channel> {
+    const r = await this.request<{ channel: Channel }>("GET", channelPath(channelId));
+    return r.channel;
+  }
+
+  /**
+   * Creates a channel with the caller as its owner (`channel_exists` if the
+   * ID is taken). A refused create is not retried; one whose answer never
+   * came may be answered `channel_exists` when made again.
+   */
+  async createChannel(options: CreateChannelOptions): Promise<Channel> {
+    const body: { channel_id: string; name?: string; visibility?: ChannelVisibility } = { channel_id: options.channelId };
+    if (options.name !== undefined) body.name = options.name;
+    if (options.visibility !== undefined) body.visibility = options.visibility;
+    const r = await this.request<{ channel: Channel }>("POST", "/v1/channels", { body, idempotent: false, expect: [201, 200] });
+    return r.channel;
+  }
+
+  /** Joins a public channel (`private_channel` for a private one); false if already a member. */
+  async joinChannel(channelId: string): Promise<boolean> {
+    const r = await this.request<{ joined: boolean }>("POST", `${channelPath(channelId)}/join`, { idempotent: true });
+    return r.joined;
+  }
+
+  /**
+   * Leaves a channel; false if not a member. When its last owner leaves, the
+   * longest-standing member becomes the owner.
+   */
+  async leaveChannel(channelId: string): Promise<boolean> {
+    const r = await this.request<{ left: boolean }>("POST", `${channelPath(channelId)}/leave`, { idempotent: true });
+    return r.left;
+  }
+
+  /** The members of a channel the caller is a member of. */
+  async members(channelId: string): Promise<ChannelMember[]> {
+    const r = await this.request<{ members: ChannelMember[] }>("GET", `${channelPath(channelId)}/members`);
+    return r.members;
+  }
+
+  /** Adds `userId` to the channel (owners only: `not_owner`); false if already a member. */
+  async addMember(channelId: string, userId: string): Promise<boolean> {
+    const r = await this.request<{ added: boolean }>("POST", `${channelPath(channelId)}/members`, {
+      body: { user_id: userId },
+      idempotent: true,
+    });
+    return r.added;
+  }
+
+  /** Removes `userId` from the channel (owners only: `not_owner`); an owner removing themselves leaves. */
+  async removeMember(channelId: string, userId: string): Promise<boolean> {
+    const r = await this.request<{ removed: boolean }>("DELETE", `${channelPath(channelId)}/members/${encodeURIComponent(userId)}`, {
+      idempotent: true,
+    });
+    return r.removed;
+  }
+
+  /** The OpenAPI document of the gateway's HTTP API (it needs no token). */
+  openApi(): Promise<OpenApiDocument> {
+    return this.request<OpenApiDocument>("GET", "/v1/openapi.json", { anonymous: true });
   }
 }
 

@@ -14,11 +14,19 @@ export { ChatError, isRetryableCode } from "./errors.js";
 export type { LocalErrorCode } from "./errors.js";
 export { HttpApi, fetchDevToken, httpBase, wsBase } from "./http.js";
 export type {
+  Channel,
+  ChannelMember,
+  ChannelRole,
+  ChannelVisibility,
+  CreateChannelOptions,
   DownloadUrl,
   HistoryPage,
   HistoryQuery,
   Media,
   Message,
+  OpenApiDocument,
+  PublicChannelsPage,
+  PublicChannelsQuery,
   RouteInfo,
   UploadBody,
   UploadTarget,

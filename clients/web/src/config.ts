@@ -9,7 +9,7 @@
 export interface PageConfig {
   /** Gateway WebSocket URLs, preferred first. */
   gateways: string[];
-  /** Channel IDs the page lists (there is no gateway endpoint to list a user's channels yet). */
+  /** Channel IDs the page lists besides the user's own channels (`GET /v1/channels`). */
   channels: string[];
   /** A user ID to prefill. */
   user: string | undefined;

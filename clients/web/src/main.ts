@@ -1,11 +1,14 @@
-// The demo chat page: sign in with a development token, open channels, chat
-// with resumable subscriptions, presence, image attachments and history
-// paging, on the chatmesh SDK.
+// The demo chat page: sign in with a development token, list, create, join
+// and leave channels and manage their members, chat with resumable
+// subscriptions, presence, image attachments and history paging, on the
+// chatmesh SDK.
 
 import {
   ChatClient,
   ChatError,
   fetchDevToken,
+  type Channel,
+  type ChannelRole,
   type ConnectionState,
   type HistoryPage,
   type Media,
@@ -13,7 +16,11 @@ import {
   type PresenceEvent,
   type Subscription,
 } from "../../js/src/index.js";
+import { BrowsePanel } from "./browse.js";
 import { loadConfig, type PageConfig } from "./config.js";
+import { channelLabel, sidebarChannels } from "./directory.js";
+import { byId, describe, h, hueOf, timeOf } from "./dom.js";
+import { MembersPanel } from "./members.js";
 import { proxiedFetch } from "./proxy.js";
 import { Timeline } from "./timeline.js";
 
@@ -23,53 +30,13 @@ const PAGE_SIZE = 50;
 const ACTIVITY_KEPT = 30;
 /** How close to the bottom (px) still counts as following the conversation. */
 const PINNED_SLACK = 48;
+/**
+ * How often the page reloads the user's channels and the open channel's
+ * members: nothing announces that an owner added or removed the user.
+ */
+const DIRECTORY_REFRESH_MS = 5_000;
 /** Types the media service accepts that the page shows inline. */
 const INLINE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
-
-// ---------------------------------------------------------------------------
-// DOM helpers
-
-function byId<T extends HTMLElement = HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`the page has no #${id}`);
-  return found as T;
-}
-
-interface Props {
-  class?: string;
-  text?: string;
-  title?: string;
-  data?: Record<string, string>;
-  attrs?: Record<string, string>;
-}
-
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (props.class !== undefined) node.className = props.class;
-  if (props.text !== undefined) node.textContent = props.text;
-  if (props.title !== undefined) node.title = props.title;
-  for (const [k, v] of Object.entries(props.data ?? {})) node.dataset[k] = v;
-  for (const [k, v] of Object.entries(props.attrs ?? {})) node.setAttribute(k, v);
-  node.append(...children);
-  return node;
-}
-
-function timeOf(ms: number): string {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
-/** A stable colour per user. */
-function hueOf(user: string): number {
-  let hash = 0;
-  for (let i = 0; i < user.length; i++) hash = (hash * 31 + user.charCodeAt(i)) >>> 0;
-  return hash % 360;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof ChatError) return `${err.message} (${err.code})`;
-  if (err instanceof Error) return err.message;
-  return String(err);
-}
 
 function hostOf(url: string): string {
   try {
@@ -143,6 +110,14 @@ class ChatPage {
   private readonly pageFetch = proxiedFetch(location.origin);
   private everConnected = false;
   private reconnects = 0;
+  /** The user's channels as the gateway last listed them, with the user's role. */
+  private readonly joined = new Map<string, Channel>();
+  private loadingChannels: Promise<void> | undefined;
+  /** Counts the page's own joins, creates and leaves, so a listing made before one is not taken for news. */
+  private directoryChanges = 0;
+  private directoryTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly membersPanel: MembersPanel;
+  private readonly browse: BrowsePanel;
 
   private readonly el = {
     signIn: byId<HTMLElement>("sign-in"),
@@ -158,6 +133,10 @@ class ChatPage {
     connDetail: byId<HTMLElement>("conn-detail"),
     banner: byId<HTMLElement>("offline-banner"),
     channels: byId<HTMLUListElement>("channels"),
+    channelsNote: byId<HTMLElement>("channels-note"),
+    refreshChannels: byId<HTMLButtonElement>("refresh-channels"),
+    channelInfo: byId<HTMLElement>("channel-info"),
+    leave: byId<HTMLButtonElement>("leave-channel"),
     openForm: byId<HTMLFormElement>("open-channel"),
     channelId: byId<HTMLInputElement>("channel-id"),
     online: byId<HTMLUListElement>("online"),
@@ -174,6 +153,18 @@ class ChatPage {
   };
 
   constructor(private readonly config: PageConfig) {
+    this.membersPanel = new MembersPanel({
+      client: () => this.client,
+      user: () => this.user,
+      roleChanged: (channel, role) => this.roleChanged(channel, role),
+    });
+    this.browse = new BrowsePanel({
+      client: () => this.client,
+      isMember: (channel) => this.joined.has(channel),
+      entered: (channel) => this.entered(channel),
+    });
+    this.el.refreshChannels.addEventListener("click", () => void this.refreshDirectory());
+    this.el.leave.addEventListener("click", () => void this.leave());
     this.el.signInForm.addEventListener("submit", (e) => {
       e.preventDefault();
       void this.signIn(this.el.userId.value.trim());
@@ -253,12 +244,23 @@ class ChatPage {
     const first = this.channelList()[0];
     if (first !== undefined) void this.open(first);
     else this.showChannel(undefined);
+    // The user's channels from the gateway join the configured ones; the
+    // first is opened if none was.
+    void this.loadChannels();
+    void this.browse.load();
+    this.directoryTimer = setInterval(() => void this.refreshDirectory(), DIRECTORY_REFRESH_MS);
     this.el.body.focus();
   }
 
   private signOut(): void {
     this.client?.close();
     this.client = undefined;
+    clearInterval(this.directoryTimer);
+    this.directoryTimer = undefined;
+    this.joined.clear();
+    this.membersPanel.clear();
+    this.browse.clear();
+    this.showChannelsNote("");
     for (const view of this.views.values()) view.observer?.disconnect();
     this.views.clear();
     this.media.clear();
@@ -279,7 +281,7 @@ class ChatPage {
     document.title = "chatmesh";
   }
 
-  /** The channels the page lists: the config's, then those opened by ID. */
+  /** The channels the page lists whether or not the user is in them: the config's, then those opened by ID. */
   private channelList(): string[] {
     let opened: string[] = [];
     try {
@@ -293,6 +295,15 @@ class ChatPage {
 
   private storageKey(): string {
     return `chatmesh.channels.${this.user}`;
+  }
+
+  private forget(id: string): void {
+    const list = this.channelList().filter((c) => !this.config.channels.includes(c) && c !== id);
+    try {
+      localStorage.setItem(this.storageKey(), JSON.stringify(list));
+    } catch {
+      // Storage is off: nothing was kept.
+    }
   }
 
   private remember(id: string): void {
@@ -352,10 +363,12 @@ class ChatPage {
     if (view) return view;
     view = new ChannelView(id);
     this.views.set(id, view);
-    const button = h("button", { class: "channel-button", text: `# ${id}`, attrs: { type: "button" } }, h("span", { class: "unread", attrs: { hidden: "" } }));
+    const label = h("span", { class: "label" }, h("span", { class: "id", text: `# ${id}` }), h("span", { class: "meta-line" }));
+    const button = h("button", { class: "channel-button", attrs: { type: "button" } }, label, h("span", { class: "unread", attrs: { hidden: "" } }));
     const item = h("li", { data: { channel: id } }, button);
     button.addEventListener("click", () => void this.open(id));
     this.el.channels.append(item);
+    this.showChannelInfo(id);
     const current = view;
     view.observer = new IntersectionObserver(
       (entries) => {
@@ -365,6 +378,162 @@ class ChatPage {
     );
     view.observer.observe(view.edge);
     return view;
+  }
+
+  private channelItem(id: string): HTMLLIElement | null {
+    return this.el.channels.querySelector<HTMLLIElement>(`li[data-channel="${CSS.escape(id)}"]`);
+  }
+
+  /** Shows what the page knows of `id` (name, visibility, the user's role) in the list and, when open, the header. */
+  private showChannelInfo(id: string): void {
+    const info = this.joined.get(id);
+    const item = this.channelItem(id);
+    if (item) {
+      item.dataset["role"] = info?.role ?? "";
+      item.dataset["visibility"] = info?.visibility ?? "";
+      const meta = item.querySelector(".meta-line");
+      if (meta) meta.textContent = info ? [info.name !== "" && info.name !== id ? info.name : "", info.visibility].filter((t) => t !== "").join(" · ") : "";
+      item.title = info ? channelLabel(id, info) : id;
+    }
+    if (this.active?.id !== id) return;
+    const parts: string[] = [];
+    if (info) parts.push(info.visibility);
+    if (info?.role === "owner") parts.push("you are an owner");
+    else if (info?.role === "member") parts.push("you are a member");
+    this.el.channelInfo.textContent = parts.join(" · ");
+    this.el.leave.hidden = info === undefined;
+  }
+
+  private showChannelsNote(text: string): void {
+    this.el.channelsNote.textContent = text;
+    this.el.channelsNote.hidden = text === "";
+  }
+
+  /**
+   * Lists the user's channels (`GET /v1/channels`) beside the configured
+   * ones. A channel the gateway listed before and lists no more (an owner
+   * removed the user) leaves the list unless the page was told to show it.
+   */
+  private loadChannels(): Promise<void> {
+    if (this.loadingChannels) return this.loadingChannels;
+    this.loadingChannels = this.listChannels().finally(() => {
+      this.loadingChannels = undefined;
+    });
+    return this.loadingChannels;
+  }
+
+  private async listChannels(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    const changes = this.directoryChanges;
+    let listed: Channel[];
+    try {
+      listed = await client.channels();
+    } catch (err) {
+      if (this.client === client) this.showChannelsNote(`Could not load your channels: ${describe(err)}`);
+      return;
+    }
+    // The user joined, created or left a channel meanwhile: the next listing has it.
+    if (this.client !== client || this.directoryChanges !== changes) return;
+    if (this.el.channelsNote.textContent?.startsWith("Could not load your channels")) this.showChannelsNote("");
+    const before = new Set(this.joined.keys());
+    this.joined.clear();
+    for (const c of listed) this.joined.set(c.channel_id, c);
+    const kept = new Set(this.channelList());
+    for (const id of before) {
+      if (this.joined.has(id)) continue;
+      this.browse.update(id);
+      if (kept.has(id)) this.showChannelInfo(id);
+      else this.dropChannel(id, `You are no longer a member of # ${id}.`);
+    }
+    for (const id of sidebarChannels(this.config.channels, this.channelList(), listed)) {
+      this.addChannel(id);
+      this.showChannelInfo(id);
+      if (!before.has(id) && this.joined.has(id)) this.browse.update(id);
+    }
+    if (!this.active) {
+      const first = this.views.keys().next();
+      if (!first.done) void this.open(first.value);
+    }
+  }
+
+  /** The periodic reload: the user's channels and the open channel's members. */
+  private async refreshDirectory(): Promise<void> {
+    await this.loadChannels();
+    const view = this.active;
+    if (view && this.joined.has(view.id)) await this.membersPanel.refresh();
+  }
+
+  /** The user created or joined `channel` (from the page): list it and open it. */
+  private entered(channel: Channel): void {
+    const id = channel.channel_id;
+    this.directoryChanges += 1;
+    this.joined.set(id, channel);
+    this.showChannelsNote("");
+    this.addChannel(id);
+    this.showChannelInfo(id);
+    this.browse.update(id);
+    void this.open(id);
+  }
+
+  /** The members list said the user's role in `channel`. */
+  private roleChanged(channel: string, role: ChannelRole | null): void {
+    const info = this.joined.get(channel);
+    if (info && role !== null && info.role !== role) {
+      this.joined.set(channel, { ...info, role });
+      this.showChannelInfo(channel);
+    }
+  }
+
+  /** Leaves the open channel. */
+  private async leave(): Promise<void> {
+    const view = this.active;
+    const client = this.client;
+    if (!view || !client) return;
+    this.el.leave.disabled = true;
+    this.directoryChanges += 1;
+    try {
+      await client.leaveChannel(view.id);
+    } catch (err) {
+      this.setStatus(`Could not leave # ${view.id}: ${describe(err)}`);
+      return;
+    } finally {
+      this.el.leave.disabled = false;
+    }
+    this.directoryChanges += 1;
+    this.joined.delete(view.id);
+    this.forget(view.id);
+    this.browse.update(view.id);
+    if (!this.config.channels.includes(view.id)) {
+      this.dropChannel(view.id, `You left # ${view.id}.`);
+      return;
+    }
+    // A configured channel stays listed.
+    const sub = view.sub;
+    view.sub = undefined;
+    await sub?.unsubscribe();
+    this.showChannelInfo(view.id);
+    this.showNotice(view, `You left # ${view.id}.`);
+    this.showSubState(view);
+    void this.membersPanel.refresh();
+  }
+
+  /** Takes `id` off the list and unsubscribes; another channel opens if it was the open one. */
+  private dropChannel(id: string, note: string): void {
+    const view = this.views.get(id);
+    if (!view) return;
+    view.observer?.disconnect();
+    const sub = view.sub;
+    view.sub = undefined;
+    void sub?.unsubscribe();
+    this.views.delete(id);
+    this.channelItem(id)?.remove();
+    this.showChannelsNote(note);
+    if (this.active !== view) return;
+    this.active = undefined;
+    const next = this.views.keys().next();
+    if (!next.done) void this.open(next.value);
+    else this.showChannel(undefined);
   }
 
   /** Shows `id` and, the first time, loads its newest history page and subscribes. */
@@ -412,7 +581,7 @@ class ChatPage {
     } catch (err) {
       if (this.client !== client) return;
       view.sub = undefined;
-      this.showNotice(view, this.explain(view.id, err), () => void this.open(view.id));
+      this.explainRefusal(view, err);
     }
     this.showSubState(view);
   }
@@ -420,12 +589,54 @@ class ChatPage {
   private explain(channel: string, err: unknown): string {
     const code = err instanceof ChatError ? err.code : "";
     if (code === "not_member" || code === "forbidden") {
-      return `You (${this.user}) are not a member of ${channel}. Joining a channel from the page needs a gateway endpoint that does not exist yet.`;
+      return `You (${this.user}) are not a member of ${channel}. If it is public, join it from the public channels; if it is private, ask one of its owners to add you.`;
     }
     if (code === "unknown_channel" || code === "not_found") {
-      return `There is no channel ${channel}. Creating channels from the page needs a gateway endpoint that does not exist yet.`;
+      return `There is no channel ${channel}. Create it under "New channel", and it is yours.`;
     }
     return `Could not open ${channel}: ${describe(err)}`;
+  }
+
+  /**
+   * Says why `view` could not be opened and offers the way in: for a
+   * channel the user is not in, Join when it is public (or whom to ask when
+   * it is private); for one that does not exist, creating it.
+   */
+  private explainRefusal(view: ChannelView, err: unknown): void {
+    const retry = () => void this.open(view.id);
+    this.showNotice(view, this.explain(view.id, err), retry);
+    const code = err instanceof ChatError ? err.code : "";
+    const client = this.client;
+    if (code === "unknown_channel") {
+      this.addNoticeAction(view, "Create it", () => this.browse.offerCreate(view.id));
+      return;
+    }
+    if (code !== "not_member" || !client) return;
+    client.channel(view.id).then(
+      (channel) => {
+        if (this.client !== client || view.sub) return;
+        if (channel.visibility !== "public") return;
+        this.showNotice(view, `You (${this.user}) are not a member of ${view.id}. It is public: join it to read and write.`, retry);
+        this.addNoticeAction(view, "Join", () => {
+          client.joinChannel(view.id).then(
+            () => this.entered({ ...channel, role: "member" }),
+            (e: unknown) => this.showNotice(view, `Could not join ${view.id}: ${describe(e)}`, retry),
+          );
+        });
+      },
+      (e: unknown) => {
+        if (this.client !== client || view.sub) return;
+        if (e instanceof ChatError && e.code === "not_member") {
+          this.showNotice(view, `${view.id} is private and you (${this.user}) are not a member: ask one of its owners to add you by your user ID, ${this.user}.`, retry);
+        }
+      },
+    );
+  }
+
+  private addNoticeAction(view: ChannelView, label: string, run: () => void): void {
+    const button = h("button", { text: label, attrs: { type: "button" } });
+    button.addEventListener("click", run);
+    view.notice.append(" ", button);
   }
 
   private wire(view: ChannelView, sub: Subscription): void {
@@ -436,7 +647,8 @@ class ChatPage {
       if (state === "subscribed") void this.refreshOnline(view);
     });
     sub.on("error", (err) => {
-      this.showNotice(view, this.explain(view.id, err), () => void this.open(view.id));
+      if (view.sub === sub) view.sub = undefined;
+      this.explainRefusal(view, err);
       this.showSubState(view);
     });
     sub.on("reload_required", (e) => {
@@ -452,13 +664,18 @@ class ChatPage {
     }
     if (!view) {
       this.el.title.textContent = "No channel";
-      this.el.messages.replaceChildren(h("p", { class: "empty", text: "Open a channel by its ID on the left." }));
+      this.el.messages.replaceChildren(h("p", { class: "empty", text: "Pick a channel on the left, create one, or join a public one." }));
       this.el.composer.hidden = true;
+      this.el.channelInfo.textContent = "";
+      this.el.leave.hidden = true;
+      void this.membersPanel.show(undefined);
       this.renderPresence();
       return;
     }
     this.el.composer.hidden = false;
     this.el.title.textContent = `# ${view.id}`;
+    this.showChannelInfo(view.id);
+    void this.membersPanel.show(view.id);
     this.el.messages.replaceChildren(view.root);
     view.unread = 0;
     this.showUnread(view);
@@ -790,7 +1007,11 @@ class ChatPage {
     view.lastEvent.set(p.user_id, { event: p.event, receivedAt: performance.now() });
     view.activity.unshift({ at: p.at_ms, user: p.user_id, event: p.event });
     view.activity.splice(ACTIVITY_KEPT);
-    if (view === this.active) this.renderPresence();
+    if (view === this.active) {
+      this.renderPresence();
+      // Someone new (they joined a public channel, or an owner added them).
+      if (p.event === "join" && !this.membersPanel.has(p.user_id)) void this.membersPanel.refresh();
+    }
   }
 
   private renderPresence(): void {

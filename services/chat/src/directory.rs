@@ -513,13 +513,13 @@ impl Directory {
 
     /// Public channels with IDs after `after`, in ID order, at most
     /// `limit` (1 to [`MAX_PUBLIC_PAGE`]), each with `user`'s role if they
-    /// are a member.
+    /// are a member; and whether more follow.
     pub async fn public_channels(
         &self,
         user: &UserId,
         after: Option<&ChannelId>,
         limit: usize,
-    ) -> Result<Vec<(Channel, Option<Role>)>, ChatError> {
+    ) -> Result<(Vec<(Channel, Option<Role>)>, bool), ChatError> {
         use diesel::{BoolExpressionMethods as _, JoinOnDsl as _, NullableExpressionMethods as _};
         let limit = limit.clamp(1, MAX_PUBLIC_PAGE);
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
@@ -532,16 +532,21 @@ impl Directory {
             .filter(channels::visibility.eq(Visibility::Public.to_db()))
             .order(channels::channel_id)
             .select((ChannelRow::as_select(), memberships::role.nullable()))
-            .limit(limit as i64)
+            // One more than asked for says whether another page exists.
+            .limit(limit as i64 + 1)
             .into_boxed();
         if let Some(after) = after {
             query = query.filter(channels::channel_id.gt(after.as_str().to_owned()));
         }
-        let rows: Vec<(ChannelRow, Option<i16>)> =
+        let mut rows: Vec<(ChannelRow, Option<i16>)> =
             query.load(&mut *conn).await.map_err(DbError::from)?;
-        rows.into_iter()
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let page = rows
+            .into_iter()
             .map(|(row, role)| Ok((row.into_channel()?, role.map(Role::from_db))))
-            .collect()
+            .collect::<Result<_, ChatError>>()?;
+        Ok((page, more))
     }
 
     /// True if `user` is a member of `channel`.

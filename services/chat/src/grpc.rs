@@ -239,11 +239,11 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             0 => 50,
             n => (n as usize).min(MAX_PUBLIC_PAGE),
         };
-        let page = self
+        let (page, more) = self
             .directory
             .public_channels(&user, after.as_ref(), limit)
             .await?;
-        let next_after = if page.len() == limit {
+        let next_after = if more {
             page.last().map(|(c, _)| c.id.as_str().to_owned())
         } else {
             None

@@ -199,6 +199,8 @@ export const ERROR_CODES = {
   token_expired: { http: 401, retryable: false }, // the token has expired
   not_member: { http: 403, retryable: false }, // the user is not a member of the channel
   forbidden: { http: 403, retryable: false }, // not allowed, e.g. completing someone else's upload
+  private_channel: { http: 403, retryable: false }, // the channel is private: only an owner can add someone to it
+  not_owner: { http: 403, retryable: false }, // only an owner of the channel may do this (add or remove members)
   unknown_channel: { http: 404, retryable: false }, // no such channel
   not_found: { http: 404, retryable: false }, // no such media (or other resource)
   already_exists: { http: 409, retryable: false }, // a channel with this ID exists

@@ -1,6 +1,6 @@
 // A minimal unary gRPC client over node:http2 with hand-encoded Protobuf,
 // enough for the few chat service calls the tests make to set up channels
-// (the gateway has no HTTP endpoint for that).
+// and messages straight in the chat service, without a user's token.
 
 import { connect, type ClientHttp2Session } from "node:http2";
 

@@ -459,6 +459,212 @@ meshTest("media: create, PUT to the signed URL, complete, attach, download", 60_
   await assert.rejects(a.uploadMedia(ch, bytes, { filename: "x.html", contentType: "text/html" }), (e: unknown) => e instanceof ChatError && e.code === "invalid_request");
 });
 
+/** For assert.rejects: a ChatError with `code` and HTTP `status` that is not retryable. */
+function refused(code: string, status: number): (e: unknown) => boolean {
+  return (e: unknown) => {
+    if (!(e instanceof ChatError)) return false;
+    assert.deepEqual([e.code, e.status, e.retryable], [code, status, false], e.message);
+    return true;
+  };
+}
+
+/** `[user_id, role]` of each member, in the order the gateway lists them. */
+async function roles(c: ChatClient, channel: string): Promise<[string, string][]> {
+  return (await c.members(channel)).map((m) => [m.user_id, m.role]);
+}
+
+/** `[channel_id, role]` of each of the caller's channels, by channel ID. */
+async function mine(c: ChatClient): Promise<[string, string | null][]> {
+  return (await c.channels()).map((ch): [string, string | null] => [ch.channel_id, ch.role]).sort((x, y) => x[0].localeCompare(y[0]));
+}
+
+meshTest("channels: a private channel's creator owns it; others get in only when an owner adds them", 60_000, async () => {
+  const owner = user("cora");
+  const guest = user("dan");
+  const ch = `chan-${mesh.run}-private`;
+  const a = track(client(mesh, owner));
+  const b = track(client(mesh, guest));
+  const created = await a.createChannel({ channelId: ch, name: "Private room" });
+  assert.deepEqual(
+    { ...created, created_at_ms: 0 },
+    { channel_id: ch, name: "Private room", visibility: "private", created_by: owner, created_at_ms: 0, role: "owner" },
+  );
+  assert.ok(Math.abs(created.created_at_ms - Date.now()) < 60_000, `created_at_ms ${created.created_at_ms}`);
+  assert.deepEqual(await a.channels(), [created]);
+  assert.deepEqual(await a.channel(ch), created);
+  assert.deepEqual(await roles(a, ch), [[owner, "owner"]]);
+  await assert.rejects(a.createChannel({ channelId: ch }), refused("already_exists", 409));
+
+  // Not a member: not listed, not readable, and no way in of one's own.
+  assert.deepEqual(await b.channels(), []);
+  await assert.rejects(b.channel(ch), refused("not_member", 403));
+  await assert.rejects(b.members(ch), refused("not_member", 403));
+  await assert.rejects(b.joinChannel(ch), refused("private_channel", 403));
+  await assert.rejects(b.addMember(ch, guest), refused("not_owner", 403));
+  await Promise.all([a.connect(), b.connect()]);
+  await assert.rejects(b.subscribe(ch).ready(), (e: unknown) => e instanceof ChatError && e.code === "not_member");
+
+  // The owner adds them; adding again changes nothing.
+  assert.equal(await a.addMember(ch, guest), true);
+  assert.equal(await a.addMember(ch, guest), false);
+  assert.deepEqual(await mine(b), [[ch, "member"]]);
+  assert.equal((await b.channel(ch)).role, "member");
+  assert.deepEqual(await roles(b, ch), [[owner, "owner"], [guest, "member"]]);
+  // A member who is not an owner adds and removes no one.
+  await assert.rejects(b.addMember(ch, user("erin")), refused("not_owner", 403));
+  await assert.rejects(b.removeMember(ch, owner), refused("not_owner", 403));
+
+  const sa = a.subscribe(ch);
+  const sb = b.subscribe(ch);
+  const gotA = collect(sa);
+  const gotB = collect(sb);
+  await Promise.all([sa.ready(), sb.ready()]);
+  await b.send(ch, "thanks for adding me");
+  await a.send(ch, "welcome");
+  await waitFor("both messages at both clients", () => gotA.length === 2 && gotB.length === 2);
+  assert.deepEqual(gotA.map((m) => [m.sender_id, m.body]), [[guest, "thanks for adding me"], [owner, "welcome"]]);
+  assert.deepEqual(gotB.map((m) => m.message_id), gotA.map((m) => m.message_id));
+});
+
+meshTest("channels: public channels are listed by ID, a page at a time, and anyone can join and leave them", 60_000, async () => {
+  const owner = user("fay");
+  const visitor = user("gil");
+  const prefix = `chan-${mesh.run}-pub`;
+  const first = `${prefix}-1`;
+  const second = `${prefix}-2`;
+  const a = track(client(mesh, owner));
+  const b = track(client(mesh, visitor));
+  const made = await a.createChannel({ channelId: first, name: "First", visibility: "public" });
+  assert.deepEqual([made.visibility, made.role, made.name], ["public", "owner", "First"]);
+  await a.createChannel({ channelId: second, visibility: "public" });
+  // A private channel between them in ID order stays out of the list.
+  await a.createChannel({ channelId: `${prefix}-1a`, visibility: "private" });
+
+  // The directory is shared with other runs: start just before this run's IDs.
+  const page1 = await b.publicChannels({ after: prefix, limit: 1 });
+  assert.deepEqual(page1.channels.map((c) => [c.channel_id, c.visibility, c.role, c.created_by]), [[first, "public", null, owner]]);
+  assert.notEqual(page1.next_after, null);
+  const page2 = await b.publicChannels({ after: page1.next_after ?? "", limit: 1 });
+  assert.deepEqual(page2.channels.map((c) => c.channel_id), [second]);
+  const listed: string[] = [];
+  for await (const page of b.publicChannelPages({ after: prefix, limit: 2 })) {
+    const ours = page.channels.filter((c) => c.channel_id.startsWith(prefix));
+    listed.push(...ours.map((c) => c.channel_id));
+    if (ours.length < page.channels.length) break;
+  }
+  assert.deepEqual(listed, [first, second]);
+  await assert.rejects(b.publicChannels({ limit: 101 }), refused("invalid_request", 400));
+  // The owner sees their role in the list too.
+  assert.deepEqual((await a.publicChannels({ after: prefix, limit: 2 })).channels.map((c) => c.role), ["owner", "owner"]);
+
+  // Anyone may read a public channel, and join it.
+  assert.equal((await b.channel(first)).role, null);
+  assert.equal(await b.joinChannel(first), true);
+  assert.equal(await b.joinChannel(first), false);
+  assert.deepEqual(await mine(b), [[first, "member"]]);
+  assert.deepEqual(await roles(b, first), [[owner, "owner"], [visitor, "member"]]);
+  await Promise.all([a.connect(), b.connect()]);
+  const sub = b.subscribe(first);
+  const got = collect(sub);
+  await sub.ready();
+  await a.send(first, "hello, whoever joins");
+  await waitFor("the message", () => got.length === 1);
+  await sub.unsubscribe();
+
+  assert.equal(await b.leaveChannel(first), true);
+  assert.equal(await b.leaveChannel(first), false);
+  assert.deepEqual(await b.channels(), []);
+  assert.equal((await b.channel(first)).role, null, "still readable: it is public");
+  assert.deepEqual(await roles(a, first), [[owner, "owner"]]);
+});
+
+meshTest("channels: when the last owner leaves, the longest-standing member becomes owner", 60_000, async () => {
+  const owner = user("hal");
+  const early = user("ivy");
+  const late = user("jon");
+  const ch = `chan-${mesh.run}-handover`;
+  const h = track(client(mesh, owner));
+  const i = track(client(mesh, early));
+  const j = track(client(mesh, late));
+  await h.createChannel({ channelId: ch });
+  assert.equal(await h.addMember(ch, early), true);
+  const earlyJoined = (await h.members(ch)).find((m) => m.user_id === early)?.joined_at_ms ?? Number.POSITIVE_INFINITY;
+  // Join times are in milliseconds: make the second join strictly later.
+  await waitFor("the clock past the first join", () => Date.now() > earlyJoined, 5_000, 1);
+  assert.equal(await h.addMember(ch, late), true);
+  const members = await h.members(ch);
+  const joined = (u: string) => members.find((m) => m.user_id === u)?.joined_at_ms ?? 0;
+  assert.ok(joined(owner) <= joined(early) && joined(early) < joined(late), JSON.stringify(members));
+
+  // The only owner leaves: the member who joined first takes over.
+  assert.equal(await h.leaveChannel(ch), true);
+  assert.equal(await h.leaveChannel(ch), false);
+  assert.deepEqual(await h.channels(), []);
+  await assert.rejects(h.channel(ch), refused("not_member", 403));
+  assert.deepEqual(await roles(i, ch), [[early, "owner"], [late, "member"]]);
+  assert.deepEqual(await mine(i), [[ch, "owner"]]);
+  await assert.rejects(j.removeMember(ch, early), refused("not_owner", 403));
+
+  // An owner removing themselves leaves as well, and hands over the same way.
+  assert.equal(await i.removeMember(ch, early), true);
+  assert.deepEqual(await roles(j, ch), [[late, "owner"]]);
+  assert.deepEqual(await mine(j), [[ch, "owner"]]);
+  // The new owner adds people again.
+  assert.equal(await j.addMember(ch, owner), true);
+  assert.deepEqual(await mine(h), [[ch, "member"]]);
+});
+
+meshTest("channels: a member an owner removes no longer lists the channel and cannot send to it", 60_000, async () => {
+  const owner = user("kim");
+  const guest = user("lee");
+  const ch = `chan-${mesh.run}-remove`;
+  const k = track(client(mesh, owner));
+  const l = track(client(mesh, guest));
+  await k.createChannel({ channelId: ch, name: "Team" });
+  assert.equal(await k.addMember(ch, guest), true);
+  await l.connect();
+  const sub = l.subscribe(ch);
+  await sub.ready();
+  await l.send(ch, "glad to be here");
+  assert.deepEqual(await mine(l), [[ch, "member"]]);
+
+  assert.equal(await k.removeMember(ch, guest), true);
+  assert.equal(await k.removeMember(ch, guest), false);
+  assert.deepEqual(await l.channels(), []);
+  await assert.rejects(l.channel(ch), refused("not_member", 403));
+  await assert.rejects(l.members(ch), refused("not_member", 403));
+  await assert.rejects(l.send(ch, "still here?"), (e: unknown) => e instanceof ChatError && e.code === "not_member" && !e.retryable);
+  assert.deepEqual(await roles(k, ch), [[owner, "owner"]]);
+});
+
+meshTest("the gateway's OpenAPI document has every route and method the SDK's HTTP helpers call", 30_000, async () => {
+  const c = track(client(mesh, user("otto")));
+  const doc = await c.openApi();
+  assert.match(doc.openapi, /^3\.1\./);
+  const calls: [string, string][] = [
+    ["get", "/v1/channels"],
+    ["post", "/v1/channels"],
+    ["get", "/v1/public-channels"],
+    ["get", "/v1/channels/{channel}"],
+    ["post", "/v1/channels/{channel}/join"],
+    ["post", "/v1/channels/{channel}/leave"],
+    ["get", "/v1/channels/{channel}/members"],
+    ["post", "/v1/channels/{channel}/members"],
+    ["delete", "/v1/channels/{channel}/members/{user}"],
+    ["get", "/v1/channels/{channel}/messages"],
+    ["get", "/v1/channels/{channel}/online"],
+    ["get", "/v1/presence"],
+    ["get", "/v1/route/{channel}"],
+    ["post", "/v1/channels/{channel}/media"],
+    ["get", "/v1/media/{media}"],
+    ["post", "/v1/media/{media}/complete"],
+    ["get", "/v1/media/{media}/download"],
+    ["post", "/v1/dev/token"],
+  ];
+  const missing = calls.filter(([method, path]) => doc.paths[path]?.[method] === undefined);
+  assert.deepEqual(missing, []);
+});
+
 meshTest("reload_required: the range is paged from history and delivered in order", 180_000, async () => {
   const alice = user("alice");
   const ch = await newChannel("reload", [alice]);

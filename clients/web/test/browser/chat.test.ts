@@ -374,3 +374,97 @@ pageTest("a gateway killed mid-conversation and restarted: nothing is lost or do
   await shot(a.page, "09-after-restart-alice");
   await shot(b.page, "09-after-restart-bob");
 });
+
+/** Creates `id` from the page's "New channel" form; it opens once the gateway made it. */
+async function createFromPage(page: Page, id: string, name: string, visibility: "private" | "public"): Promise<void> {
+  await page.fill("#new-channel-id", id);
+  await page.fill("#new-channel-name", name);
+  await page.check(`#new-channel input[name="visibility"][value="${visibility}"]`);
+  await page.click("#create-channel");
+  await page.waitForSelector(`#channels li.active[data-channel="${id}"][data-role="owner"][data-visibility="${visibility}"]`, { timeout: 15_000 });
+  await page.waitForSelector('#sub-state[data-state="subscribed"]', { timeout: 30_000 });
+  await page.waitForSelector(`#members li[data-user="${await page.textContent("#me")}"][data-role="owner"]`, { timeout: 15_000 });
+}
+
+/** Opens `id` from the sidebar and waits until it is live. */
+async function openFromList(page: Page, id: string): Promise<void> {
+  await page.click(`#channels li[data-channel="${id}"] .channel-button`);
+  await page.waitForSelector(`#channels li.active[data-channel="${id}"]`);
+  await page.waitForSelector('#sub-state[data-state="subscribed"]', { timeout: 30_000 });
+}
+
+/** The message bodies of the open channel, oldest first. */
+async function bodies(page: Page): Promise<string[]> {
+  return (await shown(page)).map((m) => m.body);
+}
+
+pageTest("a private channel created in one page: its owner adds the other user, who finds it in their list, and they talk", 120_000, async () => {
+  const a = person("alice");
+  const b = person("bob");
+  const ch = `web-${mesh.run}-private`;
+  await createFromPage(a.page, ch, "Project X", "private");
+  assert.equal(await a.page.textContent("#channel-title"), `# ${ch}`);
+  assert.match((await a.page.textContent("#channel-info")) ?? "", /private · you are an owner/);
+  assert.equal(await a.page.locator("#members li").count(), 1);
+  assert.equal(await b.page.locator(`#channels li[data-channel="${ch}"]`).count(), 0, "bob is not in it yet");
+
+  // Only the owner has the form to add members.
+  await a.page.fill("#member-id", bob);
+  await a.page.click('#add-member button[type="submit"]');
+  await a.page.waitForSelector(`#members li[data-user="${bob}"][data-role="member"]`, { timeout: 15_000 });
+  await shot(a.page, "10-private-channel-alice");
+
+  // Bob's page lists it when it next reloads his channels.
+  await b.page.waitForSelector(`#channels li[data-channel="${ch}"][data-role="member"]`, { timeout: 20_000 });
+  await openFromList(b.page, ch);
+  assert.equal(await b.page.isVisible("#add-member"), false, "a member who is not an owner adds no one");
+  assert.equal(await b.page.locator("#members .remove-member").count(), 0);
+  await say(b.page, "thanks for adding me");
+  await waitShown(a.page, ["thanks for adding me"], "alice: bob's message");
+  await say(a.page, "welcome, bob");
+  for (const p of [a, b]) await waitShown(p.page, ["thanks for adding me", "welcome, bob"], `${p.user}: both messages`);
+  assert.deepEqual(await bodies(a.page), ["thanks for adding me", "welcome, bob"]);
+  assert.deepEqual(await shown(b.page), await shown(a.page));
+  await waitFor("nothing pending", async () => (await pendingCount(a.page)) + (await pendingCount(b.page)) === 0);
+  await shot(b.page, "11-private-channel-bob");
+
+  // The owner removes him: his page takes the channel off his list.
+  await a.page.click(`#members li[data-user="${bob}"] .remove-member`);
+  await a.page.waitForSelector(`#members li[data-user="${bob}"]`, { state: "detached", timeout: 15_000 });
+  await b.page.waitForSelector(`#channels li[data-channel="${ch}"]`, { state: "detached", timeout: 20_000 });
+  assert.match((await b.page.textContent("#channels-note")) ?? "", new RegExp(`no longer a member of # ${ch}`));
+  await shot(b.page, "12-removed-bob");
+});
+
+pageTest("a public channel created in one page is found in the other's public list, joined and left", 120_000, async () => {
+  const a = person("alice");
+  const b = person("bob");
+  const ch = `web-${mesh.run}-public`;
+  await createFromPage(a.page, ch, "Town square", "public");
+
+  // The search lists public channels only: the private one of the last test shares the prefix.
+  await b.page.fill("#public-prefix", `web-${mesh.run}-p`);
+  await b.page.click('#find-public button[type="submit"]');
+  await b.page.waitForSelector(`#public-channels li[data-channel="${ch}"][data-member="false"]`, { timeout: 15_000 });
+  const listed = await b.page.$$eval("#public-channels li[data-channel]", (items) => items.map((li) => (li as HTMLElement).dataset["channel"]));
+  assert.deepEqual(listed, [ch]);
+  assert.match((await b.page.textContent(`#public-channels li[data-channel="${ch}"]`)) ?? "", /Town square/);
+  await shot(b.page, "13-public-list-bob");
+
+  await b.page.click(`#public-channels li[data-channel="${ch}"] button`);
+  await b.page.waitForSelector(`#channels li.active[data-channel="${ch}"][data-role="member"][data-visibility="public"]`, { timeout: 15_000 });
+  await b.page.waitForSelector('#sub-state[data-state="subscribed"]', { timeout: 30_000 });
+  await b.page.waitForSelector(`#public-channels li[data-channel="${ch}"][data-member="true"]`);
+  await say(b.page, "hello, square");
+  await waitShown(a.page, ["hello, square"], "alice: bob's message in the public channel");
+  // Alice's members panel has him: his presence in the channel told her page to look.
+  await a.page.waitForSelector(`#members li[data-user="${bob}"][data-role="member"]`, { timeout: 20_000 });
+  await shot(a.page, "14-public-joined-alice");
+
+  await b.page.click("#leave-channel");
+  await b.page.waitForSelector(`#channels li[data-channel="${ch}"]`, { state: "detached", timeout: 15_000 });
+  await b.page.waitForSelector(`#public-channels li[data-channel="${ch}"][data-member="false"]`);
+  assert.match((await b.page.textContent("#channels-note")) ?? "", new RegExp(`You left # ${ch}`));
+  await a.page.waitForSelector(`#members li[data-user="${bob}"]`, { state: "detached", timeout: 20_000 });
+  await shot(b.page, "15-left-bob");
+});

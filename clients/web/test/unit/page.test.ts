@@ -1,10 +1,13 @@
 // The page's logic that needs no browser: message order, where requests
-// go, and where the configuration comes from.
+// go, where the configuration comes from, and how the channel directory is
+// searched and listed.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import type { Channel, PublicChannelsPage, PublicChannelsQuery } from "../../../js/src/index.js";
 import { loadConfig } from "../../src/config.js";
+import { channelLabel, findPublic, sidebarChannels } from "../../src/directory.js";
 import { proxiedFetch, proxiedUrl } from "../../src/proxy.js";
 import { Timeline } from "../../src/timeline.js";
 
@@ -67,4 +70,53 @@ test("the config comes from the query, else from config.json", async () => {
     user: "bob",
   });
   assert.deepEqual(await loadConfig("?gateway=ws://h:3", noFile), { gateways: ["ws://h:3"], channels: [], user: undefined });
+});
+
+function publicChannel(id: string): Channel {
+  return { channel_id: id, name: id, visibility: "public", created_by: "x", created_at_ms: 0, role: null };
+}
+
+/** A public-channels lister over `ids`, as the gateway pages them: by ID, after a cursor. */
+function lister(ids: string[], seen: PublicChannelsQuery[]): (q: PublicChannelsQuery) => Promise<PublicChannelsPage> {
+  const sorted = [...ids].sort();
+  return async (q) => {
+    seen.push(q);
+    const from = q.after === undefined ? sorted : sorted.filter((id) => id > (q.after ?? ""));
+    const page = from.slice(0, q.limit ?? 50);
+    const more = from.length > page.length;
+    return { channels: page.map(publicChannel), next_after: more ? (page.at(-1) ?? null) : null };
+  };
+}
+
+test("public channels are found by ID prefix, from just before it to the first ID past it", async () => {
+  const ids = ["alpha", "web-a", "web-pub", "web-pub-1", "web-pub-2", "web-pubx", "web-q", "zulu"];
+  const seen: PublicChannelsQuery[] = [];
+  const found = await findPublic(lister(ids, seen), "web-pub", 20);
+  assert.deepEqual(found.channels.map((c) => c.channel_id), ["web-pub", "web-pub-1", "web-pub-2", "web-pubx"]);
+  assert.equal(found.cursor, undefined, "the search ended past the prefix");
+  assert.deepEqual(seen, [{ after: "web-pu", limit: 100 }]);
+
+  // Two at a time: the cursor continues where the first search stopped.
+  const first = await findPublic(lister(ids, []), "web-pub", 2);
+  assert.deepEqual(first.channels.map((c) => c.channel_id), ["web-pub", "web-pub-1"]);
+  assert.equal(first.cursor, "web-pub-1");
+  const rest = await findPublic(lister(ids, []), "web-pub", 2, first.cursor);
+  assert.deepEqual(rest.channels.map((c) => c.channel_id), ["web-pub-2", "web-pubx"]);
+
+  // No prefix: every public channel, page by page.
+  const many = Array.from({ length: 250 }, (_, i) => `c-${String(i).padStart(3, "0")}`);
+  const pages: PublicChannelsQuery[] = [];
+  const all = await findPublic(lister(many, pages), "", 1000);
+  assert.equal(all.channels.length, 250);
+  assert.deepEqual(pages.map((q) => q.after), [undefined, "c-099", "c-199"]);
+  assert.deepEqual((await findPublic(lister(ids, []), "nothing", 20)).channels, []);
+});
+
+test("the sidebar lists configured and opened channels first, then the user's others by ID", () => {
+  const member = [publicChannel("zeta"), publicChannel("lobby"), publicChannel("beta")];
+  assert.deepEqual(sidebarChannels(["lobby"], ["opened"], member), ["lobby", "opened", "beta", "zeta"]);
+  assert.deepEqual(sidebarChannels([], [], []), []);
+  assert.equal(channelLabel("ops", { name: "Operations" }), "Operations (ops)");
+  assert.equal(channelLabel("ops", { name: "ops" }), "ops");
+  assert.equal(channelLabel("ops", undefined), "ops");
 });
