@@ -48,11 +48,11 @@ fn object(required: &[&str], properties: Value) -> Value {
     })
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+fn path_param(name: &str, description: &str, schema: Value) -> Value {
     json!({
         "name": name, "in": "path", "required": true,
         "description": description,
-        "schema": { "type": "string" },
+        "schema": schema,
     })
 }
 
@@ -91,16 +91,28 @@ fn with_body(mut operation: Value, schema: Value) -> Value {
 }
 
 fn channel() -> Value {
-    path_param("channel", "Channel ID.")
+    path_param("channel", "Channel ID.", schema_ref("ChannelId"))
 }
 
 fn media() -> Value {
-    path_param("media", "Media ID.")
+    path_param("media", "Media ID.", json!({ "type": "string" }))
 }
 
 fn schemas() -> Value {
     let id = json!({ "type": "string" });
     json!({
+        "ChannelId": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+            "description": "1 to 64 ASCII letters, digits, '-', '_', '.' and ':'; not \".\" or \"..\".",
+        },
+        "UserId": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^\\S+$",
+            "description": "1 to 128 bytes of printable characters without spaces.",
+        },
         "Error": object(&["error"], json!({
             "error": object(&["code", "message", "retryable"], json!({
                 "code": { "type": "string", "description": "See the error table of docs/protocol.md." },
@@ -205,7 +217,7 @@ fn build() -> Value {
         }))),
     }), json!({
         "type": "object", "required": ["user_id"], "additionalProperties": false,
-        "properties": { "user_id": { "type": "string" }, "ttl_secs": { "type": "integer", "minimum": 0 } },
+        "properties": { "user_id": schema_ref("UserId"), "ttl_secs": { "type": "integer", "minimum": 0 } },
     })) }),
     );
     add(
@@ -282,7 +294,7 @@ fn build() -> Value {
         "/v1/channels/{channel}/members/{user}",
         json!({ "delete": op(
         "An owner removes a member (403 `not_owner` otherwise); removing oneself is leaving.",
-        vec![channel(), path_param("user", "User ID.")],
+        vec![channel(), path_param("user", "User ID.", schema_ref("UserId"))],
         answers("200", "`removed` is false when they were not a member.", flag("removed")),
     ) }),
     );
