@@ -2,17 +2,36 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test test-unit lint fmt infra-up infra-down infra-status clean bench fuzz chaos help
+.PHONY: run test test-chart test-cargo test-sdk test-web test-api test-unit lint fmt infra-up infra-down infra-status clean bench fuzz chaos help
 
-## run: start the infrastructure, two gateway nodes and every service; Ctrl-C stops it all
+## run: start the infrastructure, two gateway nodes, every service and the demo page (its URL is printed); Ctrl-C stops it all
 run:
 	scripts/run
 
-## test: the chart's checks, unit tests, then integration tests against real Redis, Postgres, Kafka and S3 (the container image among them)
+## test: the chart's checks, unit and integration tests against real Redis, Postgres, Kafka and S3 (the container image among them), the SDK's and the demo page's tests against a real mesh, and the HTTP API fuzzed from its OpenAPI document; each suite runs even if one before it failed, and any failure fails the target
 test: infra-up
 	$(CARGO) build --workspace --bins
+	@$(MAKE) --no-print-directory -k -j1 test-chart test-cargo test-sdk test-web test-api
+
+# The suites of `make test`, each on its own for a rerun. They expect the
+# infrastructure up (make infra-up) and the workspace binaries built.
+test-chart:
 	scripts/chart test
+
+test-cargo:
 	$(CARGO) test --workspace --no-fail-fast
+
+## test-sdk: clients/js: strict typecheck, unit tests, tests against a real mesh
+test-sdk:
+	scripts/clients test-sdk
+
+## test-web: clients/web: typecheck, unit tests, Chromium tests against a real mesh
+test-web:
+	scripts/clients test-web
+
+## test-api: schemathesis against a live gateway's /v1/openapi.json: no 5xx, every answer as documented (API_CHECK_EXAMPLES per operation, default 25)
+test-api:
+	scripts/api-check
 
 ## test-unit: tests that need no infrastructure
 test-unit:

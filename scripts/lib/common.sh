@@ -58,6 +58,12 @@ now_ms() {
   printf '%s\n' "$((t / 1000))"
 }
 
+# elapsed SINCE_MS: how long ago that was, as "12s" or "3m05s".
+elapsed() {
+  local s=$((($(now_ms) - $1) / 1000))
+  if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
+}
+
 # wait_until SECONDS CMD...: polls CMD until it succeeds or the deadline passes.
 wait_until() {
   local timeout=$1
@@ -233,8 +239,9 @@ http_answers() {
 pid_is() {
   local pid=$1 pattern=$2 cmd
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ -r /proc/$pid/cmdline ]] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  # The process may exit between any two steps here: the redirection's own
+  # error ("No such file") is silenced too, hence 2>/dev/null before it.
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ -n $cmd && $cmd == *"$pattern"* ]]
 }
 
@@ -268,6 +275,18 @@ start_bg() {
   mkdir -p "$(dirname "$log")"
   (close_lock_fds && cd "$dir" && exec setsid "$@" </dev/null >>"$log" 2>&1) &
   STARTED_PID=$!
+  # Callers know the process by its command line (pid_is), which is this
+  # shell's until the exec; a check before then would find it gone.
+  local self
+  self=$(tr '\0' ' ' 2>/dev/null <"/proc/$$/cmdline") || self=
+  wait_until 10 exec_done "$STARTED_PID" "$self" || true
+}
+
+# exec_done PID CMDLINE: PID no longer runs CMDLINE (or has exited).
+exec_done() {
+  local cmd
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 0
+  [[ $cmd != "$2" ]]
 }
 
 short_hash() {

@@ -26,18 +26,19 @@ apt_missing() {
 }
 
 install_apt() {
-  local missing log=$CACHE/logs/apt-install.log
+  local missing log=$CACHE/logs/apt-install.log started
   mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
   if ((${#missing[@]} == 0)); then
     say "==> apt: ${APT_PACKAGES[*]} present"
     return
   fi
-  step "installing ${missing[*]} (log: $log)"
+  started=$(now_ms)
+  step "installing ${missing[*]} from apt (about a minute, once; log: $log)"
   {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update &&
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
   } >"$log" 2>&1 || fail_with_log "$log" "apt-get install failed"
-  ok
+  ok "ok ($(elapsed "$started"))"
   # The package starts a system-wide redis on 6379; the mesh runs its own
   # nodes and must not be confused with (or by) that one.
   if printf '%s\n' "${missing[@]}" | grep -qx redis-server; then
@@ -69,7 +70,8 @@ find_cargo() {
   fi
 }
 
-# cargo_tool BIN DURATION CARGO-INSTALL-ARGS...
+# cargo_tool BIN DURATION CARGO-INSTALL-ARGS...: builds BIN from crates.io
+# into $CACHE/bin unless it is there; DURATION is what the build takes here.
 cargo_tool() {
   local bin=$1 duration=$2
   shift 2
@@ -77,7 +79,7 @@ cargo_tool() {
     say "==> $bin: $CACHE/bin/$bin present"
     return
   fi
-  local log=$CACHE/logs/cargo-install-$bin.log cargo
+  local log=$CACHE/logs/cargo-install-$bin.log cargo started
   cargo=$(find_cargo)
   # Two checkouts installing at once would race on the same --root.
   exec {install_fd}>"$CACHE/.install.lock"
@@ -85,16 +87,17 @@ cargo_tool() {
   if [[ -x $CACHE/bin/$bin ]]; then
     say "==> $bin: $CACHE/bin/$bin present"
   else
-    step "installing $bin (first run only, $duration; log: $log)"
+    started=$(now_ms)
+    step "building $bin from crates.io ($duration on 2 cores, once; log: $log)"
     "$cargo" install "$@" --root "$CACHE" >"$log" 2>&1 || fail_with_log "$log" "cargo install $bin failed"
     [[ -x $CACHE/bin/$bin ]] || fail_with_log "$log" "cargo install did not produce $CACHE/bin/$bin"
-    ok
+    ok "ok ($(elapsed "$started"))"
   fi
   exec {install_fd}>&-
 }
 
 install_python() {
-  local missing log=$CACHE/logs/pip-install.log
+  local missing log=$CACHE/logs/pip-install.log started
   command -v python3 >/dev/null || die "python3 not found"
   mapfile -t missing < <(
     python3 - "${PIP_PACKAGES[@]}" <<'PY'
@@ -111,16 +114,23 @@ PY
     say "==> python: ${PIP_PACKAGES[*]} present"
     return
   fi
-  step "pip installing ${missing[*]} (log: $log)"
+  started=$(now_ms)
+  step "pip installing ${missing[*]} (under a minute, once; log: $log)"
   python3 -m pip install "${missing[@]}" >"$log" 2>&1 || fail_with_log "$log" "pip install failed"
-  ok
+  ok "ok ($(elapsed "$started"))"
 }
+
+# S3 (s3s-fs) is for the tests; `make run` keeps media in a local directory
+# and passes --no-s3, so a first run does not build it.
+WITH_S3=1
 
 cmd_install() {
   mkdir -p "$CACHE/logs"
   install_apt
   check_postgres
-  cargo_tool tansu "~12 min" tansu --locked --features libsql,dynostore
-  cargo_tool s3s-fs "~3 min" s3s-fs --version 0.14.1 --features binary --locked
+  cargo_tool tansu "about 25 minutes" tansu --locked --features libsql,dynostore
+  if ((WITH_S3)); then
+    cargo_tool s3s-fs "about 4 minutes" s3s-fs --version 0.14.1 --features binary --locked
+  fi
   install_python
 }

@@ -123,7 +123,7 @@ redis_stop() {
   for ((i = 1; i <= REDIS_NODE_COUNT; i++)); do
     port=$(redis_nth "$REDIS_PORTS" "$i")
     pid=$(redis_nth "$REDIS_PIDS" "$i")
-    [[ -n $port ]] && redis_pid_is "$pid" "$port" "$i" || continue
+    if [[ -z $port ]] || ! redis_pid_is "$pid" "$port" "$i"; then continue; fi
     redis_cli "$port" shutdown nosave >/dev/null 2>&1 || true
     wait_until 10 pid_gone "$pid" redis-server || stop_pid "$pid" redis-server "redis node $i"
   done

@@ -63,6 +63,7 @@ s3_status() {
   local state pid=${S3_PID:--}
   if [[ -z $S3_PORT ]]; then
     state="not configured"
+    ((WITH_S3)) || state="not started (--no-s3)"
   elif ! s3_alive; then
     state=down
     pid=-
@@ -71,6 +72,7 @@ s3_status() {
   else
     state="not answering"
   fi
+  [[ $state == down && $WITH_S3 == 0 ]] && state="down (not needed with --no-s3)"
   status_line s3s-fs "${S3_PORT:--}" "$pid" "$state"
   [[ $state == up* ]]
 }

@@ -35,7 +35,13 @@ const RESERVED: &[&str] = &[
     "CHATMESH_IMAGE_PROFILE",
     "CHATMESH_CONTAINER_RUNTIME",
     "CHATMESH_BIN_DIR",
+    // scripts/run's demo page and its server (clients/web/server.mjs)
+    "CHATMESH_RUN_WEB",
 ];
+
+/// Families of variables that belong to other programs of the project:
+/// the demo page's server (`clients/web/server.mjs`).
+const RESERVED_PREFIXES: &[&str] = &["CHATMESH_WEB_"];
 
 /// The process environment as a plain map, so tests pass their own.
 pub type Env = BTreeMap<String, String>;
@@ -163,7 +169,10 @@ fn apply_env(table: &mut Table, env: &Env) -> Result<(), ConfigError> {
         let Some(rest) = var.strip_prefix(PREFIX) else {
             continue;
         };
-        if RESERVED.contains(&var.as_str()) || rest.is_empty() {
+        if RESERVED.contains(&var.as_str())
+            || RESERVED_PREFIXES.iter().any(|p| var.starts_with(p))
+            || rest.is_empty()
+        {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -308,6 +317,8 @@ mod tests {
             ("CHATMESH_INNER__FLAG", "true"),
             ("CHATMESH_INNER__NODES", "redis://a:1,redis://b:2"),
             ("CHATMESH_CONFIG", "ignored-here"),
+            ("CHATMESH_RUN_WEB", "0"),
+            ("CHATMESH_WEB_PORT", "8090"),
             ("UNRELATED", "x"),
         ]);
         let d: Demo = load(Some(f.path()), &e).unwrap();
