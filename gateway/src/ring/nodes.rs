@@ -334,21 +334,23 @@ mod tests {
         assert!(!up_urls.contains_key("gw-2"));
         server.abort();
         let _ = server.await;
+        // gw-2 comes back at a fresh address (the old port, once released,
+        // may already belong to another test).
+        let relisten = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let back_addr = relisten.local_addr().unwrap();
         let urls_back: HashMap<String, String> = urls
             .iter()
             .map(|(n, u)| {
                 (
                     n.clone(),
                     if n == "gw-2" {
-                        format!("ws://{live_addr}")
+                        format!("ws://{back_addr}")
                     } else {
                         u.clone()
                     },
                 )
             })
             .collect();
-        // gw-1 now refuses; gw-2 "came back" at the address that answered.
-        let relisten = tokio::net::TcpListener::bind(live_addr).await.unwrap();
         let app = axum::Router::new().route("/livez", axum::routing::get(|| async { "ok" }));
         let server = tokio::spawn(async move { axum::serve(relisten, app).await });
         peers.check(&urls_back).await;
