@@ -270,6 +270,10 @@ pub struct GatewayLimits {
     pub max_connections: usize,
     /// Most channels one connection may subscribe to.
     pub max_subscriptions: usize,
+    /// Sends one connection may have between frame and answer. Sends to
+    /// one channel still reach chat one after another, in order; at the
+    /// window the connection's next frames wait to be read.
+    pub max_sends_in_flight: usize,
     /// How long an out-of-order message waits for the ones before it.
     #[serde(with = "humantime_serde")]
     pub reorder_window: Duration,
@@ -284,6 +288,7 @@ impl Default for GatewayLimits {
             frame_burst: 40,
             max_connections: 50_000,
             max_subscriptions: 100,
+            max_sends_in_flight: 32,
             reorder_window: Duration::from_millis(500),
         }
     }
@@ -441,6 +446,12 @@ impl Validate for GatewayConfig {
             return Err(Invalid::new(
                 "upstream.retry_percent",
                 "must be at most 1000",
+            ));
+        }
+        if self.limits.max_sends_in_flight == 0 {
+            return Err(Invalid::new(
+                "limits.max_sends_in_flight",
+                "must be greater than zero",
             ));
         }
         if self.http.max_concurrent_requests == 0 {

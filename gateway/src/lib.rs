@@ -244,6 +244,13 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(node_id = %gw.config.node_id, %addr, "gateway serving");
 
+    // Frames are small and latency matters more than packet count: no
+    // Nagle delay on any accepted connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let serving = tokio::spawn(async move { server.await });

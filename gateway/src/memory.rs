@@ -3,8 +3,8 @@
 //! able to fail on demand.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatmesh_error::{ClientError, ErrorKind};
@@ -56,6 +56,10 @@ pub(crate) struct MemoryChat {
     fail_with: Mutex<Option<ClientError>>,
     sends: Mutex<Vec<SendCommand>>,
     next_id: AtomicU64,
+    /// Channels whose sends wait for a permit before they are answered.
+    held: Mutex<HashMap<ChannelId, Arc<tokio::sync::Semaphore>>>,
+    /// Sends being answered per channel, and the most seen at once.
+    in_flight: Mutex<HashMap<ChannelId, (usize, usize)>>,
 }
 
 impl MemoryChat {
@@ -84,6 +88,29 @@ impl MemoryChat {
         lock(&self.sends).clone()
     }
 
+    /// Sends to `channel` wait from now on until [`MemoryChat::release`]
+    /// lets them through.
+    pub(crate) fn hold(&self, channel: &str) {
+        let channel = ChannelId::new(channel).expect("test channel");
+        lock(&self.held).insert(channel, Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets `n` held sends to `channel` through.
+    pub(crate) fn release(&self, channel: &str, n: usize) {
+        let channel = ChannelId::new(channel).expect("test channel");
+        if let Some(gate) = lock(&self.held).get(&channel) {
+            gate.add_permits(n);
+        }
+    }
+
+    /// The most sends to `channel` that were being answered at once.
+    pub(crate) fn peak_in_flight(&self, channel: &str) -> usize {
+        let channel = ChannelId::new(channel).expect("test channel");
+        lock(&self.in_flight)
+            .get(&channel)
+            .map_or(0, |(_, peak)| *peak)
+    }
+
     fn failure(&self) -> Result<(), ClientError> {
         lock(&self.fail_with).clone().map_or(Ok(()), Err)
     }
@@ -103,6 +130,26 @@ impl ChatApi for MemoryChat {
     async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
         self.failure()?;
         lock(&self.sends).push(command.clone());
+        {
+            let mut in_flight = lock(&self.in_flight);
+            let (now, peak) = in_flight.entry(command.channel.clone()).or_default();
+            *now += 1;
+            *peak = (*peak).max(*now);
+        }
+        let gate = lock(&self.held).get(&command.channel).cloned();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("never closed").forget();
+        }
+        let answer = self.answer(command.clone()).await;
+        if let Some((now, _)) = lock(&self.in_flight).get_mut(&command.channel) {
+            *now -= 1;
+        }
+        answer
+    }
+}
+
+impl MemoryChat {
+    async fn answer(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
         match self.access(&command.channel, &command.sender).await? {
             Access::Member => {}
             Access::NotMember => return Err(ClientError::generic(ErrorKind::NotMember)),

@@ -330,3 +330,58 @@ async fn the_node_wide_connection_cap_holds_and_frees_up() -> anyhow::Result<()>
     .await?;
     sb.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_sends_are_answered_and_ordered_per_channel() -> anyhow::Result<()> {
+    let sb = Sandbox::start_ready(Options {
+        gateways: 1,
+        ..Options::default()
+    })
+    .await?;
+    let gw = sb.gateways[0];
+    let (left, right) = (channel_id("pipe-left"), channel_id("pipe-right"));
+    for room in [&left, &right] {
+        create_channel(&sb, room, ModerationPolicy::Reject, &["alice", "bob"]).await?;
+    }
+    let mut bob = Client::connect(gw, &dev_token(gw, "bob").await?, None).await?;
+    bob.subscribe(&left).await?;
+    let mut alice = Client::connect(gw, &dev_token(gw, "alice").await?, None).await?;
+    // Thirty sends written back to back, none waiting for its ack.
+    let rooms = [&left, &right];
+    for i in 0..30 {
+        let room = rooms[i % 2];
+        alice
+            .send(json!({"type": "send", "request_id": i.to_string(), "channel_id": room, "body": format!("m{i}")}))
+            .await?;
+    }
+    let mut seqs: BTreeMap<usize, u64> = BTreeMap::new();
+    while seqs.len() < 30 {
+        let ack = alice.expect("ack").await?;
+        let i: usize = ack["request_id"].as_str().unwrap_or_default().parse()?;
+        seqs.insert(i, ack["seq"].as_u64().unwrap_or_default());
+    }
+    // Per channel, the sequence follows the order the sends were written.
+    for parity in 0..2 {
+        let in_order: Vec<u64> = seqs
+            .iter()
+            .filter(|(i, _)| *i % 2 == parity)
+            .map(|(_, seq)| *seq)
+            .collect();
+        assert!(
+            in_order.windows(2).all(|w| w[0] < w[1]),
+            "channel {parity}: {in_order:?}"
+        );
+    }
+    let mut bodies = Vec::new();
+    while bodies.len() < 15 {
+        bodies.push(
+            bob.expect("message").await?["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let expected: Vec<String> = (0..30).step_by(2).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    sb.stop().await
+}

@@ -34,6 +34,9 @@ const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// How long a send to a client that overflowed may stay blocked.
 const STALLED_SEND: Duration = Duration::from_secs(5);
 
+/// How long a draining node waits for a connection's sends to be answered.
+const SETTLE_SENDS: Duration = Duration::from_secs(5);
+
 /// Why the server closes a connection, if it does.
 type CloseReason = Arc<std::sync::Mutex<Option<(u16, String)>>>;
 
@@ -73,7 +76,8 @@ pub(crate) async fn run(
     let going_away = gw.going_away.clone();
     let reason = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
+            // At the send window, no more frames are read until an answer.
+            frame = stream.next(), if !session.sends_full() => match frame {
                 Some(Ok(WsMessage::Text(text))) => session.on_text(&text).await,
                 Some(Ok(WsMessage::Binary(bytes))) => session.on_binary(&bytes).await,
                 Some(Ok(WsMessage::Close(_))) | None => break None,
@@ -85,6 +89,7 @@ pub(crate) async fn run(
                     break Some((code, reason.to_owned()));
                 }
             },
+            channel = session.sends.answered() => session.on_send_answered(channel),
             Ok(()) = routes.changed() => session.on_ring_change().await,
             () = overflow.cancelled() => break None,
             () = expired.cancelled() => {
@@ -92,6 +97,8 @@ pub(crate) async fn run(
                 break Some((CLOSE_SESSION_EXPIRED, Session::expiry_reason(ttl)));
             }
             () = going_away.cancelled() => {
+                // What was sent is answered before the node says goodbye.
+                session.settle_sends(SETTLE_SENDS).await;
                 session.going_away().await;
                 break Some((CLOSE_GOING_AWAY, "node shutting down".to_owned()));
             }

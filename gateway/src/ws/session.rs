@@ -21,7 +21,7 @@ use crate::ws::hub::Hub;
 use crate::ws::limits::FrameBudget;
 use crate::ws::outbound::Outbox;
 use crate::ws::protocol::{self, ClientFrame, ServerFrame};
-use crate::ws::send::SendFrame;
+use crate::ws::send::{SendFrame, Sends};
 
 /// Which node serves which channel, as this node sees it.
 #[derive(Debug, Clone)]
@@ -81,6 +81,8 @@ pub(crate) struct Session {
     pub(super) user: UserId,
     pub(super) outbox: Outbox,
     pub(super) channels: BTreeSet<ChannelId>,
+    /// Sends between frame and answer.
+    pub(crate) sends: Sends,
     budget: FrameBudget,
     /// The session's ID in presence state.
     pub(super) presence_id: String,
@@ -103,6 +105,7 @@ impl Session {
             user,
             outbox,
             channels: BTreeSet::new(),
+            sends: Sends::default(),
             budget,
             presence_id,
         };
@@ -198,17 +201,14 @@ impl Session {
                 idempotency_key,
                 traceparent,
             } => match ChannelId::new(channel_id) {
-                Ok(channel) => {
-                    self.send(SendFrame {
-                        request_id,
-                        channel,
-                        body,
-                        attachments,
-                        idempotency_key,
-                        traceparent,
-                    })
-                    .await
-                }
+                Ok(channel) => self.send(SendFrame {
+                    request_id,
+                    channel,
+                    body,
+                    attachments,
+                    idempotency_key,
+                    traceparent,
+                }),
                 Err(err) => {
                     let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());
                     self.fail(request_id, err).await
@@ -277,6 +277,8 @@ impl Session {
 
     /// Ends the session: presence sees it leave and the hub drops it.
     pub(crate) async fn close(mut self) {
+        // Sends still at chat finish there; their answers have no one to go to.
+        metrics::gauge!("chatmesh_gateway_sends_in_flight").decrement(self.sends.pending() as f64);
         self.ctx
             .liveness
             .close(&self.presence_id, self.channel_names());

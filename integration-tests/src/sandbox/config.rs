@@ -291,10 +291,11 @@ fn limits_toml(limits: &GatewayLimits) -> String {
         frame_burst,
         max_connections,
         max_subscriptions,
+        max_sends_in_flight,
         reorder_window,
     } = limits;
     format!(
-        "max_frame_bytes = {max_frame_bytes}\noutbound_queue = {outbound_queue}\nframes_per_second = {frames_per_second}\nframe_burst = {frame_burst}\nmax_connections = {max_connections}\nmax_subscriptions = {max_subscriptions}\nreorder_window = {}\n",
+        "max_frame_bytes = {max_frame_bytes}\noutbound_queue = {outbound_queue}\nframes_per_second = {frames_per_second}\nframe_burst = {frame_burst}\nmax_connections = {max_connections}\nmax_subscriptions = {max_subscriptions}\nmax_sends_in_flight = {max_sends_in_flight}\nreorder_window = {}\n",
         duration_toml(*reorder_window),
     )
 }

@@ -93,8 +93,12 @@ impl Client {
         Self { session, rx }
     }
 
+    /// Hands the session a frame and lets every send it took be answered.
     async fn text(&mut self, frame: Value) {
         self.session.on_text(&frame.to_string()).await;
+        self.session
+            .settle_sends(std::time::Duration::from_secs(5))
+            .await;
     }
 
     /// The next queued frame, as the client would read it.
