@@ -5,7 +5,9 @@
 //! and gateway memory per connection.
 //!
 //! Parameters come from the environment: BENCH_CLIENTS (K), BENCH_CHANNELS
-//! (M), BENCH_RATE (R), BENCH_SECONDS (D), BENCH_SENDERS (S).
+//! (M), BENCH_RATE (R), BENCH_SECONDS (D), BENCH_SENDERS (S), and
+//! BENCH_SEND_WINDOW, the gateways' `limits.max_sends_in_flight` (their
+//! default when unset; 1 answers each connection's sends one at a time).
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -41,12 +43,16 @@ async fn start_gateway(
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let config = format!(
-        "node_id = \"{node}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = \"{SECRET}\"\n[routing]\ncluster = \"{cluster}\"\nmode = \"redirect\"\nrefresh_interval = \"200ms\"\nnode_ttl = \"2s\"\n[limits]\nframes_per_second = 1000000\nframe_burst = 1000000\nmax_connections = 100000\n[telemetry]\nlog = \"warn\"\n",
+        "node_id = \"{node}\"\nhttp_addr = \"{addr}\"\npublic_url = \"http://{addr}\"\n{}[services]\nchat = \"http://{}\"\npresence = \"http://{}\"\nstorage = \"http://{}\"\nmedia = \"http://{}\"\n[auth]\nhs256_secret = \"{SECRET}\"\n[routing]\ncluster = \"{cluster}\"\nmode = \"redirect\"\nrefresh_interval = \"200ms\"\nnode_ttl = \"2s\"\n[limits]\nframes_per_second = 1000000\nframe_burst = 1000000\nmax_connections = 100000\n{}[telemetry]\nlog = \"warn\"\n",
         infra.redis_toml(),
         sb.chat.grpc,
         sb.presence.grpc,
         sb.storage.grpc,
-        sb.media.grpc
+        sb.media.grpc,
+        std::env::var("BENCH_SEND_WINDOW")
+            .ok()
+            .and_then(|w| w.parse::<usize>().ok())
+            .map_or_else(String::new, |w| format!("max_sends_in_flight = {w}\n")),
     );
     let file = dir.join(format!("{node}.toml"));
     std::fs::write(&file, config)?;
