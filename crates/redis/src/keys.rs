@@ -22,6 +22,13 @@ pub fn seq_origin(channel: &str) -> String {
     format!("cm:{{{channel}}}:seq-origin")
 }
 
+/// Held, for a few seconds, by the one caller starting a channel's new
+/// epoch, so callers racing on the same lost counter start one epoch, not
+/// one each.
+pub fn seq_starting(channel: &str) -> String {
+    format!("cm:{{{channel}}}:seq-starting")
+}
+
 /// Sequence numbers that were assigned but never made durable, so gap
 /// recovery can skip them instead of asking the client to reload.
 pub fn void_seqs(channel: &str) -> String {

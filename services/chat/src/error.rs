@@ -60,6 +60,10 @@ pub enum ChatError {
     /// to retire it.
     #[error("this channel cannot take more messages")]
     EpochsExhausted,
+    /// Another instance is starting the channel's new sequence epoch and
+    /// has not finished; retry.
+    #[error("this channel's message numbering is being restored, retry shortly")]
+    EpochStartStalled,
     /// Redis failed; details are logged, not returned.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -95,9 +99,11 @@ impl ChatError {
             Self::Blocked => ErrorKind::Blocked,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::InFlight => ErrorKind::InProgress,
-            Self::LogUnavailable | Self::Redis(_) | Self::Kafka(_) | Self::NoWorkerId => {
-                ErrorKind::Unavailable
-            }
+            Self::LogUnavailable
+            | Self::Redis(_)
+            | Self::Kafka(_)
+            | Self::NoWorkerId
+            | Self::EpochStartStalled => ErrorKind::Unavailable,
             Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
             Self::Database(_) | Self::EpochsExhausted => ErrorKind::Internal,
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::BackoffBuilder as _;
 use chatmesh_ids::{ChannelId, ChatMessage, Clock, SystemClock, UserId, seq};
 use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
@@ -25,19 +26,25 @@ local info = redis.call('INFO', 'replication')
 local rid = string.match(info, 'master_replid:(%w+)')
 ";
 
-/// The next number, or -1 when the counter cannot be trusted: it is missing,
-/// or it was last written under another replication ID.
-/// KEYS: seq, origin.
+/// The next number while the counter can be trusted. When it cannot (it
+/// is missing, or was last written under another replication ID), -1 if
+/// this caller now holds the right to start the new epoch (token ARGV[1]
+/// for ARGV[2] ms), or -2 while another caller holds it.
+/// KEYS: seq, origin, starting.
 const NEXT_SEQ: &str = r"
-if redis.call('GET', KEYS[2]) ~= rid then
+if redis.call('GET', KEYS[2]) == rid then
+  return redis.call('INCR', KEYS[1])
+end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return -1
 end
-return redis.call('INCR', KEYS[1])
+return -2
 ";
 
 /// Starts epoch ARGV[1] (its base) unless a trusted counter exists, which
-/// another instance started meanwhile; then hands out the next number.
-/// The counter never moves down. KEYS: seq, origin.
+/// another instance started meanwhile; then hands out the next number and
+/// lets go of the right to start (token ARGV[2]). The counter never moves
+/// down. KEYS: seq, origin, starting.
 const START_EPOCH: &str = r"
 if redis.call('GET', KEYS[2]) ~= rid then
   local base = tonumber(ARGV[1])
@@ -47,8 +54,24 @@ if redis.call('GET', KEYS[2]) ~= rid then
   end
   redis.call('SET', KEYS[2], rid)
 end
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  redis.call('DEL', KEYS[3])
+end
 return redis.call('INCR', KEYS[1])
 ";
+
+/// Lets go of the right to start an epoch, if still held with token
+/// ARGV[1]. KEYS: starting.
+const STOP_STARTING: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+";
+
+/// How long the right to start an epoch lasts. Starting takes one upsert
+/// in Postgres; if its holder dies, the next caller takes over after this.
+const STARTING_TTL: Duration = Duration::from_secs(2);
 
 /// Moves the counter back from ARGV[1] when that is still the newest
 /// number; otherwise voids it. KEYS: seq, void.
@@ -137,6 +160,7 @@ pub struct RedisSequencer {
     epochs: Arc<dyn EpochSource>,
     next: redis::Script,
     start: redis::Script,
+    stop_starting: redis::Script,
     void: redis::Script,
     give_back: redis::Script,
 }
@@ -155,39 +179,32 @@ impl RedisSequencer {
             epochs,
             next: redis::Script::new(&format!("{REPLICATION_ID}{NEXT_SEQ}")),
             start: redis::Script::new(&format!("{REPLICATION_ID}{START_EPOCH}")),
+            stop_starting: redis::Script::new(STOP_STARTING),
             void: redis::Script::new(VOID_SEQ),
             give_back: redis::Script::new(GIVE_BACK),
         }
     }
-}
 
-#[async_trait]
-impl Sequencer for RedisSequencer {
-    async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
-        let (seq_key, origin) = (
-            keys::seq(channel.as_str()),
-            keys::seq_origin(channel.as_str()),
-        );
-        let mut conn = self.redis.conn().await?;
-        let seq: i64 = self
-            .next
-            .key(&seq_key)
-            .key(&origin)
-            .invoke_async(&mut conn)
-            .await?;
-        if let Ok(seq) = u64::try_from(seq) {
-            return Ok(seq);
-        }
+    /// Starts the channel's next epoch, holding the right to (`token`),
+    /// and hands out its first number.
+    async fn start_epoch(
+        &self,
+        channel: &ChannelId,
+        conn: &mut redis::cluster_async::ClusterConnection,
+        token: &str,
+    ) -> Result<u64, ChatError> {
         let epoch = self.epochs.next_epoch(channel).await?;
         if epoch > seq::MAX_EPOCH {
             return Err(ChatError::EpochsExhausted);
         }
         let seq: u64 = self
             .start
-            .key(&seq_key)
-            .key(&origin)
+            .key(keys::seq(channel.as_str()))
+            .key(keys::seq_origin(channel.as_str()))
+            .key(keys::seq_starting(channel.as_str()))
             .arg(seq::epoch_base(epoch))
-            .invoke_async(&mut conn)
+            .arg(token)
+            .invoke_async(conn)
             .await?;
         tracing::info!(
             channel = channel.as_str(),
@@ -197,6 +214,60 @@ impl Sequencer for RedisSequencer {
         );
         metrics::counter!("chatmesh_chat_seq_epochs_started_total").increment(1);
         Ok(seq)
+    }
+}
+
+#[async_trait]
+impl Sequencer for RedisSequencer {
+    async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        let (seq_key, origin, starting) = (
+            keys::seq(channel.as_str()),
+            keys::seq_origin(channel.as_str()),
+            keys::seq_starting(channel.as_str()),
+        );
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut conn = self.redis.conn().await?;
+        // Callers racing on an untrusted counter (every first send of a new
+        // channel, every send right after a failover) wait for the one
+        // starting the epoch rather than each starting their own: a wasted
+        // epoch is harmless to correctness, but moves a fresh channel off
+        // epoch 0 and sends its readers to reload for nothing.
+        let mut waits = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(25))
+            .with_max_times(usize::MAX)
+            .build();
+        let deadline = tokio::time::Instant::now() + 2 * STARTING_TTL;
+        loop {
+            let seq: i64 = self
+                .next
+                .key(&seq_key)
+                .key(&origin)
+                .key(&starting)
+                .arg(&token)
+                .arg(STARTING_TTL.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await?;
+            match seq {
+                -1 => break,
+                -2 if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(waits.next().unwrap_or(STARTING_TTL)).await;
+                }
+                -2 => return Err(ChatError::EpochStartStalled),
+                seq => return u64::try_from(seq).map_err(|_| corrupt(format!("seq {seq}"))),
+            }
+        }
+        let started = self.start_epoch(channel, &mut conn, &token).await;
+        if started.is_err() {
+            // Best effort: the right expires on its own otherwise.
+            let _ = self
+                .stop_starting
+                .key(&starting)
+                .arg(&token)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+        }
+        started
     }
 
     async fn release(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {

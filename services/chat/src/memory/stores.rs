@@ -57,16 +57,16 @@ impl MemorySequencer {
 impl Sequencer for MemorySequencer {
     async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
         self.failure.redis()?;
-        let trusted =
-            lock(&self.channels).contains_key(channel) && !lock(&self.untrusted).contains(channel);
-        if !trusted {
-            let base = seq::epoch_base(self.epochs.next_epoch(channel).await?);
-            let mut channels = lock(&self.channels);
+        // One lock over the check and the start: racing callers start one
+        // epoch between them, as the Redis adapter's starting right does.
+        let mut channels = lock(&self.channels);
+        let mut untrusted = lock(&self.untrusted);
+        if !channels.contains_key(channel) || untrusted.contains(channel) {
+            let base = seq::epoch_base(self.epochs.start(channel));
             let (latest, _) = channels.entry(channel.clone()).or_default();
             *latest = (*latest).max(base);
-            lock(&self.untrusted).remove(channel);
+            untrusted.remove(channel);
         }
-        let mut channels = lock(&self.channels);
         let (latest, _) = channels.entry(channel.clone()).or_default();
         *latest += 1;
         Ok(*latest)
@@ -101,13 +101,19 @@ pub struct MemoryEpochs {
     started: Mutex<HashMap<ChannelId, u64>>,
 }
 
-#[async_trait]
-impl EpochSource for MemoryEpochs {
-    async fn next_epoch(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+impl MemoryEpochs {
+    fn start(&self, channel: &ChannelId) -> u64 {
         let mut started = lock(&self.started);
         let count = started.entry(channel.clone()).or_default();
         *count += 1;
-        Ok(*count - 1)
+        *count - 1
+    }
+}
+
+#[async_trait]
+impl EpochSource for MemoryEpochs {
+    async fn next_epoch(&self, channel: &ChannelId) -> Result<u64, ChatError> {
+        Ok(self.start(channel))
     }
 }
 

@@ -221,6 +221,7 @@ macro_rules! sequencer_suite {
             released_numbers_are_never_reused,
             a_number_given_back_is_reused_only_while_newest,
             a_lost_counter_starts_a_higher_epoch,
+            racing_callers_start_one_epoch,
             a_failed_over_counter_never_repeats,
         );
     };

@@ -73,6 +73,30 @@ pub async fn a_lost_counter_starts_a_higher_epoch(
     Ok(())
 }
 
+/// Callers racing on a counter that is missing (a new channel's) or lost
+/// start one epoch between them, not one each: their numbers are one
+/// dense run, from the first of the epoch.
+pub async fn racing_callers_start_one_epoch(
+    seq: &(impl Sequencer + CounterFaults),
+) -> SuiteResult<()> {
+    const CALLERS: u64 = 16;
+    let c = unique_channel("seq-race");
+    let race = || futures::future::try_join_all((0..CALLERS).map(|_| seq.next(&c)));
+    let mut first = race().await?;
+    first.sort_unstable();
+    assert_eq!(first, (1..=CALLERS).collect::<Vec<_>>(), "a new channel");
+    seq.lose(&c).await?;
+    let mut after = race().await?;
+    after.sort_unstable();
+    let base = epoch_base(1);
+    assert_eq!(
+        after,
+        (base + 1..=base + CALLERS).collect::<Vec<_>>(),
+        "after a loss"
+    );
+    Ok(())
+}
+
 /// A counter that fell behind on failover never repeats a number: the
 /// channel moves to a new epoch, and so does only that channel.
 pub async fn a_failed_over_counter_never_repeats(
