@@ -94,6 +94,8 @@ wait_while_alive() {
 lock_checkout() {
   mkdir -p "$INFRA_DIR"
   exec {CHECKOUT_LOCK_FD}>"$INFRA_DIR/.lock"
+  flock -n "$CHECKOUT_LOCK_FD" ||
+    say "==> waiting for another scripts/infra command in this checkout ($INFRA_DIR/.lock)"
   flock -w 600 "$CHECKOUT_LOCK_FD" || die "another scripts/infra command holds $INFRA_DIR/.lock"
 }
 
@@ -103,6 +105,7 @@ lock_ports() {
   local f=/tmp/chatmesh-infra-ports.lock
   [[ -e $f ]] || (umask 0 && : >>"$f")
   exec {PORTS_LOCK_FD}<"$f"
+  flock -n "$PORTS_LOCK_FD" || say "==> waiting for another checkout picking ports ($f)"
   flock -w 600 "$PORTS_LOCK_FD" || die "timed out waiting for $f"
 }
 
@@ -269,24 +272,36 @@ close_lock_fds() {
 # start_bg LOG DIR CMD...: runs CMD detached from this terminal's session (so
 # Ctrl-C in the calling shell does not reach it), with cwd DIR and output
 # appended to LOG. Sets STARTED_PID.
+#
+# setsid(1) forks when its caller leads a process group, as every background
+# job does in a shell with job control, so the background job's PID is not
+# always the command's. The command therefore always starts in a fork
+# (--fork) and reports its own PID through a file before it execs.
 start_bg() {
-  local log=$1 dir=$2
+  local log=$1 dir=$2 pid_file launcher
   shift 2
   mkdir -p "$(dirname "$log")"
-  (close_lock_fds && cd "$dir" && exec setsid "$@" </dev/null >>"$log" 2>&1) &
-  STARTED_PID=$!
-  # Callers know the process by its command line (pid_is), which is this
-  # shell's until the exec; a check before then would find it gone.
-  local self
-  self=$(tr '\0' ' ' 2>/dev/null <"/proc/$$/cmdline") || self=
-  wait_until 10 exec_done "$STARTED_PID" "$self" || true
+  pid_file=$(mktemp "${TMPDIR:-/tmp}/chatmesh-start.XXXXXX")
+  # shellcheck disable=SC2016 # expanded by the launched shell
+  launcher='echo $$ >"$0.pid" && exec "$@"'
+  (close_lock_fds && cd "$dir" &&
+    exec setsid --fork bash -c "$launcher" "$pid_file" "$@" </dev/null >>"$log" 2>&1)
+  wait_until 10 file_nonempty "$pid_file.pid" || true
+  STARTED_PID=$(cat "$pid_file.pid" 2>/dev/null || true)
+  rm -f "$pid_file" "$pid_file.pid"
+  # Callers know the process by its command line (pid_is), which is the
+  # launcher's until the exec; a check before then would find it wrong.
+  wait_until 10 exec_done "$STARTED_PID" "bash -c $launcher $pid_file" || true
 }
 
-# exec_done PID CMDLINE: PID no longer runs CMDLINE (or has exited).
+file_nonempty() { [[ -s $1 ]]; }
+
+# exec_done PID PREFIX: PID's command line no longer starts with PREFIX (or
+# it has exited).
 exec_done() {
   local cmd
   cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 0
-  [[ $cmd != "$2" ]]
+  [[ $cmd != "$2"* ]]
 }
 
 short_hash() {
