@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{TokenQuery, bearer, caller, fail, render};
+use crate::http::{TokenQuery, ask, bearer, caller, fail, render};
 use crate::upstream::balance::Upstream;
 
 /// The directory routes, merged into the gateway's router.
@@ -43,6 +43,11 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
 
 fn client(gw: &Gateway) -> ChatServiceClient<Upstream> {
     ChatServiceClient::new(gw.chat.clone())
+}
+
+/// A change's answer: `{"<name>": changed}`.
+fn changed(name: &str, changed: bool) -> Response {
+    Json(json!({ name: changed })).into_response()
 }
 
 fn role_name(raw: i32) -> Value {
@@ -95,21 +100,17 @@ async fn my_channels(
     let request = pb::ListUserChannelsRequest {
         user_id: user.into(),
     };
-    let listed = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.list_user_channels(request).await }
-        })
-        .await;
-    match listed {
-        Ok(r) => {
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.list_user_channels(r).await },
+        |r| {
             let channels: Vec<Value> = r.channels.iter().map(channel_json).collect();
             Json(json!({ "channels": channels })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -153,22 +154,18 @@ async fn public_channels(
         after,
         limit,
     };
-    let listed = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.list_public_channels(request).await }
-        })
-        .await;
-    match listed {
-        Ok(r) => {
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.list_public_channels(r).await },
+        |r| {
             let channels: Vec<Value> = r.channels.iter().map(channel_json).collect();
             let next = Some(r.next_after).filter(|n| !n.is_empty());
             Json(json!({ "channels": channels, "next_after": next })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -248,16 +245,12 @@ async fn channel(
         channel_id: channel.into(),
         user_id: user.into(),
     };
-    let found = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.get_channel(request).await }
-        })
-        .await;
-    match found {
-        Ok(r) => {
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.get_channel(r).await },
+        |r| {
             let channel = r.channel.unwrap_or_default();
             let member = channel.role != pb::MemberRole::Unspecified as i32;
             let public = channel.visibility == pb::ChannelVisibility::Public as i32;
@@ -268,9 +261,9 @@ async fn channel(
                 );
             }
             Json(json!({ "channel": channel_json(&channel) })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+        },
+    )
+    .await
 }
 
 /// `POST /v1/channels/{id}/join`: joins a public channel.
@@ -289,18 +282,14 @@ async fn join(
         user_id: user.into(),
         public_only: true,
     };
-    let joined = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.join_channel(request).await }
-        })
-        .await;
-    match joined {
-        Ok(r) => Json(json!({ "joined": r.joined })).into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.join_channel(r).await },
+        |r| changed("joined", r.joined),
+    )
+    .await
 }
 
 /// `POST /v1/channels/{id}/leave`: leaves a channel.
@@ -318,18 +307,14 @@ async fn leave(
         channel_id: channel.into(),
         user_id: user.into(),
     };
-    let left = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.leave_channel(request).await }
-        })
-        .await;
-    match left {
-        Ok(r) => Json(json!({ "left": r.left })).into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.leave_channel(r).await },
+        |r| changed("left", r.left),
+    )
+    .await
 }
 
 /// `GET /v1/channels/{id}/members`: the members and their roles, for members.
@@ -347,16 +332,12 @@ async fn members(
         channel_id: channel.into(),
         actor_id: user.into(),
     };
-    let listed = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.list_members(request).await }
-        })
-        .await;
-    match listed {
-        Ok(r) => {
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.list_members(r).await },
+        |r| {
             let members: Vec<Value> = r
                 .members
                 .iter()
@@ -369,9 +350,9 @@ async fn members(
                 })
                 .collect();
             Json(json!({ "members": members })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -405,18 +386,14 @@ async fn add_member(
         actor_id: actor.into(),
         user_id: user.into(),
     };
-    let added = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.add_member(request).await }
-        })
-        .await;
-    match added {
-        Ok(r) => Json(json!({ "added": r.added })).into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.add_member(r).await },
+        |r| changed("added", r.added),
+    )
+    .await
 }
 
 /// `DELETE /v1/channels/{id}/members/{user}`: an owner removes a member.
@@ -439,16 +416,12 @@ async fn remove_member(
         actor_id: actor.into(),
         user_id: user.into(),
     };
-    let removed = gw
-        .reads
-        .chat
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.remove_member(request).await }
-        })
-        .await;
-    match removed {
-        Ok(r) => Json(json!({ "removed": r.removed })).into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.chat,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.remove_member(r).await },
+        |r| changed("removed", r.removed),
+    )
+    .await
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{TokenQuery, caller, fail, from_status, render};
+use crate::http::{TokenQuery, ask, caller, fail, from_status};
 use chatmesh_error::ErrorKind;
 
 /// The media routes, merged into the gateway's router.
@@ -145,18 +145,14 @@ async fn get_media(
         media_id,
         user_id: user.into(),
     };
-    let media = gw
-        .reads
-        .media
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.get_media(request).await }
-        })
-        .await;
-    match media {
-        Ok(r) => Json(json!({ "media": media_json(r.media) })).into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.media,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.get_media(r).await },
+        |r| Json(json!({ "media": media_json(r.media) })).into_response(),
+    )
+    .await
 }
 
 /// `GET /v1/media/<id>/download`: a short-lived URL to GET the bytes, for
@@ -175,20 +171,18 @@ async fn download_url(
         media_id,
         user_id: user.into(),
     };
-    let url = gw
-        .reads
-        .media
-        .call(&client(&gw), |mut c| {
-            let request = request.clone();
-            async move { c.get_download_url(request).await }
-        })
-        .await;
-    match url {
-        Ok(r) => Json(json!({
-            "download_url": r.download_url,
-            "expires_at_ms": r.expires_at_ms,
-        }))
-        .into_response(),
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.media,
+        &client(&gw),
+        request,
+        |mut c, r| async move { c.get_download_url(r).await },
+        |r| {
+            Json(json!({
+                "download_url": r.download_url,
+                "expires_at_ms": r.expires_at_ms,
+            }))
+            .into_response()
+        },
+    )
+    .await
 }

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::Gateway;
 use crate::auth::AuthError;
 use crate::ports::Access;
+use crate::upstream::retry::Retries;
 
 pub use connect::ConnectRequest;
 pub(crate) use layers::cors_origins;
@@ -59,6 +60,28 @@ pub(crate) fn render(err: &ClientError) -> Response {
         "retryable": spec.retryable,
     } });
     (status, Json(body)).into_response()
+}
+
+/// `method` with `request` on a clone of `client`, retried by `retries` on
+/// another instance (for reads and set-like changes), answered by
+/// `answer`, or with the error as JSON.
+pub(crate) async fn ask<C, Req, T, F, Fut>(
+    retries: &Retries,
+    client: &C,
+    request: Req,
+    method: F,
+    answer: impl FnOnce(T) -> Response,
+) -> Response
+where
+    C: Clone,
+    Req: Clone,
+    F: Fn(C, Req) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match retries.call(client, |c| method(c, request.clone())).await {
+        Ok(r) => answer(r),
+        Err(err) => render(&err),
+    }
 }
 
 /// The HTTP answer for an error of `kind`.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::http::{TokenQuery, authenticate, bearer, caller, fail, render};
+use crate::http::{TokenQuery, ask, authenticate, bearer, caller, fail, render};
 use crate::ports::Access;
 use chatmesh_error::ErrorKind;
 
@@ -66,16 +66,12 @@ async fn presence(
     }
     let client = PresenceServiceClient::new(gw.presence_api.clone());
     let request = pb::GetPresenceRequest { user_ids: users };
-    let presence = gw
-        .reads
-        .presence
-        .call(&client, |mut c| {
-            let request = request.clone();
-            async move { c.get_presence(request).await }
-        })
-        .await;
-    match presence {
-        Ok(r) => {
+    ask(
+        &gw.reads.presence,
+        &client,
+        request,
+        |mut c, r| async move { c.get_presence(r).await },
+        |r| {
             let users: Vec<_> = r
                 .users
                 .into_iter()
@@ -88,9 +84,9 @@ async fn presence(
                 })
                 .collect();
             Json(json!({ "users": users })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+        },
+    )
+    .await
 }
 
 /// `GET /v1/channels/{id}/online`: the channel's online users, for members.
@@ -123,18 +119,12 @@ async fn online(
     let request = pb::ListOnlineRequest {
         channel_id: channel.as_str().to_owned(),
     };
-    let online = gw
-        .reads
-        .presence
-        .call(&client, |mut c| {
-            let request = request.clone();
-            async move { c.list_online(request).await }
-        })
-        .await;
-    match online {
-        Ok(r) => {
-            Json(json!({ "channel_id": channel.as_str(), "user_ids": r.user_ids })).into_response()
-        }
-        Err(err) => render(&err),
-    }
+    ask(
+        &gw.reads.presence,
+        &client,
+        request,
+        |mut c, r| async move { c.list_online(r).await },
+        |r| Json(json!({ "channel_id": channel.as_str(), "user_ids": r.user_ids })).into_response(),
+    )
+    .await
 }

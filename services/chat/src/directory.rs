@@ -238,6 +238,25 @@ async fn require_owner(
     }
 }
 
+/// Adds `user` to `channel` (locked by the caller) as a member; false if
+/// they were one already, whatever their role.
+async fn insert_member(
+    conn: &mut diesel_async::AsyncPgConnection,
+    channel: &ChannelId,
+    user: &UserId,
+) -> Result<bool, DieselError> {
+    let inserted = diesel::insert_into(memberships::table)
+        .values((
+            memberships::channel_id.eq(channel.as_str()),
+            memberships::user_id.eq(user.as_str()),
+            memberships::role.eq(Role::MEMBER),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
 /// Removes `user` from `channel` (locked by the caller); false if they
 /// were not a member. When the last owner goes, the longest-standing
 /// member left becomes the owner, so a channel with members always has one.
@@ -384,16 +403,7 @@ impl Directory {
                     None => Err(TxError::Rule(ChatError::PrivateChannel)),
                 };
             }
-            let inserted = diesel::insert_into(memberships::table)
-                .values((
-                    memberships::channel_id.eq(channel.as_str()),
-                    memberships::user_id.eq(user.as_str()),
-                    memberships::role.eq(Role::MEMBER),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            Ok::<_, TxError>(inserted == 1)
+            Ok::<_, TxError>(insert_member(conn, channel, user).await?)
         })
         .await?;
         Ok(joined)
@@ -423,16 +433,7 @@ impl Directory {
         let added = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
             lock_channel(conn, channel).await?;
             require_owner(conn, channel, actor).await?;
-            let inserted = diesel::insert_into(memberships::table)
-                .values((
-                    memberships::channel_id.eq(channel.as_str()),
-                    memberships::user_id.eq(user.as_str()),
-                    memberships::role.eq(Role::MEMBER),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            Ok::<_, TxError>(inserted == 1)
+            Ok::<_, TxError>(insert_member(conn, channel, user).await?)
         })
         .await?;
         Ok(added)
