@@ -91,13 +91,9 @@ pub struct Mesh {
     otlp_endpoint: Option<String>,
 }
 
-/// A loopback address free right now. The port is given back at once, so
-/// the process that binds it later may race another one for it: good
-/// enough for a test, and the only way a mesh whose nodes name each other
-/// can be configured before they start.
+/// A loopback address free right now (see [`process::free_port`]).
 fn free_addr() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    Ok(SocketAddr::from(([127, 0, 0, 1], process::free_port()?)))
 }
 
 fn server_toml(grpc: SocketAddr, admin: SocketAddr) -> String {
@@ -362,8 +358,10 @@ impl Mesh {
 
 impl Drop for Mesh {
     fn drop(&mut self) {
-        // Children are killed on drop; the logs stay when a test fails.
-        if !std::thread::panicking() {
+        // Children are killed on drop; the logs stay when a test panics,
+        // or always with KEEP_TEST_LOGS set (a test that returns an
+        // error does not panic here).
+        if !std::thread::panicking() && std::env::var_os("KEEP_TEST_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

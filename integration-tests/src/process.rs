@@ -110,3 +110,40 @@ pub async fn wait_exit(child: &mut Child, timeout: Duration) -> anyhow::Result<E
         .with_context(|| format!("the process did not exit within {timeout:?}"))?
         .map_err(Into::into)
 }
+
+/// A loopback port free right now, for a process that binds it later. The
+/// port is given back at once, so that process may race another one for
+/// it: good enough for a test, and the only way processes that name each
+/// other can be configured before they start.
+///
+/// Ports come from 10000-19999, below both the kernel's ephemeral range
+/// (32768 and up, where every outgoing connection takes its local port,
+/// so a port picked there can be taken by a client before our server
+/// binds it) and the 20000-32767 the infrastructure scripts pick from.
+/// Each is handed out once per test process.
+pub fn free_port() -> anyhow::Result<u16> {
+    pick_port(bindable)
+}
+
+/// A port free for a Redis Cluster node: its own and its cluster bus
+/// port (the same plus 10000) both free.
+pub fn free_redis_port() -> anyhow::Result<u16> {
+    pick_port(|port| bindable(port) && bindable(port + 10_000))
+}
+
+fn bindable(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn pick_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = rand::random_range(10_000..20_000_u16);
+        if !given.contains(&port) && free(port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port in 10000-19999")
+}

@@ -94,9 +94,7 @@ impl Drop for Containers {
 fn free_port() -> anyhow::Result<u16> {
     // With host networking the container binds the port itself; the
     // window between this probe and its bind is the price of podman.
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    chatmesh_integration_tests::process::free_port()
 }
 
 fn loopback(port: u16) -> SocketAddr {

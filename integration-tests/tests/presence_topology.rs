@@ -91,9 +91,7 @@ struct ExtraMaster {
 
 impl ExtraMaster {
     fn start(originals: Vec<String>) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = chatmesh_integration_tests::process::free_redis_port()?;
         let dir = std::env::temp_dir().join(format!("chatmesh-extra-master-{port}"));
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join("redis.conf");

@@ -128,7 +128,7 @@ the key. With existingSecret the kubelet checks when the pod starts.
 {{- define "chatmesh.redisSection" -}}
 {{- $r := .Values.redis -}}
 {{- if not $r.nodes -}}{{- fail "redis.nodes: at least one seed node of the Redis Cluster is required" -}}{{- end -}}
-{{- toJson (dict "nodes" $r.nodes "connect_timeout" $r.connectTimeout "response_timeout" $r.responseTimeout) -}}
+{{- toJson (dict "nodes" $r.nodes "connect_timeout" $r.connectTimeout "response_timeout" $r.responseTimeout "topology_refresh" $r.topologyRefresh) -}}
 {{- end -}}
 
 {{- define "chatmesh.kafkaSection" -}}

@@ -121,6 +121,14 @@ pub struct RedisConfig {
     /// Timeout for a single command.
     #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// How often the slot owners are reread, so a failover is followed
+    /// even when no command is redirected.
+    #[serde(default = "default_topology_refresh", with = "humantime_serde")]
+    pub topology_refresh: Duration,
+}
+
+fn default_topology_refresh() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_connect_timeout() -> Duration {
@@ -139,6 +147,12 @@ impl Validate for RedisConfig {
         for (i, node) in self.nodes.iter().enumerate() {
             check_url(node, &["redis", "rediss"])
                 .map_err(|r| Invalid::new(format!("nodes[{i}]"), r))?;
+        }
+        if self.topology_refresh.is_zero() {
+            return Err(Invalid::new(
+                "topology_refresh",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -404,8 +418,15 @@ mod tests {
             nodes: vec!["redis://127.0.0.1:1".into(), "http://x".into()],
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            topology_refresh: Duration::from_secs(1),
         };
         assert_eq!(bad.validate().unwrap_err().field, "nodes[1]");
+        let never = RedisConfig {
+            nodes: vec!["redis://127.0.0.1:1".into()],
+            topology_refresh: Duration::ZERO,
+            ..bad
+        };
+        assert_eq!(never.validate().unwrap_err().field, "topology_refresh");
         let kafka = KafkaConfig {
             brokers: vec!["nohost".into()],
             topic: "t".into(),

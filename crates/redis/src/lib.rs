@@ -5,14 +5,16 @@ mod subscriber;
 
 pub use subscriber::{Scope, Subscriber, SubscriberProbe};
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use chatmesh_config::RedisConfig;
 use chatmesh_probe::{Probe, ProbeFuture};
 use redis::RedisError;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 /// A cluster client that connects on first use, so a service can start
 /// while Redis is still coming up. The connection, once made, follows
@@ -20,10 +22,30 @@ use tokio::sync::OnceCell;
 #[derive(Clone)]
 pub struct Cluster {
     client: ClusterClient,
-    conn: Arc<OnceCell<ClusterConnection>>,
-    /// The first seed node's URL, the template for per-node URLs.
-    seed: String,
-    connect_timeout: std::time::Duration,
+    shared: Arc<Shared>,
+    nodes: Nodes,
+}
+
+/// The connection every clone of a [`Cluster`] hands out, replaced when
+/// the topology moves under it.
+struct Shared {
+    current: ArcSwapOption<ClusterConnection>,
+    /// Held while the first connection is made, so callers racing on a
+    /// cold start make one between them.
+    connecting: Mutex<()>,
+    /// The masters last read, asked first for the next reading.
+    known: std::sync::Mutex<Vec<String>>,
+}
+
+/// How to reach single nodes, for reading the topology directly.
+#[derive(Clone)]
+struct Nodes {
+    /// The configured seed URLs; the first is the template for per-node
+    /// URLs (scheme and credentials).
+    seeds: Vec<String>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    topology_refresh: Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -41,18 +63,49 @@ impl Cluster {
             .build()?;
         Ok(Self {
             client,
-            conn: Arc::new(OnceCell::new()),
-            seed: config.nodes.first().cloned().unwrap_or_default(),
-            connect_timeout: config.connect_timeout,
+            shared: Arc::new(Shared {
+                current: ArcSwapOption::empty(),
+                connecting: Mutex::new(()),
+                known: std::sync::Mutex::new(Vec::new()),
+            }),
+            nodes: Nodes {
+                seeds: config.nodes.clone(),
+                connect_timeout: config.connect_timeout,
+                response_timeout: config.response_timeout,
+                topology_refresh: config.topology_refresh,
+            },
         })
     }
 
-    /// The shared multiplexed connection, made on first call.
+    /// The shared multiplexed connection, made on first call. From then on
+    /// a background task rereads the slot owners every
+    /// `redis.topology_refresh` and replaces the connection when they
+    /// change.
     pub async fn conn(&self) -> Result<ClusterConnection, RedisError> {
-        self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
-            .await
-            .cloned()
+        if let Some(conn) = self.shared.current.load_full() {
+            return Ok((*conn).clone());
+        }
+        let _connecting = self.shared.connecting.lock().await;
+        if let Some(conn) = self.shared.current.load_full() {
+            return Ok((*conn).clone());
+        }
+        let conn = self.client.get_async_connection().await?;
+        let seen = self.topology().await.ok();
+        self.shared.current.store(Some(Arc::new(conn.clone())));
+        tokio::spawn(follow_topology(
+            Arc::downgrade(&self.shared),
+            self.client.clone(),
+            self.nodes.clone(),
+            seen,
+        ));
+        Ok(conn)
+    }
+
+    /// The cluster's masters, read from the first node that answers. The
+    /// nodes are asked directly, not through the shared connection, which
+    /// can be stuck on a dead node until it learns the new topology.
+    pub async fn topology(&self) -> Result<Vec<Master>, RedisError> {
+        topology(&self.shared, &self.nodes).await
     }
 
     /// The underlying client, for dedicated connections such as pub/sub.
@@ -63,12 +116,116 @@ impl Cluster {
     /// A URL for the node at `addr` (`host:port`), with the seed's scheme
     /// and credentials.
     pub fn node_url(&self, addr: &str) -> String {
-        node_url(&self.seed, addr)
+        self.nodes.url(addr)
     }
 
     /// The configured connect timeout.
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        self.connect_timeout
+    pub fn connect_timeout(&self) -> Duration {
+        self.nodes.connect_timeout
+    }
+}
+
+impl Nodes {
+    fn url(&self, addr: &str) -> String {
+        node_url(self.seeds.first().map_or("", String::as_str), addr)
+    }
+
+    /// `CLUSTER SLOTS` from the node at `url`, on a connection of its own.
+    async fn ask(&self, url: &str) -> Result<Vec<Master>, RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        masters(&mut conn).await
+    }
+}
+
+async fn topology(shared: &Shared, nodes: &Nodes) -> Result<Vec<Master>, RedisError> {
+    let known: Vec<String> = shared
+        .known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|addr| nodes.url(addr))
+        .collect();
+    let mut urls: Vec<String> = Vec::new();
+    for url in known.into_iter().chain(nodes.seeds.iter().cloned()) {
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    let mut last = None;
+    for url in &urls {
+        match nodes.ask(url).await {
+            Ok(masters) if !masters.is_empty() => {
+                *shared.known.lock().unwrap_or_else(|e| e.into_inner()) =
+                    masters.iter().map(|m| m.addr.clone()).collect();
+                return Ok(masters);
+            }
+            Ok(_) => {}
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no node reports any slot owner",
+        ))
+    }))
+}
+
+// redis-rs (1.8) refreshes its slot map only on a MOVED or ASK answer.
+// When a master dies, commands for its slots fail with I/O errors while
+// the client keeps reconnecting to the dead address, and the connection
+// can stay stuck after the replica is promoted. This rereads the slot
+// owners from the nodes directly and, when they differ from what the
+// connection was made with, makes a fresh connection (which reads the
+// slots anew) and hands that out from then on. Callers take a connection
+// per operation, so their next operation uses the new one.
+async fn follow_topology(
+    shared: Weak<Shared>,
+    client: ClusterClient,
+    nodes: Nodes,
+    mut seen: Option<Vec<Master>>,
+) {
+    let mut tick = tokio::time::interval(nodes.topology_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = match topology(&shared, &nodes).await {
+            Ok(now) => now,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read the cluster topology");
+                continue;
+            }
+        };
+        let Some(before) = &seen else {
+            seen = Some(now);
+            continue;
+        };
+        if *before == now {
+            continue;
+        }
+        let owners: Vec<&str> = now.iter().map(|m| m.addr.as_str()).collect();
+        tracing::info!(masters = ?owners, "the cluster's slot owners changed; reconnecting");
+        match client.get_async_connection().await {
+            Ok(fresh) => {
+                shared.current.store(Some(Arc::new(fresh)));
+                seen = Some(now);
+                metrics::counter!("chatmesh_redis_reconnects_total", "reason" => "topology")
+                    .increment(1);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot reconnect to the cluster; keeping the old connection");
+            }
+        }
     }
 }
 
@@ -88,8 +245,10 @@ impl Master {
     }
 }
 
-/// The cluster's masters, from `CLUSTER SLOTS`.
-pub async fn masters(conn: &mut ClusterConnection) -> Result<Vec<Master>, RedisError> {
+/// The cluster's masters, from `CLUSTER SLOTS` on `conn`.
+pub async fn masters(
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> Result<Vec<Master>, RedisError> {
     let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
     let mut masters: Vec<Master> = Vec::new();
     for entry in slots {

@@ -157,8 +157,9 @@ impl Subscriber {
     }
 
     async fn masters(&self) -> Result<Vec<String>, RedisError> {
-        let mut conn = self.cluster.conn().await?;
-        Ok(crate::masters(&mut conn)
+        Ok(self
+            .cluster
+            .topology()
             .await?
             .into_iter()
             .map(|m| m.addr)
