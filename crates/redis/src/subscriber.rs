@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chatmesh_probe::{Probe, ProbeFuture};
@@ -48,6 +48,8 @@ pub struct Subscriber {
 struct State {
     subscribed: AtomicUsize,
     wanted: AtomicUsize,
+    /// Subscriptions made so far, counting every resubscription.
+    made: AtomicU64,
 }
 
 impl Subscriber {
@@ -190,7 +192,8 @@ impl Subscriber {
         let gauge =
             metrics::gauge!("chatmesh_redis_subscriptions", "channel" => self.channel.clone());
         gauge.increment(1.0);
-        self.state.subscribed.fetch_add(1, Ordering::Relaxed);
+        self.state.made.fetch_add(1, Ordering::SeqCst);
+        self.state.subscribed.fetch_add(1, Ordering::SeqCst);
         let mut stream = pubsub.on_message();
         let result = loop {
             tokio::select! {
@@ -240,6 +243,21 @@ pub struct SubscriberProbe {
     name: String,
     channel: String,
     state: Arc<State>,
+}
+
+impl SubscriberProbe {
+    /// Whether every wanted node is subscribed right now.
+    pub fn is_subscribed(&self) -> bool {
+        let wanted = self.state.wanted.load(Ordering::SeqCst);
+        wanted > 0 && self.state.subscribed.load(Ordering::SeqCst) >= wanted
+    }
+
+    /// Subscriptions made so far: it changes whenever one is made again,
+    /// so a reader can tell that messages may have been missed between
+    /// two moments it saw [`Self::is_subscribed`].
+    pub fn subscriptions_made(&self) -> u64 {
+        self.state.made.load(Ordering::SeqCst)
+    }
 }
 
 impl Probe for SubscriberProbe {

@@ -36,6 +36,9 @@ pub struct ChatConfig {
     /// The moderation filter.
     #[serde(default)]
     pub moderation: ModerationConfig,
+    /// Send rights cached in the instance.
+    #[serde(default)]
+    pub member_cache: crate::MemberCacheConfig,
 }
 
 fn default_lease_ttl() -> Duration {

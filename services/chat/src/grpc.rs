@@ -1,5 +1,6 @@
 //! gRPC transport: converts requests to domain types and errors to statuses.
 
+use crate::member_cache::Announcer;
 use chatmesh_ids::{ChannelId, UserId};
 use chatmesh_proto::chat::v1 as pb;
 use chatmesh_proto::common::v1::{Message, ModerationPolicy};
@@ -16,11 +17,17 @@ use crate::{Channel, ChatError, Directory, Moderation, Role, SendPath, SendReque
 pub(crate) struct ChatGrpc {
     directory: Directory,
     send: Arc<SendPath>,
+    /// Tells every instance's send-rights cache that a member left.
+    announcer: Announcer,
 }
 
 impl ChatGrpc {
-    pub(crate) fn new(directory: Directory, send: Arc<SendPath>) -> Self {
-        Self { directory, send }
+    pub(crate) fn new(directory: Directory, send: Arc<SendPath>, announcer: Announcer) -> Self {
+        Self {
+            directory,
+            send,
+            announcer,
+        }
     }
 }
 
@@ -194,6 +201,9 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             user_id("user_id", req.user_id)?,
         );
         let left = self.directory.leave(&channel, &user).await?;
+        if left {
+            self.announcer.member_left(&channel).await;
+        }
         Ok(Response::new(pb::LeaveChannelResponse { left }))
     }
 
@@ -308,6 +318,9 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             .directory
             .remove_member(&channel, &actor, &user)
             .await?;
+        if removed {
+            self.announcer.member_left(&channel).await;
+        }
         Ok(Response::new(pb::RemoveMemberResponse { removed }))
     }
 }

@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod grpc;
 pub mod lease;
+pub mod member_cache;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod memory;
 pub mod moderation;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{ChatConfig, ModerationConfig, SendLimits};
 pub use directory::{Channel, Directory, Member, Moderation, Role, Visibility};
 pub use error::ChatError;
+pub use member_cache::{MemberCache, MemberCacheConfig};
 pub use send::{Backends, SendPath, SendRequest, Sent};
 
 /// Binds the configured addresses and serves until `shutdown`.
@@ -93,8 +95,19 @@ pub async fn serve(
         Arc::new(migrations),
     ];
     let directory = Directory::new(pool);
+    let (changes, change_rx) = member_cache::follow_changes(redis.clone(), &tasks);
+    let members = Arc::new(MemberCache::new(
+        Arc::new(directory.clone()),
+        Arc::new(changes.clone()),
+        &config.member_cache,
+    ));
+    tasks.spawn(
+        "member-cache",
+        members.clone().apply(change_rx, tasks.shutdown().clone()),
+    );
+    let announcer = member_cache::Announcer::new(members.clone(), Some(redis.clone()));
     let backends = Backends {
-        directory: Arc::new(directory.clone()),
+        directory: members,
         ids: Arc::new(lease),
         sequencer: Arc::new(adapters::RedisSequencer::new(
             redis.clone(),
@@ -109,7 +122,7 @@ pub async fn serve(
         limiter: Arc::new(adapters::RedisRateLimiter::new(redis, &config.limits)),
     };
     let send = SendPath::new(backends, filter, config.limits.clone());
-    let service = grpc::ChatGrpc::new(directory, Arc::new(send));
+    let service = grpc::ChatGrpc::new(directory, Arc::new(send), announcer);
     let routes = tonic::service::Routes::new(ChatServiceServer::new(service));
     let served = chatmesh_server::serve_grpc(
         routes,

@@ -44,6 +44,13 @@ impl MemoryDirectory {
         }
     }
 
+    /// Removes `user` from `channel`.
+    pub fn leave(&self, channel: &ChannelId, user: &UserId) {
+        if let Some(entry) = lock(&self.channels).get_mut(channel) {
+            entry.members.remove(user);
+        }
+    }
+
     /// Sets the phrases an existing `channel` allows past the moderation filter.
     pub fn set_moderation_allow(&self, channel: &ChannelId, phrases: &[&str]) {
         if let Some(entry) = lock(&self.channels).get_mut(channel) {
