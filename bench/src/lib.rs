@@ -34,11 +34,10 @@ pub fn token(user: &str) -> String {
     .expect("HS256 signing cannot fail")
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below the kernel's
+/// ephemeral range (see the integration tests' `process::free_port`).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    chatmesh_integration_tests::process::free_port()
 }
 
 /// Resident memory of a process, in KiB.

@@ -318,7 +318,7 @@ async fn idempotency_keys_live_under_their_shared_name_with_a_ttl() -> anyhow::R
 }
 
 async fn lease_holder(
-    conn: &mut redis::cluster_async::ClusterConnection,
+    conn: &mut chatmesh_redis::Conn,
     worker: u16,
 ) -> anyhow::Result<Option<String>> {
     Ok(redis::cmd("GET")

@@ -77,8 +77,7 @@ async fn refused_at(addr: SocketAddr, channel: &str, user: &str) -> anyhow::Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_who_leaves_through_one_instance_is_refused_by_the_others() -> anyhow::Result<()>
-{
+async fn a_member_who_leaves_through_one_instance_is_refused_by_the_others() -> anyhow::Result<()> {
     chatmesh_integration_tests::logs();
     let mesh = Mesh::start(MeshOptions {
         chats: 2,
@@ -94,7 +93,13 @@ async fn a_member_who_leaves_through_one_instance_is_refused_by_the_others() -> 
         format!("removed-{run}"),
         format!("leaver-{run}"),
     );
-    create_channel_at(a, &channel, ModerationPolicy::Reject, &[&owner, &removed, &leaver]).await?;
+    create_channel_at(
+        a,
+        &channel,
+        ModerationPolicy::Reject,
+        &[&owner, &removed, &leaver],
+    )
+    .await?;
 
     // Both instances come to hold both members' rights.
     let (hits_before, _) = cache_counts(mesh.chat_admins[0]).await?;

@@ -81,13 +81,13 @@ impl Cluster {
     /// a background task rereads the slot owners every
     /// `redis.topology_refresh` and replaces the connection when they
     /// change.
-    pub async fn conn(&self) -> Result<ClusterConnection, RedisError> {
+    pub async fn conn(&self) -> Result<Conn, RedisError> {
         if let Some(conn) = self.shared.current.load_full() {
-            return Ok((*conn).clone());
+            return Ok(Conn((*conn).clone()));
         }
         let _connecting = self.shared.connecting.lock().await;
         if let Some(conn) = self.shared.current.load_full() {
-            return Ok((*conn).clone());
+            return Ok(Conn((*conn).clone()));
         }
         let conn = self.client.get_async_connection().await?;
         let seen = self.topology().await.ok();
@@ -98,7 +98,7 @@ impl Cluster {
             self.nodes.clone(),
             seen,
         ));
-        Ok(conn)
+        Ok(Conn(conn))
     }
 
     /// The cluster's masters, read from the first node that answers. The
@@ -226,6 +226,43 @@ async fn follow_topology(
                 tracing::warn!(error = %err, "cannot reconnect to the cluster; keeping the old connection");
             }
         }
+    }
+}
+
+/// A handle on the shared cluster connection that counts the round trips
+/// made through it in `chatmesh_redis_round_trips_total` (a pipeline is
+/// one), so the cost of a request path in Redis round trips can be read
+/// off the metrics.
+#[derive(Clone)]
+pub struct Conn(ClusterConnection);
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        metrics::counter!("chatmesh_redis_round_trips_total").increment(1);
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        metrics::counter!("chatmesh_redis_round_trips_total").increment(1);
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
     }
 }
 

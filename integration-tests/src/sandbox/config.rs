@@ -34,6 +34,8 @@ pub struct Options {
     pub gateway_limits: GatewayLimits,
     /// The chat service's `[limits]`.
     pub chat_limits: SendLimits,
+    /// The chat service's `[member_cache]`.
+    pub chat_member_cache: chatmesh_chat::MemberCacheConfig,
     /// Blocked words for the chat service.
     pub blocked_words: Vec<String>,
     /// The gateways' `[presence]`: session liveness.
@@ -67,6 +69,7 @@ impl Default for Options {
                 channel_per_second: 5000,
                 ..SendLimits::default()
             },
+            chat_member_cache: chatmesh_chat::MemberCacheConfig::default(),
             blocked_words: Vec::new(),
             // Long enough that tests of other features need not ping.
             gateway_presence: chatmesh_gateway::PresenceSettings {
@@ -120,6 +123,7 @@ pub(super) fn chat(
         "chat",
         ChatConfig {
             limits: options.chat_limits.clone(),
+            member_cache: options.chat_member_cache.clone(),
             moderation: ModerationConfig {
                 words_file: Some(words.to_owned()),
                 ..ModerationConfig::default()

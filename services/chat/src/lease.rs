@@ -172,7 +172,7 @@ impl WorkerLease {
 /// Wins the lease on `wanted` (or the ID this instance used before, or any
 /// free one), starting from a random ID so instances spread out.
 async fn acquire(
-    conn: &mut redis::cluster_async::ClusterConnection,
+    conn: &mut chatmesh_redis::Conn,
     wanted: Option<u16>,
     instance: &str,
     ttl_ms: u64,

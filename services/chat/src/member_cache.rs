@@ -146,7 +146,11 @@ impl MemberCache {
     }
 
     /// Runs until `shutdown`, dropping the channels announced on `rx`.
-    pub async fn apply(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<u8>>, shutdown: CancellationToken) {
+    pub async fn apply(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Vec<u8>>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let payload = tokio::select! {
                 p = rx.recv() => p,
@@ -155,7 +159,10 @@ impl MemberCache {
             let Some(payload) = payload else {
                 return;
             };
-            match std::str::from_utf8(&payload).ok().and_then(|s| ChannelId::new(s).ok()) {
+            match std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|s| ChannelId::new(s).ok())
+            {
                 Some(channel) => self.forget(&channel),
                 // Not ours to read; dropping everything is always safe.
                 None => self.forget_all(),
@@ -331,10 +338,7 @@ mod tests {
         let cache = MemberCache::new(
             dir.clone(),
             feed.clone(),
-            &MemberCacheConfig {
-                ttl,
-                channels: 100,
-            },
+            &MemberCacheConfig { ttl, channels: 100 },
         );
         (dir, feed, cache, channel, user)
     }
@@ -347,7 +351,10 @@ mod tests {
     async fn repeated_rights_ask_the_directory_once() {
         let (dir, _, cache, channel, user) = setup(Duration::from_secs(60));
         for _ in 0..5 {
-            assert_eq!(cache.policy_for_member(&channel, &user).await.unwrap(), Moderation::Mask);
+            assert_eq!(
+                cache.policy_for_member(&channel, &user).await.unwrap(),
+                Moderation::Mask
+            );
         }
         assert_eq!(lookups(&dir), 1);
     }
@@ -361,7 +368,10 @@ mod tests {
             Err(ChatError::NotMember)
         ));
         dir.dir.join(&channel, &bob);
-        assert_eq!(cache.policy_for_member(&channel, &bob).await.unwrap(), Moderation::Mask);
+        assert_eq!(
+            cache.policy_for_member(&channel, &bob).await.unwrap(),
+            Moderation::Mask
+        );
         let nowhere = ChannelId::new("nowhere").unwrap();
         for _ in 0..2 {
             assert!(matches!(
@@ -399,7 +409,11 @@ mod tests {
         *feed.0.lock().unwrap() = None;
         cache.policy_for_member(&channel, &user).await.unwrap();
         cache.policy_for_member(&channel, &user).await.unwrap();
-        assert_eq!(lookups(&dir), 3, "no answer from the cache while unsubscribed");
+        assert_eq!(
+            lookups(&dir),
+            3,
+            "no answer from the cache while unsubscribed"
+        );
         // The member left while the feed was down; its announcement is lost.
         dir.dir.leave(&channel, &user);
         *feed.0.lock().unwrap() = Some(2);

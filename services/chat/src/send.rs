@@ -124,17 +124,21 @@ impl SendPath {
                 duplicate: true,
             });
         }
-        if let Some(key) = &idem
-            && let Err(e) = b
-                .idempotency
-                .record(key, &message, self.limits.idempotency_ttl)
-                .await
-        {
-            // The key keeps holding the message: a retry sends it again,
-            // and storage and the gateways keep it once.
-            tracing::warn!(channel = req.channel.as_str(), error = %e, "could not record idempotency key");
-        }
-        self.publish(&message, req.traceparent.as_deref()).await;
+        // Marking the key sent and fanning out don't depend on each other,
+        // so they share one round trip's wait.
+        let record = async {
+            if let Some(key) = &idem
+                && let Err(e) = b
+                    .idempotency
+                    .record(key, &message, self.limits.idempotency_ttl)
+                    .await
+            {
+                // The key keeps holding the message: a retry sends it
+                // again, and storage and the gateways keep it once.
+                tracing::warn!(channel = req.channel.as_str(), error = %e, "could not record idempotency key");
+            }
+        };
+        tokio::join!(record, self.publish(&message, req.traceparent.as_deref()));
         metrics::counter!("chatmesh_messages_sent_total").increment(1);
         if let Verdict::Flag(hits) = verdict {
             moderation::record_flagged(&message, hits);

@@ -10,6 +10,12 @@ use diesel_async::RunQueryDsl as _;
 use crate::ports::{EpochSource, MemberDirectory};
 use crate::{ChatError, Directory, Moderation};
 
+/// Counts a directory query made for a send, so the cost of the send path
+/// in database round trips can be read off the metrics.
+fn queried(query: &'static str) {
+    metrics::counter!("chatmesh_chat_directory_queries_total", "query" => query).increment(1);
+}
+
 #[async_trait]
 impl MemberDirectory for Directory {
     /// One query answers both whether the channel exists and whether `user`
@@ -19,6 +25,7 @@ impl MemberDirectory for Directory {
         channel: &ChannelId,
         user: &UserId,
     ) -> Result<Moderation, ChatError> {
+        queried("policy_for_member");
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let row: Option<(i16, bool)> = channels::table
             .find(channel.as_str())
@@ -49,6 +56,7 @@ impl MemberDirectory for Directory {
         if ids.is_empty() {
             return Ok(());
         }
+        queried("check_attachments");
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let ready: Vec<String> = media::table
             .filter(media::media_id.eq_any(ids))
@@ -65,6 +73,7 @@ impl MemberDirectory for Directory {
     }
 
     async fn moderation_allow(&self, channel: &ChannelId) -> Result<Vec<String>, ChatError> {
+        queried("moderation_allow");
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let phrases: Option<Vec<String>> = channels::table
             .find(channel.as_str())

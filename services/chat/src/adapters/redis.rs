@@ -190,7 +190,7 @@ impl RedisSequencer {
     async fn start_epoch(
         &self,
         channel: &ChannelId,
-        conn: &mut redis::cluster_async::ClusterConnection,
+        conn: &mut chatmesh_redis::Conn,
         token: &str,
     ) -> Result<u64, ChatError> {
         let epoch = self.epochs.next_epoch(channel).await?;
