@@ -260,6 +260,11 @@ impl Default for RoutingConfig {
 pub struct GatewayLimits {
     /// Largest client frame, in bytes.
     pub max_frame_bytes: usize,
+    /// Bytes read from a connection's socket at a time, held by every
+    /// connection from its start. A larger frame is read in several steps
+    /// (the buffer grows for it), so this sets what an idle connection
+    /// costs, not what it may send.
+    pub read_buffer_bytes: usize,
     /// Frames queued for one client before it counts as too slow and is closed.
     pub outbound_queue: usize,
     /// Sustained client frames per second per connection.
@@ -283,6 +288,7 @@ impl Default for GatewayLimits {
     fn default() -> Self {
         Self {
             max_frame_bytes: 16 * 1024,
+            read_buffer_bytes: 1024,
             outbound_queue: 1024,
             frames_per_second: 20,
             frame_burst: 40,
@@ -375,6 +381,7 @@ impl Validate for GatewayConfig {
         let l = &self.limits;
         for (field, value) in [
             ("limits.max_frame_bytes", l.max_frame_bytes),
+            ("limits.read_buffer_bytes", l.read_buffer_bytes),
             ("limits.outbound_queue", l.outbound_queue),
             ("limits.frames_per_second", l.frames_per_second as usize),
             ("limits.max_connections", l.max_connections),

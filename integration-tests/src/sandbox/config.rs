@@ -290,6 +290,7 @@ fn pin_mode_toml(mode: PinMode) -> &'static str {
 fn limits_toml(limits: &GatewayLimits) -> String {
     let GatewayLimits {
         max_frame_bytes,
+        read_buffer_bytes,
         outbound_queue,
         frames_per_second,
         frame_burst,
@@ -299,7 +300,7 @@ fn limits_toml(limits: &GatewayLimits) -> String {
         reorder_window,
     } = limits;
     format!(
-        "max_frame_bytes = {max_frame_bytes}\noutbound_queue = {outbound_queue}\nframes_per_second = {frames_per_second}\nframe_burst = {frame_burst}\nmax_connections = {max_connections}\nmax_subscriptions = {max_subscriptions}\nmax_sends_in_flight = {max_sends_in_flight}\nreorder_window = {}\n",
+        "max_frame_bytes = {max_frame_bytes}\nread_buffer_bytes = {read_buffer_bytes}\noutbound_queue = {outbound_queue}\nframes_per_second = {frames_per_second}\nframe_burst = {frame_burst}\nmax_connections = {max_connections}\nmax_subscriptions = {max_subscriptions}\nmax_sends_in_flight = {max_sends_in_flight}\nreorder_window = {}\n",
         duration_toml(*reorder_window),
     )
 }
