@@ -1,11 +1,13 @@
-//! Load benchmark of the message path: K WebSocket clients on two gateway
+//! Load benchmark of the message path: K WebSocket clients on N gateway
 //! processes, subscribed to M channels (each client on its channel's owner
 //! node), and S senders publishing R messages per second in total for D
 //! seconds. Prints delivered messages per second, send-to-receive latency
 //! and gateway memory per connection.
 //!
 //! Parameters come from the environment: BENCH_CLIENTS (K), BENCH_CHANNELS
-//! (M), BENCH_RATE (R), BENCH_SECONDS (D), BENCH_SENDERS (S), and
+//! (M), BENCH_RATE (R), BENCH_SECONDS (D), BENCH_SENDERS (S),
+//! BENCH_GATEWAYS (N, 2 by default; 1 puts every connection on one
+//! process), and
 //! BENCH_SEND_WINDOW, the gateways' `limits.max_sends_in_flight` (their
 //! default when unset; 1 answers each connection's sends one at a time).
 #![allow(clippy::print_stdout)]
@@ -79,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
     let rate = param("BENCH_RATE", 500);
     let seconds = param("BENCH_SECONDS", 20);
     let senders = param("BENCH_SENDERS", 10) as usize;
+    let nodes = param("BENCH_GATEWAYS", 2).max(1) as usize;
     println!(
-        "chatmesh bench: K={clients} clients, M={channels} channels, R={rate} msg/s from S={senders} senders, D={seconds}s, 2 gateway nodes"
+        "chatmesh bench: K={clients} clients, M={channels} channels, R={rate} msg/s from S={senders} senders, D={seconds}s, {nodes} gateway nodes"
     );
 
     let infra = Infra::load()?;
@@ -97,15 +100,14 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("chatmesh-bench-{run}"));
     std::fs::create_dir_all(&dir)?;
     let cluster = format!("bench-{run}");
-    let mut gateways = vec![
-        start_gateway(&infra, &sb, "bench-0", &cluster, &dir).await?,
-        start_gateway(&infra, &sb, "bench-1", &cluster, &dir).await?,
-    ];
-    let node_addr: HashMap<String, SocketAddr> = [
-        ("bench-0".to_owned(), gateways[0].addr),
-        ("bench-1".to_owned(), gateways[1].addr),
-    ]
-    .into();
+    let mut gateways = Vec::new();
+    let mut node_addr: HashMap<String, SocketAddr> = HashMap::new();
+    for i in 0..nodes {
+        let node = format!("bench-{i}");
+        let gateway = start_gateway(&infra, &sb, &node, &cluster, &dir).await?;
+        node_addr.insert(node, gateway.addr);
+        gateways.push(gateway);
+    }
 
     // Channels, members and owners.
     let rooms: Vec<String> = (0..channels).map(|i| format!("bench-{run}-{i}")).collect();
@@ -251,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
     for s in 0..senders {
         let url = format!(
             "ws://{}/v1/ws?token={}",
-            gateways[s % 2].addr,
+            gateways[s % nodes].addr,
             token(&format!("sender-{s}"))
         );
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
