@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chatmesh_bench::{SECRET, cpu_time, free_port, param, spawn_service, token};
+use chatmesh_bench::{SECRET, counter, cpu_time, free_port, param, spawn_service, token};
 use chatmesh_integration_tests::fixtures::create_channel;
 use chatmesh_integration_tests::sandbox::{Options, channel};
 use chatmesh_integration_tests::{Infra, Sandbox, wait};
@@ -26,14 +26,6 @@ use chatmesh_proto::presence::v1 as pb;
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Sum of a counter's samples in a Prometheus text page.
-fn counter(page: &str, name: &str) -> u64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
 
 /// Calls per command across every master, from `INFO commandstats`.
 async fn command_calls(masters: &[String]) -> anyhow::Result<HashMap<String, u64>> {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chatmesh_bench::{param, percentile};
+use chatmesh_bench::{counter, param, percentile};
 use chatmesh_integration_tests::fixtures::create_channel;
 use chatmesh_integration_tests::sandbox::{Options, channel};
 use chatmesh_integration_tests::{Infra, Sandbox};
@@ -103,14 +103,6 @@ async fn end_count(masters: &[String], needle: &str) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
-}
-
-/// The sum of a counter's samples on a Prometheus page.
-fn counter(page: &str, name: &str) -> u64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// Directory queries and Redis round trips so far, from the sandbox's
