@@ -63,7 +63,7 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS, BENCH_SEND_WINDOW, BENCH_GATEWAYS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers (BENCH_SEQ_CALLS), Redis round trips, directory queries and latency per send with the send-rights cache on and off (BENCH_SEND_CALLS, BENCH_SEND_COUNTED, BENCH_SEND_IN_FLIGHT), the moderation filter's scan throughput and cost per message, and the gRPC server layers' cost per call (BENCH_LAYER_CALLS)
+## bench: release-mode benchmarks: the message path (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS, BENCH_SEND_WINDOW, BENCH_GATEWAYS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers and of admitting a send in one script (BENCH_SEQ_CALLS), Redis round trips, directory queries and latency per send with the send-rights cache on and off (BENCH_SEND_CALLS, BENCH_SEND_COUNTED, BENCH_SEND_IN_FLIGHT), the moderation filter's scan throughput and cost per message, and the gRPC server layers' cost per call (BENCH_LAYER_CALLS)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench

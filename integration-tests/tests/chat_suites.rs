@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatmesh_chat::adapters::{
-    KafkaLog, RedisFanOut, RedisIdempotency, RedisRateLimiter, RedisSequencer,
+    KafkaLog, RedisAdmission, RedisFanOut, RedisIdempotency, RedisRateLimiter, RedisSequencer,
 };
 use chatmesh_chat::lease::{WorkerLease, lease_key};
 use chatmesh_chat::memory::{Appended, ManualClock};
@@ -202,6 +202,19 @@ chatmesh_chat::rate_limiter_suite!(RedisRateLimiter::with_clock(
     &suite_limits(),
     ManualClock::stopped_now()
 ));
+chatmesh_chat::admission_suite!({
+    let infra = Infra::load()?;
+    let idempotency = RedisIdempotency::new(infra.redis()?);
+    chatmesh_chat::testsuite::admission::Admitter {
+        admission: std::sync::Arc::new(RedisAdmission::with_clock(
+            infra.sequencer().await?,
+            idempotency.clone(),
+            &suite_limits(),
+            ManualClock::stopped_now(),
+        )),
+        idempotency: std::sync::Arc::new(idempotency),
+    }
+});
 chatmesh_chat::fan_out_suite!(RedisFanOut::new(redis()?, suite_limits().recent_history));
 chatmesh_chat::message_log_suite!(kafka_log().await?);
 chatmesh_chat::directory_suite!(directory().await?);

@@ -34,7 +34,7 @@ pub use config::{ChatConfig, ModerationConfig, SendLimits};
 pub use directory::{Channel, Directory, Member, Moderation, Role, Visibility};
 pub use error::ChatError;
 pub use member_cache::{MemberCache, MemberCacheConfig};
-pub use send::{Backends, SendPath, SendRequest, Sent};
+pub use send::{Backends, SendPath, SendRequest, Sent, Stepwise};
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -106,19 +106,23 @@ pub async fn serve(
         members.clone().apply(change_rx, tasks.shutdown().clone()),
     );
     let announcer = member_cache::Announcer::new(members.clone(), Some(redis.clone()));
+    let sequencer = adapters::RedisSequencer::new(redis.clone(), Arc::new(directory.clone()));
+    let idempotency = adapters::RedisIdempotency::new(redis.clone());
     let backends = Backends {
         directory: members,
         ids: Arc::new(lease),
-        sequencer: Arc::new(adapters::RedisSequencer::new(
-            redis.clone(),
-            Arc::new(directory.clone()),
+        admission: Arc::new(adapters::RedisAdmission::new(
+            sequencer.clone(),
+            idempotency.clone(),
+            &config.limits,
         )),
+        sequencer: Arc::new(sequencer),
         log: Arc::new(log),
         fanout: Arc::new(adapters::RedisFanOut::new(
             redis.clone(),
             config.limits.recent_history,
         )),
-        idempotency: Arc::new(adapters::RedisIdempotency::new(redis.clone())),
+        idempotency: Arc::new(idempotency),
         limiter: Arc::new(adapters::RedisRateLimiter::new(redis, &config.limits)),
     };
     let send = SendPath::new(backends, filter, config.limits.clone());

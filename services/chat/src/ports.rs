@@ -97,6 +97,17 @@ pub enum Claim {
     Resume(ChatMessage),
 }
 
+impl Claim {
+    /// The admission of `message`, the message this claim was made for.
+    pub fn admitted(self, message: ChatMessage) -> Admitted {
+        match self {
+            Claim::New => Admitted::New(message),
+            Claim::Duplicate(original) => Admitted::Duplicate(original),
+            Claim::Resume(held) => Admitted::Resume(held),
+        }
+    }
+}
+
 /// Remembers which idempotency keys were used, and for which message.
 ///
 /// A key holds its message from before the append, not only after it, so a
@@ -125,10 +136,48 @@ pub trait IdempotencyStore: Send + Sync {
 /// Per-second send limits that hold across every chat instance.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Counts one send by `sender` into `channel`; fails with
-    /// [`ChatError::RateLimited`] when the sender (across channels) or the
-    /// channel (across senders) is over its limit for the current second.
-    async fn check(&self, channel: &ChannelId, sender: &UserId) -> Result<(), ChatError>;
+    /// Counts one send by `sender`; fails with [`ChatError::RateLimited`]
+    /// (scope `user`) when the sender, across channels, is over its limit
+    /// for the current second.
+    async fn check_user(&self, sender: &UserId) -> Result<(), ChatError>;
+
+    /// Counts one send into `channel`; fails with
+    /// [`ChatError::RateLimited`] (scope `channel`) when the channel, across
+    /// senders, is over its limit for the current second.
+    async fn check_channel(&self, channel: &ChannelId) -> Result<(), ChatError>;
+}
+
+/// The outcome of [`Admission::admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// The message, numbered; if keyed, its key now holds it.
+    New(ChatMessage),
+    /// The key's send was acknowledged; this is its message.
+    Duplicate(ChatMessage),
+    /// The key holds a message whose outcome is unknown, which the retry
+    /// sends again (see [`Claim::Resume`]).
+    Resume(ChatMessage),
+}
+
+/// Admits a message into its channel: counts it against the channel's
+/// per-second limit, and unless its idempotency key already holds a
+/// message, numbers it and holds it under the key.
+///
+/// These are one step because all three live with the channel: the Redis
+/// adapter runs them as one script in the channel's slot, one round trip
+/// per send instead of three. [`crate::Stepwise`] composes them from
+/// a [`RateLimiter`], a [`Sequencer`] and an [`IdempotencyStore`], with
+/// the same outcomes.
+#[async_trait]
+pub trait Admission: Send + Sync {
+    /// Admits `draft`, whose `seq` is ignored. A number taken is never
+    /// left unused: it is either the admitted message's or given back.
+    async fn admit(
+        &self,
+        draft: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+    ) -> Result<Admitted, ChatError>;
 }
 
 /// Who may send where, and what a message may attach.

@@ -9,14 +9,17 @@ use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 use crate::config::SendLimits;
 use crate::moderation::{self, SharedFilter, Verdict};
 use crate::ports::{
-    Claim, FanOut, IdSource, IdempotencyKey, IdempotencyStore, MemberDirectory, MessageLog,
-    RateLimiter, Sequencer,
+    Admission, Admitted, FanOut, IdSource, IdempotencyKey, IdempotencyStore, MemberDirectory,
+    MessageLog, RateLimiter, Sequencer,
 };
 use crate::{ChatError, Moderation};
 
+mod stepwise;
 #[cfg(test)]
 mod tests;
 mod visible;
+
+pub use stepwise::Stepwise;
 
 /// A validated request to send a message.
 #[derive(Debug, Clone)]
@@ -54,15 +57,18 @@ pub struct Backends {
     pub directory: Arc<dyn MemberDirectory>,
     /// Message IDs.
     pub ids: Arc<dyn IdSource>,
-    /// Per-channel sequence numbers.
+    /// The channel's limit, numbering and idempotency claim, in one step.
+    pub admission: Arc<dyn Admission>,
+    /// Per-channel sequence numbers, voided when a message is not durable.
     pub sequencer: Arc<dyn Sequencer>,
     /// The durable message log.
     pub log: Arc<dyn MessageLog>,
     /// Live delivery and the recent window.
     pub fanout: Arc<dyn FanOut>,
-    /// Idempotency keys.
+    /// Idempotency keys, marked acknowledged after the append.
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// Cross-instance rate limits.
+    /// Cross-instance per-user rate limits (the channel's are counted on
+    /// admission).
     pub limiter: Arc<dyn RateLimiter>,
 }
 
@@ -102,7 +108,7 @@ impl SendPath {
         b.directory
             .check_attachments(&req.channel, &req.attachments)
             .await?;
-        b.limiter.check(&req.channel, &req.sender).await?;
+        b.limiter.check_user(&req.sender).await?;
         let verdict =
             moderation::judge(&self.filter, &*b.directory, &req.channel, policy, &req.body).await?;
         let (body, masked) = match &verdict {
@@ -152,15 +158,15 @@ impl SendPath {
         })
     }
 
-    /// Assigns the ID and sequence number, claims the idempotency key for
-    /// the message, and appends it to the log. Returns the message and
-    /// whether it is an acknowledged duplicate, which is not appended again.
+    /// Assigns the ID, admits the message (the channel's limit, its
+    /// sequence number, the claim of its idempotency key), and appends it
+    /// to the log. Returns the message and whether it is an acknowledged
+    /// duplicate, which is not appended again.
     ///
     /// A keyed message is held under its key before the append, so a retry
     /// after any failure (the log's, or this instance dying) appends the
-    /// very same message again rather than a second one. A number that was
-    /// taken and not used is given back; one whose unkeyed message never
-    /// became durable is voided, so readers skip it.
+    /// very same message again rather than a second one. A number whose
+    /// unkeyed message never became durable is voided, so readers skip it.
     async fn make_durable(
         &self,
         req: &SendRequest,
@@ -169,47 +175,33 @@ impl SendPath {
     ) -> Result<(ChatMessage, bool), ChatError> {
         let b = &self.backends;
         let id = b.ids.next_id().ok_or(ChatError::NoWorkerId)?;
-        let seq = b.sequencer.next(&req.channel).await?;
-        let mut message = ChatMessage {
+        let draft = ChatMessage {
             id,
             channel: req.channel.clone(),
             sender: req.sender.clone(),
-            seq,
+            seq: 0,
             body,
             attachments: req.attachments.clone(),
             created_at_ms: id.unix_ms() as i64,
             idempotency_key: req.idempotency_key.clone(),
         };
-        if let Some(key) = idem {
-            let claim = b
-                .idempotency
-                .claim(key, &message, self.limits.idempotency_ttl)
-                .await;
-            let claim = match claim {
-                Ok(claim) => claim,
-                Err(err) => {
-                    self.give_back(&req.channel, seq).await;
-                    return Err(err);
-                }
-            };
-            match claim {
-                Claim::New => {}
-                Claim::Duplicate(original) => {
-                    self.give_back(&req.channel, seq).await;
-                    return Ok((original, true));
-                }
-                Claim::Resume(held) => {
-                    self.give_back(&req.channel, seq).await;
-                    tracing::info!(
-                        channel = req.channel.as_str(),
-                        seq = held.seq,
-                        "retry resumes a send whose outcome was unknown"
-                    );
-                    metrics::counter!("chatmesh_sends_resumed_total").increment(1);
-                    message = held;
-                }
+        let message = match b
+            .admission
+            .admit(&draft, idem, self.limits.idempotency_ttl)
+            .await?
+        {
+            Admitted::New(message) => message,
+            Admitted::Duplicate(original) => return Ok((original, true)),
+            Admitted::Resume(held) => {
+                tracing::info!(
+                    channel = req.channel.as_str(),
+                    seq = held.seq,
+                    "retry resumes a send whose outcome was unknown"
+                );
+                metrics::counter!("chatmesh_sends_resumed_total").increment(1);
+                held
             }
-        }
+        };
         if let Err(err) = b.log.append(&message, req.traceparent.as_deref()).await {
             let channel = req.channel.as_str();
             tracing::warn!(channel, seq = message.seq, error = %err, "message not made durable");
@@ -228,13 +220,6 @@ impl SendPath {
     async fn void(&self, channel: &ChannelId, seq: u64) {
         if let Err(e) = self.backends.sequencer.release(channel, seq).await {
             tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not void sequence number");
-        }
-    }
-
-    /// Returns a number no message carried.
-    async fn give_back(&self, channel: &ChannelId, seq: u64) {
-        if let Err(e) = self.backends.sequencer.give_back(channel, seq).await {
-            tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not give back sequence number");
         }
     }
 

@@ -8,4 +8,6 @@ pub mod postgres;
 pub mod redis;
 
 pub use self::kafka::KafkaLog;
-pub use self::redis::{RedisFanOut, RedisIdempotency, RedisRateLimiter, RedisSequencer};
+pub use self::redis::{
+    RedisAdmission, RedisFanOut, RedisIdempotency, RedisRateLimiter, RedisSequencer,
+};

@@ -14,7 +14,8 @@ use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 
 use crate::ports::{
-    Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
+    Admission, Admitted, Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter,
+    Sequencer,
 };
 use crate::{ChatError, SendLimits};
 
@@ -93,8 +94,10 @@ return 1
 ";
 
 /// Tags of an idempotency key's value: the message held before its
-/// append, or the message acknowledged.
+/// append, the same held by [`ADMIT`] (`N`, the number in decimal, `:`, the
+/// message without its number), or the message acknowledged.
 const HELD: u8 = b'H';
+const NUMBERED: u8 = b'N';
 const SENT: u8 = b'S';
 
 /// Holds ARGV[1] under KEYS[1] for ARGV[2] ms unless the key holds a
@@ -107,6 +110,74 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
+
+/// Admission in one round trip, in the channel's slot. Counts the send in
+/// the channel's window (KEYS[4]) unless ARGV[3], the limit, is empty (a
+/// repeat that was counted); returns what the idempotency key (KEYS[5], if
+/// given) holds; else numbers the message as [`NEXT_SEQ`] does and holds
+/// it under the key for ARGV[4] ms, ARGV[5] being the message without its
+/// number. Replies {step, value}: `limited`, `found` with the key's value,
+/// `start` or `wait` (the counter is untrusted; see [`NEXT_SEQ`]), or `new`
+/// with the number.
+/// KEYS: seq, origin, starting, rate[, idempotency].
+const ADMIT: &str = r"
+if ARGV[3] ~= '' then
+  local count = redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 2)
+  if count > tonumber(ARGV[3]) then
+    return {'limited', ''}
+  end
+end
+if KEYS[5] then
+  local held = redis.call('GET', KEYS[5])
+  if held then
+    return {'found', held}
+  end
+end
+if redis.call('GET', KEYS[2]) ~= rid then
+  if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {'start', ''}
+  end
+  return {'wait', ''}
+end
+local seq = string.format('%d', redis.call('INCR', KEYS[1]))
+if KEYS[5] then
+  redis.call('SET', KEYS[5], 'N' .. seq .. ':' .. ARGV[5], 'PX', ARGV[4])
+end
+return {'new', seq}
+";
+
+/// What an idempotency key holds, as a claim on it finds it: never
+/// [`Claim::New`].
+fn found_claim(value: &[u8]) -> Result<Claim, ChatError> {
+    match value {
+        [SENT, rest @ ..] => decode(rest).map(Claim::Duplicate),
+        [HELD, rest @ ..] => decode(rest).map(Claim::Resume),
+        [NUMBERED, rest @ ..] => {
+            let colon = rest
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or_else(|| corrupt("numbered idempotency value without its number".into()))?;
+            let seq = std::str::from_utf8(&rest[..colon])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("numbered idempotency value with a bad number".into()))?;
+            let message = decode(&rest[colon + 1..])?;
+            Ok(Claim::Resume(ChatMessage { seq, ..message }))
+        }
+        _ => Err(corrupt("untagged idempotency value".into())),
+    }
+}
+
+/// How long a caller waits between looks at a counter another caller is
+/// starting a new epoch of.
+fn starting_waits() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(Duration::from_millis(25))
+        .with_max_times(usize::MAX)
+        .build()
+}
 
 fn tagged(tag: u8, message: &ChatMessage) -> Vec<u8> {
     let mut bytes = vec![tag];
@@ -217,6 +288,29 @@ impl RedisSequencer {
     }
 }
 
+impl RedisSequencer {
+    /// Starts the channel's next epoch as [`Self::start_epoch`] does, and
+    /// lets go of the right to if that fails.
+    async fn start_or_let_go(
+        &self,
+        channel: &ChannelId,
+        conn: &mut chatmesh_redis::Conn,
+        token: &str,
+    ) -> Result<u64, ChatError> {
+        let started = self.start_epoch(channel, conn, token).await;
+        if started.is_err() {
+            // Best effort: the right expires on its own otherwise.
+            let _ = self
+                .stop_starting
+                .key(keys::seq_starting(channel.as_str()))
+                .arg(token)
+                .invoke_async::<i64>(conn)
+                .await;
+        }
+        started
+    }
+}
+
 #[async_trait]
 impl Sequencer for RedisSequencer {
     async fn next(&self, channel: &ChannelId) -> Result<u64, ChatError> {
@@ -232,11 +326,7 @@ impl Sequencer for RedisSequencer {
         // starting the epoch rather than each starting their own: a wasted
         // epoch is harmless to correctness, but moves a fresh channel off
         // epoch 0 and sends its readers to reload for nothing.
-        let mut waits = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(1))
-            .with_max_delay(Duration::from_millis(25))
-            .with_max_times(usize::MAX)
-            .build();
+        let mut waits = starting_waits();
         let deadline = tokio::time::Instant::now() + 2 * STARTING_TTL;
         loop {
             let seq: i64 = self
@@ -257,17 +347,7 @@ impl Sequencer for RedisSequencer {
                 seq => return u64::try_from(seq).map_err(|_| corrupt(format!("seq {seq}"))),
             }
         }
-        let started = self.start_epoch(channel, &mut conn, &token).await;
-        if started.is_err() {
-            // Best effort: the right expires on its own otherwise.
-            let _ = self
-                .stop_starting
-                .key(&starting)
-                .arg(&token)
-                .invoke_async::<i64>(&mut conn)
-                .await;
-        }
-        started
+        self.start_or_let_go(channel, &mut conn, &token).await
     }
 
     async fn release(&self, channel: &ChannelId, seq: u64) -> Result<(), ChatError> {
@@ -329,11 +409,9 @@ impl IdempotencyStore for RedisIdempotency {
             .arg(ttl.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
-        match found.as_deref() {
+        match found {
             None => Ok(Claim::New),
-            Some([SENT, rest @ ..]) => decode(rest).map(Claim::Duplicate),
-            Some([HELD, rest @ ..]) => decode(rest).map(Claim::Resume),
-            Some(_) => Err(corrupt("untagged idempotency value".into())),
+            Some(value) => found_claim(&value),
         }
     }
 
@@ -391,37 +469,183 @@ impl<C: Clock> RedisRateLimiter<C> {
     }
 }
 
+/// Counts one send in `key`'s window; true while within `limit`.
+async fn count_send(redis: &Cluster, key: &str, limit: u32) -> Result<bool, ChatError> {
+    let mut conn = redis.conn().await?;
+    let (count,): (u32,) = redis::pipe()
+        .cmd("INCR")
+        .arg(key)
+        .cmd("EXPIRE")
+        .arg(key)
+        .arg(2)
+        .ignore()
+        .query_async(&mut conn)
+        .await?;
+    Ok(count <= limit)
+}
+
 #[async_trait]
 impl<C: Clock> RateLimiter for RedisRateLimiter<C> {
-    async fn check(&self, channel: &ChannelId, sender: &UserId) -> Result<(), ChatError> {
-        let window = self.clock.now_ms() / 1000;
-        let mut conn = self.redis.conn().await?;
-        for (key, limit, scope) in [
-            (
-                keys::user_rate(sender.as_str(), window),
-                self.user_per_second,
-                "user",
-            ),
-            (
-                keys::channel_rate(channel.as_str(), window),
-                self.channel_per_second,
-                "channel",
-            ),
-        ] {
-            let (count,): (u32,) = redis::pipe()
-                .cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(2)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            if count > limit {
-                return Err(ChatError::RateLimited { scope });
+    async fn check_user(&self, sender: &UserId) -> Result<(), ChatError> {
+        let key = keys::user_rate(sender.as_str(), self.clock.now_ms() / 1000);
+        if count_send(&self.redis, &key, self.user_per_second).await? {
+            Ok(())
+        } else {
+            Err(ChatError::RateLimited { scope: "user" })
+        }
+    }
+
+    async fn check_channel(&self, channel: &ChannelId) -> Result<(), ChatError> {
+        let key = keys::channel_rate(channel.as_str(), self.clock.now_ms() / 1000);
+        if count_send(&self.redis, &key, self.channel_per_second).await? {
+            Ok(())
+        } else {
+            Err(ChatError::RateLimited { scope: "channel" })
+        }
+    }
+}
+
+/// [`Admission`] as one script ([`ADMIT`]) in the channel's slot: the
+/// channel's window, its counter and its idempotency keys share the
+/// `{channel}` hash tag. Only a send that finds the counter untrusted
+/// takes more round trips: it starts the new epoch as
+/// [`RedisSequencer`] does, then claims the key on its own.
+#[derive(Debug, Clone)]
+pub struct RedisAdmission<C = SystemClock> {
+    sequencer: RedisSequencer,
+    idempotency: RedisIdempotency,
+    channel_per_second: u32,
+    clock: C,
+    admit: redis::Script,
+}
+
+impl RedisAdmission {
+    /// Admission through `sequencer` and `idempotency` (which must be on
+    /// the same cluster), with the channel limit of `limits`.
+    pub fn new(
+        sequencer: RedisSequencer,
+        idempotency: RedisIdempotency,
+        limits: &SendLimits,
+    ) -> Self {
+        Self::with_clock(sequencer, idempotency, limits, SystemClock)
+    }
+}
+
+impl<C: Clock> RedisAdmission<C> {
+    /// Admission whose rate windows follow `clock`, so tests can hold one
+    /// still.
+    pub fn with_clock(
+        sequencer: RedisSequencer,
+        idempotency: RedisIdempotency,
+        limits: &SendLimits,
+        clock: C,
+    ) -> Self {
+        Self {
+            sequencer,
+            idempotency,
+            channel_per_second: limits.channel_per_second,
+            clock,
+            admit: redis::Script::new(&format!("{REPLICATION_ID}{ADMIT}")),
+        }
+    }
+
+    /// Admits `draft` into a channel whose counter this caller now starts
+    /// a new epoch of (holding the right to with `token`).
+    async fn admit_starting(
+        &self,
+        draft: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+        conn: &mut chatmesh_redis::Conn,
+        token: &str,
+    ) -> Result<Admitted, ChatError> {
+        let seq = self
+            .sequencer
+            .start_or_let_go(&draft.channel, conn, token)
+            .await?;
+        let message = ChatMessage {
+            seq,
+            ..draft.clone()
+        };
+        let Some(key) = key else {
+            return Ok(Admitted::New(message));
+        };
+        let claim = self.idempotency.claim(key, &message, ttl).await;
+        if !matches!(claim, Ok(Claim::New))
+            && let Err(e) = self.sequencer.give_back(&draft.channel, seq).await
+        {
+            tracing::warn!(channel = draft.channel.as_str(), seq, error = %e, "could not give back sequence number");
+        }
+        Ok(claim?.admitted(message))
+    }
+}
+
+#[async_trait]
+impl<C: Clock> Admission for RedisAdmission<C> {
+    async fn admit(
+        &self,
+        draft: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+    ) -> Result<Admitted, ChatError> {
+        let channel = draft.channel.as_str();
+        let (seq_key, origin, starting) = (
+            keys::seq(channel),
+            keys::seq_origin(channel),
+            keys::seq_starting(channel),
+        );
+        let rate = keys::channel_rate(channel, self.clock.now_ms() / 1000);
+        let idem = key.map(idem_key);
+        let unnumbered = encode(&ChatMessage {
+            seq: 0,
+            ..draft.clone()
+        });
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut limit = self.channel_per_second.to_string();
+        let mut conn = self.sequencer.redis.conn().await?;
+        // As in `RedisSequencer::next`: wait for whoever is starting the
+        // channel's epoch rather than start another one.
+        let mut waits = starting_waits();
+        let deadline = tokio::time::Instant::now() + 2 * STARTING_TTL;
+        loop {
+            let mut admit = self.admit.prepare_invoke();
+            admit.key(&seq_key).key(&origin).key(&starting).key(&rate);
+            if let Some(idem) = &idem {
+                admit.key(idem);
+            }
+            admit
+                .arg(&token)
+                .arg(STARTING_TTL.as_millis() as u64)
+                .arg(&limit)
+                .arg(ttl.as_millis() as u64)
+                .arg(&unnumbered);
+            let (step, value): (String, Vec<u8>) = admit.invoke_async(&mut conn).await?;
+            // Counted once, however often the counter makes it wait.
+            limit.clear();
+            match step.as_str() {
+                "new" => {
+                    let seq = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| corrupt("admission without a number".into()))?;
+                    return Ok(Admitted::New(ChatMessage {
+                        seq,
+                        ..draft.clone()
+                    }));
+                }
+                // Never `Claim::New`: the key held something.
+                "found" => return Ok(found_claim(&value)?.admitted(draft.clone())),
+                "limited" => return Err(ChatError::RateLimited { scope: "channel" }),
+                "start" => break,
+                "wait" if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(waits.next().unwrap_or(STARTING_TTL)).await;
+                }
+                "wait" => return Err(ChatError::EpochStartStalled),
+                other => return Err(corrupt(format!("admission step {other:?}"))),
             }
         }
-        Ok(())
+        self.admit_starting(draft, key, ttl, &mut conn, &token)
+            .await
     }
 }
 

@@ -271,10 +271,9 @@ impl<C: Clock> MemoryRateLimiter<C> {
     }
 }
 
-#[async_trait]
-impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
-    async fn check(&self, channel: &ChannelId, sender: &UserId) -> Result<(), ChatError> {
-        self.failure.redis()?;
+impl<C: Clock> MemoryRateLimiter<C> {
+    /// The counts of the current second.
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         let window = self.clock.now_ms() / 1000;
         let mut counts = lock(&self.counts);
         if counts.second != window {
@@ -283,11 +282,26 @@ impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
                 ..Window::default()
             };
         }
-        let user = counts.users.entry(sender.clone()).or_default();
-        *user += 1;
-        if *user > self.user_per_second {
+        counts
+    }
+}
+
+#[async_trait]
+impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
+    async fn check_user(&self, sender: &UserId) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        let mut counts = self.window();
+        let count = counts.users.entry(sender.clone()).or_default();
+        *count += 1;
+        if *count > self.user_per_second {
             return Err(ChatError::RateLimited { scope: "user" });
         }
+        Ok(())
+    }
+
+    async fn check_channel(&self, channel: &ChannelId) -> Result<(), ChatError> {
+        self.failure.redis()?;
+        let mut counts = self.window();
         let count = counts.channels.entry(channel.clone()).or_default();
         *count += 1;
         if *count > self.channel_per_second {

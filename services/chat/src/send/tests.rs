@@ -53,9 +53,15 @@ fn harness_with(limits: SendLimits) -> Harness {
     let fanout = Arc::new(MemoryFanOut::new(limits.recent_history));
     let idem = Arc::new(MemoryIdempotency::default());
     let limiter = Arc::new(MemoryRateLimiter::new(&limits, clock.clone()));
+    let admission = Arc::new(Stepwise {
+        limiter: limiter.clone(),
+        sequencer: seq.clone(),
+        idempotency: idem.clone(),
+    });
     let backends = Backends {
         directory: directory.clone(),
         ids: ids.clone(),
+        admission,
         sequencer: seq.clone(),
         log: log.clone(),
         fanout: fanout.clone(),

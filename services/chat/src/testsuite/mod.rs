@@ -21,6 +21,7 @@ use crate::{ChatError, Directory, Moderation, SendLimits};
 
 pub use anyhow::Result as SuiteResult;
 
+pub mod admission;
 pub mod directory;
 pub mod fan_out;
 pub mod idempotency;
@@ -251,6 +252,21 @@ macro_rules! rate_limiter_suite {
     };
 }
 
+/// The [`admission`] suite as tests, on the `admission::Admitter` `$make`
+/// builds with `suite_limits()` on a stopped clock.
+#[macro_export]
+macro_rules! admission_suite {
+    ($make:expr) => {
+        $crate::__chat_suite!($make; admission;
+            messages_are_numbered_densely,
+            a_held_key_resumes_its_message_and_takes_no_number,
+            an_acknowledged_key_is_a_duplicate,
+            the_channel_limit_spans_senders,
+            racing_admissions_get_dense_numbers,
+        );
+    };
+}
+
 /// The [`message_log`] suite as tests, on the `MessageLog + LogReader`
 /// `$make` builds.
 #[macro_export]
@@ -303,6 +319,20 @@ mod memory_passes {
         &suite_limits(),
         ManualClock::stopped_now()
     ));
+    crate::admission_suite!({
+        let idempotency = std::sync::Arc::new(MemoryIdempotency::default());
+        crate::testsuite::admission::Admitter {
+            admission: std::sync::Arc::new(crate::Stepwise {
+                limiter: std::sync::Arc::new(MemoryRateLimiter::new(
+                    &suite_limits(),
+                    ManualClock::stopped_now(),
+                )),
+                sequencer: std::sync::Arc::new(MemorySequencer::default()),
+                idempotency: idempotency.clone(),
+            }),
+            idempotency,
+        }
+    });
     crate::message_log_suite!(MemoryLog::default());
     crate::fan_out_suite!(MemoryFanOut::new(suite_limits().recent_history));
     crate::directory_suite!(MemoryDirectory::default());

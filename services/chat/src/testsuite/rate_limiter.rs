@@ -12,31 +12,29 @@ fn scope(result: Result<(), ChatError>) -> Option<&'static str> {
     }
 }
 
-/// One user's sends count together, whatever the channel.
+/// One user's sends count together, and apart from any channel's.
 pub async fn the_user_limit_spans_channels(limiter: &impl RateLimiter) -> SuiteResult<()> {
     let user = unique_user("rate-user");
     for _ in 0..suite_limits().user_per_second {
-        limiter.check(&unique_channel("rate"), &user).await?;
+        limiter.check_user(&user).await?;
     }
-    let over = limiter.check(&unique_channel("rate"), &user).await;
+    let over = limiter.check_user(&user).await;
     assert_eq!(scope(over), Some("user"));
-    // Another user is not slowed down.
-    limiter
-        .check(&unique_channel("rate"), &unique_user("rate-other"))
-        .await?;
+    // Another user is not slowed down, nor is any channel.
+    limiter.check_user(&unique_user("rate-other")).await?;
+    limiter.check_channel(&unique_channel("rate")).await?;
     Ok(())
 }
 
-/// A channel's sends count together, whoever sends them.
+/// A channel's sends count together, and apart from any user's.
 pub async fn the_channel_limit_spans_users(limiter: &impl RateLimiter) -> SuiteResult<()> {
     let channel = unique_channel("rate-channel");
     for _ in 0..suite_limits().channel_per_second {
-        limiter.check(&channel, &unique_user("rate")).await?;
+        limiter.check_channel(&channel).await?;
     }
-    let over = limiter.check(&channel, &unique_user("rate")).await;
+    let over = limiter.check_channel(&channel).await;
     assert_eq!(scope(over), Some("channel"));
-    limiter
-        .check(&unique_channel("rate-other"), &unique_user("rate"))
-        .await?;
+    limiter.check_channel(&unique_channel("rate-other")).await?;
+    limiter.check_user(&unique_user("rate")).await?;
     Ok(())
 }

@@ -1,0 +1,66 @@
+//! [`Admission`] composed from the separate seams, one call each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatmesh_ids::ChatMessage;
+
+use crate::ChatError;
+use crate::ports::{
+    Admission, Admitted, Claim, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
+};
+
+/// Admission as three steps: the channel's limit, the next number, then
+/// the claim, giving the number back when the key already held a message.
+/// The in-memory stores run the send path through it; a store that can do
+/// the three at once (Redis, in the channel's slot) implements
+/// [`Admission`] itself.
+#[derive(Clone)]
+pub struct Stepwise {
+    /// Counts the channel's sends.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Numbers messages.
+    pub sequencer: Arc<dyn Sequencer>,
+    /// Holds keyed messages.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl std::fmt::Debug for Stepwise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stepwise").finish_non_exhaustive()
+    }
+}
+
+impl Stepwise {
+    async fn give_back(&self, message: &ChatMessage) {
+        let (channel, seq) = (&message.channel, message.seq);
+        if let Err(e) = self.sequencer.give_back(channel, seq).await {
+            tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not give back sequence number");
+        }
+    }
+}
+
+#[async_trait]
+impl Admission for Stepwise {
+    async fn admit(
+        &self,
+        draft: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+    ) -> Result<Admitted, ChatError> {
+        self.limiter.check_channel(&draft.channel).await?;
+        let message = ChatMessage {
+            seq: self.sequencer.next(&draft.channel).await?,
+            ..draft.clone()
+        };
+        let Some(key) = key else {
+            return Ok(Admitted::New(message));
+        };
+        let claim = self.idempotency.claim(key, &message, ttl).await;
+        if !matches!(claim, Ok(Claim::New)) {
+            self.give_back(&message).await;
+        }
+        Ok(claim?.admitted(message))
+    }
+}
