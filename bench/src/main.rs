@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
     let delivered = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut connected = Vec::new();
+    let mut pingers = Vec::new();
     for i in 0..clients {
         let room = rooms[i % channels].clone();
         let url = format!(
@@ -174,7 +175,21 @@ async fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("client {i} failed to subscribe: {other:?}"),
             }
         }
-        connected.push(ws);
+        // Ping as a browser client does, so sessions connected early in a
+        // long connection phase stay alive (the session TTL is 30 s).
+        let (mut sink, stream) = ws.split();
+        pingers.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let ping = json!({"type": "ping", "request_id": "bench"}).to_string();
+                if sink.send(Message::text(ping)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        connected.push(stream);
     }
     let connect_secs = start.elapsed().as_secs_f64();
     let rss_after: u64 = gateways
@@ -314,6 +329,9 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total_secs = send_start.elapsed().as_secs_f64();
+    for pinger in &pingers {
+        pinger.abort();
+    }
     for g in &mut gateways {
         let _ = g.child.start_kill();
     }
