@@ -20,6 +20,7 @@ mod tests;
 mod visible;
 
 pub use stepwise::Stepwise;
+pub(crate) use stepwise::claim_numbered;
 
 /// A validated request to send a message.
 #[derive(Debug, Clone)]

@@ -567,16 +567,7 @@ impl<C: Clock> RedisAdmission<C> {
             seq,
             ..draft.clone()
         };
-        let Some(key) = key else {
-            return Ok(Admitted::New(message));
-        };
-        let claim = self.idempotency.claim(key, &message, ttl).await;
-        if !matches!(claim, Ok(Claim::New))
-            && let Err(e) = self.sequencer.give_back(&draft.channel, seq).await
-        {
-            tracing::warn!(channel = draft.channel.as_str(), seq, error = %e, "could not give back sequence number");
-        }
-        Ok(claim?.admitted(message))
+        crate::send::claim_numbered(&self.sequencer, &self.idempotency, key, message, ttl).await
     }
 }
 

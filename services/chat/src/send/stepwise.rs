@@ -32,13 +32,27 @@ impl std::fmt::Debug for Stepwise {
     }
 }
 
-impl Stepwise {
-    async fn give_back(&self, message: &ChatMessage) {
-        let (channel, seq) = (&message.channel, message.seq);
-        if let Err(e) = self.sequencer.give_back(channel, seq).await {
-            tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not give back sequence number");
-        }
+/// Claims `key` for `message`, already numbered, and gives its number back
+/// unless the claim is new (the key held a message, or the claim failed).
+/// The last step of [`Stepwise`], and of any admission that numbers first.
+pub(crate) async fn claim_numbered(
+    sequencer: &dyn Sequencer,
+    idempotency: &dyn IdempotencyStore,
+    key: Option<&IdempotencyKey>,
+    message: ChatMessage,
+    ttl: Duration,
+) -> Result<Admitted, ChatError> {
+    let Some(key) = key else {
+        return Ok(Admitted::New(message));
+    };
+    let claim = idempotency.claim(key, &message, ttl).await;
+    let (channel, seq) = (&message.channel, message.seq);
+    if !matches!(claim, Ok(Claim::New))
+        && let Err(e) = sequencer.give_back(channel, seq).await
+    {
+        tracing::warn!(channel = channel.as_str(), seq, error = %e, "could not give back sequence number");
     }
+    Ok(claim?.admitted(message))
 }
 
 #[async_trait]
@@ -54,13 +68,6 @@ impl Admission for Stepwise {
             seq: self.sequencer.next(&draft.channel).await?,
             ..draft.clone()
         };
-        let Some(key) = key else {
-            return Ok(Admitted::New(message));
-        };
-        let claim = self.idempotency.claim(key, &message, ttl).await;
-        if !matches!(claim, Ok(Claim::New)) {
-            self.give_back(&message).await;
-        }
-        Ok(claim?.admitted(message))
+        claim_numbered(&*self.sequencer, &*self.idempotency, key, message, ttl).await
     }
 }
