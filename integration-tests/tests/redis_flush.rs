@@ -27,9 +27,39 @@ async fn a_flush_of_every_master_reuses_no_number_and_skips_nothing() -> anyhow:
         redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
     }
     let acked_before = load.sent.acked().len();
-
     let sent = load.sent.clone();
     let watchers = load.watchers.clone();
+
+    // Presence recovers while the watchers are still connected: their pings
+    // become heartbeats again and bring their session keys back.
+    let client = PresenceServiceClient::connect(format!("http://{}", mesh.presence)).await?;
+    chatmesh_integration_tests::wait::until(
+        "every channel's watcher online again",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            let watchers = &watchers;
+            async move {
+                for (channel, _) in watchers {
+                    let online = client
+                        .clone()
+                        .list_online(presence::ListOnlineRequest {
+                            channel_id: channel.clone(),
+                        })
+                        .await?
+                        .into_inner()
+                        .user_ids;
+                    anyhow::ensure!(
+                        online.iter().any(|u| u.starts_with("watcher-")),
+                        "{channel} online: {online:?}"
+                    );
+                }
+                Ok(())
+            }
+        },
+    )
+    .await?;
+
     let report = load.finish(&shards, Duration::from_secs(60)).await?;
     eprintln!("{}", report.summary());
     assert!(report.is_clean(), "{report:#?}");
@@ -68,31 +98,5 @@ async fn a_flush_of_every_master_reuses_no_number_and_skips_nothing() -> anyhow:
         })
         .sum();
     eprintln!("reload_required frames: {reloads}");
-    // Presence recovers: the gateway republishes its sessions' heartbeats.
-    let mut client = PresenceServiceClient::connect(format!("http://{}", mesh.presence)).await?;
-    chatmesh_integration_tests::wait::until(
-        "watcher online again",
-        Duration::from_secs(20),
-        || {
-            let mut client = client.clone();
-            let channel = watchers[0].0.clone();
-            async move {
-                let online = client
-                    .list_online(presence::ListOnlineRequest {
-                        channel_id: channel,
-                    })
-                    .await?
-                    .into_inner()
-                    .user_ids;
-                anyhow::ensure!(
-                    online.iter().any(|u| u.starts_with("watcher-")),
-                    "online: {online:?}"
-                );
-                Ok(())
-            }
-        },
-    )
-    .await?;
-    let _ = &mut client;
     Ok(())
 }
