@@ -58,6 +58,22 @@ export const pb = {
   },
 };
 
+/** A call that ended with a gRPC status other than OK. */
+export class GrpcError extends Error {
+  constructor(
+    readonly path: string,
+    readonly status: number,
+    readonly statusMessage: string,
+  ) {
+    super(`gRPC ${path} failed: status ${status} ${statusMessage}`);
+  }
+
+  /** RESOURCE_EXHAUSTED and UNAVAILABLE: the same call may succeed later. */
+  get retryable(): boolean {
+    return this.status === 8 || this.status === 14;
+  }
+}
+
 /** Calls `path` on the gRPC server at `addr` (host:port) with `fields`; resolves with the response bytes. */
 export function grpcUnary(addr: string, path: string, fields: Field[], timeoutMs = 10_000): Promise<Buffer> {
   const message = pb.encode(fields);
@@ -93,7 +109,7 @@ export function grpcUnary(addr: string, path: string, fields: Field[], timeoutMs
     req.on("end", () => {
       clearTimeout(timer);
       if (status !== "0") {
-        reject(new Error(`gRPC ${path} failed: status ${status} ${statusMessage}`));
+        reject(new GrpcError(path, Number(status), statusMessage));
         return;
       }
       const body = Buffer.concat(chunks);

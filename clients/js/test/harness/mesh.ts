@@ -14,7 +14,7 @@ import { tmpdir, homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { closeGrpc, grpcUnary, pb } from "./grpc.js";
+import { closeGrpc, GrpcError, grpcUnary, pb } from "./grpc.js";
 
 /** The package root (clients/js), found from this file in src or build. */
 export function packageRoot(): string {
@@ -379,12 +379,18 @@ export class Mesh {
 
   /** Sends a message straight to the chat service (no gateway, no frame budget). */
   async sendViaChat(channel: string, sender: string, body: string): Promise<void> {
-    await grpcUnary(this.chatGrpc, "/chatmesh.chat.v1.ChatService/SendMessage", [
-      pb.string(1, channel),
-      pb.string(2, sender),
-      pb.string(3, body),
-      pb.string(5, randomUUID()),
-    ]);
+    // One idempotency key for every attempt: a retry after a refusal or a
+    // lost answer is stored once, as an internal caller would do it.
+    const fields = [pb.string(1, channel), pb.string(2, sender), pb.string(3, body), pb.string(5, randomUUID())];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await grpcUnary(this.chatGrpc, "/chatmesh.chat.v1.ChatService/SendMessage", fields);
+        return;
+      } catch (e) {
+        if (!(e instanceof GrpcError && e.retryable) || attempt >= 20) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
+      }
+    }
   }
 
   /** Stops everything; keeps the logs when `keepLogs`. */
