@@ -7,7 +7,7 @@
 #![no_main]
 
 use chatmesh_gateway::frames::{
-    ClientFrame, MessageBody, ServerFrame, decode_binary, encode_binary, parse,
+    ChangeKind, ClientFrame, MessageBody, ServerFrame, decode_binary, encode_binary, parse,
 };
 use chatmesh_proto::gateway::v1 as pb;
 use libfuzzer_sys::fuzz_target;
@@ -67,6 +67,45 @@ fn to_json(frame: &ClientFrame) -> Value {
             }
             v
         }
+        ClientFrame::Edit {
+            channel_id,
+            seq,
+            body,
+            idempotency_key,
+            ..
+        } => {
+            let mut v = json!({"type": "edit", "channel_id": channel_id, "seq": seq, "body": body});
+            if let Some(key) = idempotency_key {
+                v["idempotency_key"] = key.as_str().into();
+            }
+            v
+        }
+        ClientFrame::Delete {
+            channel_id,
+            seq,
+            idempotency_key,
+            ..
+        } => {
+            let mut v = json!({"type": "delete", "channel_id": channel_id, "seq": seq});
+            if let Some(key) = idempotency_key {
+                v["idempotency_key"] = key.as_str().into();
+            }
+            v
+        }
+        ClientFrame::React {
+            channel_id,
+            seq,
+            emoji,
+            remove,
+            idempotency_key,
+            ..
+        } => {
+            let mut v = json!({"type": "react", "channel_id": channel_id, "seq": seq, "emoji": emoji, "remove": remove});
+            if let Some(key) = idempotency_key {
+                v["idempotency_key"] = key.as_str().into();
+            }
+            v
+        }
         ClientFrame::Ack { channel_id, seq } => {
             json!({"type": "ack", "channel_id": channel_id, "seq": seq})
         }
@@ -112,6 +151,42 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
             attachments,
             idempotency_key: idempotency_key.unwrap_or_default(),
             traceparent: traceparent.unwrap_or_default(),
+        }),
+        ClientFrame::Edit {
+            channel_id,
+            seq,
+            body,
+            idempotency_key,
+            ..
+        } => Frame::Edit(pb::Edit {
+            channel_id,
+            seq,
+            body,
+            idempotency_key: idempotency_key.unwrap_or_default(),
+        }),
+        ClientFrame::Delete {
+            channel_id,
+            seq,
+            idempotency_key,
+            ..
+        } => Frame::Delete(pb::Delete {
+            channel_id,
+            seq,
+            idempotency_key: idempotency_key.unwrap_or_default(),
+        }),
+        ClientFrame::React {
+            channel_id,
+            seq,
+            emoji,
+            remove,
+            idempotency_key,
+            ..
+        } => Frame::React(pb::React {
+            channel_id,
+            seq,
+            emoji,
+            remove,
+            idempotency_key: idempotency_key.unwrap_or_default(),
         }),
         ClientFrame::Ack { channel_id, seq } => Frame::Ack(pb::Ack { channel_id, seq }),
         ClientFrame::Ping { client_time_ms, .. } => Frame::Ping(pb::Ping {
@@ -160,6 +235,45 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             idempotency_key: present(&idempotency_key),
             traceparent: present(&traceparent),
         },
+        ClientFrame::Edit {
+            request_id,
+            channel_id,
+            seq,
+            body,
+            idempotency_key,
+        } => ClientFrame::Edit {
+            request_id: present(&request_id),
+            channel_id,
+            seq,
+            body,
+            idempotency_key: present(&idempotency_key),
+        },
+        ClientFrame::Delete {
+            request_id,
+            channel_id,
+            seq,
+            idempotency_key,
+        } => ClientFrame::Delete {
+            request_id: present(&request_id),
+            channel_id,
+            seq,
+            idempotency_key: present(&idempotency_key),
+        },
+        ClientFrame::React {
+            request_id,
+            channel_id,
+            seq,
+            emoji,
+            remove,
+            idempotency_key,
+        } => ClientFrame::React {
+            request_id: present(&request_id),
+            channel_id,
+            seq,
+            emoji,
+            remove,
+            idempotency_key: present(&idempotency_key),
+        },
         ack @ ClientFrame::Ack { .. } => ack,
         ClientFrame::Ping {
             request_id,
@@ -182,8 +296,15 @@ fn check_replies(frame: &ClientFrame) {
             attachments,
             ..
         } => (channel_id.clone(), body.clone(), attachments.clone()),
+        ClientFrame::Edit {
+            channel_id, body, ..
+        } => (channel_id.clone(), body.clone(), vec![]),
+        ClientFrame::React {
+            channel_id, emoji, ..
+        } => (channel_id.clone(), emoji.clone(), vec![]),
         ClientFrame::Subscribe { channel_id, .. }
         | ClientFrame::Unsubscribe { channel_id, .. }
+        | ClientFrame::Delete { channel_id, .. }
         | ClientFrame::Ack { channel_id, .. } => (channel_id.clone(), channel_id.clone(), vec![]),
         ClientFrame::Ping { .. } => (String::new(), String::new(), vec![]),
     };
@@ -233,6 +354,7 @@ fn check_replies(frame: &ClientFrame) {
         body: text.clone(),
         attachments: attachments.clone(),
         created_at_ms: i64::MIN,
+        ..MessageBody::default()
     });
     let (json, binary) = both_forms(&message);
     assert_eq!(
@@ -254,7 +376,43 @@ fn check_replies(frame: &ClientFrame) {
         Some(pb::server_frame::Frame::Message(m)) => {
             assert_eq!(
                 (m.channel_id, m.body, m.attachments),
-                (channel_id, text, attachments)
+                (channel_id.clone(), text.clone(), attachments)
+            );
+        }
+        other => panic!("a message frame came back as {other:?}"),
+    }
+    check_change_event(&channel_id, &text);
+}
+
+/// A reaction event carrying the frame's text as its emoji, read back from
+/// both encodings.
+fn check_change_event(channel_id: &str, text: &str) {
+    let event = ServerFrame::Message(MessageBody {
+        channel_id: channel_id.to_owned(),
+        seq: u64::MAX,
+        sender_id: text.to_owned(),
+        kind: Some(ChangeKind::ReactionAdd),
+        target_seq: u64::MAX,
+        emoji: text.to_owned(),
+        ..MessageBody::default()
+    });
+    let (json, binary) = both_forms(&event);
+    assert_eq!(
+        json.get("kind").and_then(Value::as_str),
+        Some("reaction_add")
+    );
+    assert_eq!(
+        json.get("target_seq").and_then(Value::as_u64),
+        Some(u64::MAX)
+    );
+    let emoji = json.get("emoji").and_then(Value::as_str);
+    assert_eq!(emoji, Some(text).filter(|t| !t.is_empty()));
+    match binary.frame {
+        Some(pb::server_frame::Frame::Message(m)) => {
+            assert_eq!((m.target_seq, m.emoji.as_str()), (u64::MAX, text));
+            assert_eq!(
+                ChangeKind::from_proto(m.kind),
+                Some(ChangeKind::ReactionAdd)
             );
         }
         other => panic!("a message frame came back as {other:?}"),

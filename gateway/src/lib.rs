@@ -46,7 +46,9 @@ use crate::ws::session::{Placement, SessionContext};
 /// The client protocol's frames in both forms, for Rust clients and tools.
 pub mod frames {
     pub use crate::ws::codec::{decode as decode_binary, encode as encode_binary};
-    pub use crate::ws::protocol::{ClientFrame, FrameError, MessageBody, ServerFrame, parse};
+    pub use crate::ws::protocol::{
+        ChangeKind, ClientFrame, FrameError, MessageBody, ReactionBody, ServerFrame, parse,
+    };
 }
 
 /// State shared by every connection of a node.

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatmesh_error::{ClientError, ErrorKind};
-use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
+use chatmesh_ids::{Change, ChannelId, ChatMessage, MessageId, UserId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{
-    Access, ChatApi, Feed, FeedError, GapSource, Liveness, SendCommand, SendReceipt,
+    Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, Feed, FeedError, GapSource,
+    Liveness, SendCommand, SendReceipt,
 };
 use crate::ws::outbound::{Outbox, Outgoing};
 
@@ -28,6 +29,8 @@ pub(crate) fn message(channel: &str, seq: u64) -> ChatMessage {
         attachments: Vec::new(),
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
+        change: Default::default(),
+        state: Default::default(),
     }
 }
 
@@ -47,14 +50,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A chat service: channels with members, sends numbered per channel.
+/// A chat service: channels with members (the first one listed owns the
+/// channel), sends and changes numbered per channel, changes checked as
+/// the chat service checks them.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryChat {
     members: Mutex<HashMap<ChannelId, HashSet<UserId>>>,
+    owners: Mutex<HashMap<ChannelId, UserId>>,
     seqs: Mutex<HashMap<ChannelId, u64>>,
     keys: Mutex<HashMap<(ChannelId, UserId, String), SendReceipt>>,
+    change_keys: Mutex<HashMap<(ChannelId, UserId, String), ChangeReceipt>>,
+    /// Each post's author and whether it was deleted, by channel and seq.
+    posts: Mutex<HashMap<(ChannelId, u64), (UserId, bool)>>,
     fail_with: Mutex<Option<ClientError>>,
     sends: Mutex<Vec<SendCommand>>,
+    changes: Mutex<Vec<ChangeCommand>>,
     next_id: AtomicU64,
     /// Channels whose sends wait for a permit before they are answered.
     held: Mutex<HashMap<ChannelId, Arc<tokio::sync::Semaphore>>>,
@@ -76,6 +86,9 @@ impl MemoryChat {
     /// Creates `channel` with these members.
     pub(crate) fn add_channel(&self, channel: &ChannelId, members: &[UserId]) {
         lock(&self.members).insert(channel.clone(), members.iter().cloned().collect());
+        if let Some(owner) = members.first() {
+            lock(&self.owners).insert(channel.clone(), owner.clone());
+        }
     }
 
     /// Every call fails with `err` until cleared with `None`.
@@ -88,14 +101,19 @@ impl MemoryChat {
         lock(&self.sends).clone()
     }
 
-    /// Sends to `channel` wait from now on until [`MemoryChat::release`]
+    /// The changes received so far.
+    pub(crate) fn changes(&self) -> Vec<ChangeCommand> {
+        lock(&self.changes).clone()
+    }
+
+    /// Sends and changes to `channel` wait from now on until [`MemoryChat::release`]
     /// lets them through.
     pub(crate) fn hold(&self, channel: &str) {
         let channel = ChannelId::new(channel).expect("test channel");
         lock(&self.held).insert(channel, Arc::new(tokio::sync::Semaphore::new(0)));
     }
 
-    /// Lets `n` held sends to `channel` through.
+    /// Lets `n` held sends or changes to `channel` through.
     pub(crate) fn release(&self, channel: &str, n: usize) {
         let channel = ChannelId::new(channel).expect("test channel");
         if let Some(gate) = lock(&self.held).get(&channel) {
@@ -103,7 +121,8 @@ impl MemoryChat {
         }
     }
 
-    /// The most sends to `channel` that were being answered at once.
+    /// The most sends and changes to `channel` that were being answered at
+    /// once.
     pub(crate) fn peak_in_flight(&self, channel: &str) -> usize {
         let channel = ChannelId::new(channel).expect("test channel");
         lock(&self.in_flight)
@@ -130,31 +149,61 @@ impl ChatApi for MemoryChat {
     async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
         self.failure()?;
         lock(&self.sends).push(command.clone());
-        {
-            let mut in_flight = lock(&self.in_flight);
-            let (now, peak) = in_flight.entry(command.channel.clone()).or_default();
-            *now += 1;
-            *peak = (*peak).max(*now);
-        }
-        let gate = lock(&self.held).get(&command.channel).cloned();
-        if let Some(gate) = gate {
-            gate.acquire().await.expect("never closed").forget();
-        }
-        let answer = self.answer(command.clone()).await;
-        if let Some((now, _)) = lock(&self.in_flight).get_mut(&command.channel) {
-            *now -= 1;
-        }
-        answer
+        let channel = command.channel.clone();
+        self.gated(&channel, self.answer(command)).await
+    }
+
+    async fn change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError> {
+        self.failure()?;
+        lock(&self.changes).push(command.clone());
+        let channel = command.channel.clone();
+        self.gated(&channel, self.answer_change(command)).await
     }
 }
 
 impl MemoryChat {
-    async fn answer(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
-        match self.access(&command.channel, &command.sender).await? {
-            Access::Member => {}
-            Access::NotMember => return Err(ClientError::generic(ErrorKind::NotMember)),
-            Access::UnknownChannel => return Err(ClientError::generic(ErrorKind::UnknownChannel)),
+    /// Runs `answer` for a call to `channel`: counted in flight, and held
+    /// while the channel is.
+    async fn gated<T>(&self, channel: &ChannelId, answer: impl Future<Output = T>) -> T {
+        {
+            let mut in_flight = lock(&self.in_flight);
+            let (now, peak) = in_flight.entry(channel.clone()).or_default();
+            *now += 1;
+            *peak = (*peak).max(*now);
         }
+        let gate = lock(&self.held).get(channel).cloned();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("never closed").forget();
+        }
+        let answer = answer.await;
+        if let Some((now, _)) = lock(&self.in_flight).get_mut(channel) {
+            *now -= 1;
+        }
+        answer
+    }
+
+    async fn check_member(&self, channel: &ChannelId, user: &UserId) -> Result<(), ClientError> {
+        match self.access(channel, user).await? {
+            Access::Member => Ok(()),
+            Access::NotMember => Err(ClientError::generic(ErrorKind::NotMember)),
+            Access::UnknownChannel => Err(ClientError::generic(ErrorKind::UnknownChannel)),
+        }
+    }
+
+    /// The channel's next sequence number.
+    fn next_seq(&self, channel: &ChannelId) -> u64 {
+        let mut seqs = lock(&self.seqs);
+        let seq = seqs.entry(channel.clone()).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    fn next_id(&self) -> MessageId {
+        MessageId::from_raw(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    async fn answer(&self, command: SendCommand) -> Result<SendReceipt, ClientError> {
+        self.check_member(&command.channel, &command.sender).await?;
         let key = command
             .idempotency_key
             .clone()
@@ -167,20 +216,100 @@ impl MemoryChat {
                 ..original.clone()
             });
         }
-        let seq = {
-            let mut seqs = lock(&self.seqs);
-            let seq = seqs.entry(command.channel.clone()).or_insert(0);
-            *seq += 1;
-            *seq
-        };
+        let seq = self.next_seq(&command.channel);
         let receipt = SendReceipt {
-            message_id: MessageId::from_raw(self.next_id.fetch_add(1, Ordering::Relaxed) + 1),
+            message_id: self.next_id(),
             seq,
             masked: false,
             duplicate: false,
         };
+        lock(&self.posts).insert(
+            (command.channel.clone(), seq),
+            (command.sender.clone(), false),
+        );
         if let Some(key) = key {
             lock(&self.keys).insert(key, receipt.clone());
+        }
+        Ok(receipt)
+    }
+
+    /// A change, checked as chat checks it: the target must be a post not
+    /// deleted (a repeated delete excepted), only its author edits it, and
+    /// its author or the owner deletes it.
+    async fn answer_change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError> {
+        let ChangeCommand {
+            channel,
+            sender,
+            target,
+            request,
+            idempotency_key,
+        } = command;
+        self.check_member(&channel, &sender).await?;
+        let key = idempotency_key
+            .clone()
+            .map(|k| (channel.clone(), sender.clone(), k));
+        if let Some(key) = &key
+            && let Some(original) = lock(&self.change_keys).get(key)
+        {
+            return Ok(ChangeReceipt {
+                duplicate: true,
+                ..original.clone()
+            });
+        }
+        let not_found = || ClientError::new(ErrorKind::NotFound, "no such message");
+        let (author, deleted) = lock(&self.posts)
+            .get(&(channel.clone(), target))
+            .cloned()
+            .ok_or_else(not_found)?;
+        let own = author == sender;
+        let owner = lock(&self.owners).get(&channel) == Some(&sender);
+        let forbidden = |why: &str| ClientError::new(ErrorKind::Forbidden, why);
+        let (change, body) = match request {
+            ChangeRequest::Delete if !own && !owner => {
+                return Err(forbidden(
+                    "only the author or an owner of the channel may delete a message",
+                ));
+            }
+            ChangeRequest::Delete => (Change::Delete { target }, String::new()),
+            _ if deleted => return Err(not_found()),
+            ChangeRequest::Edit { .. } if !own => {
+                return Err(forbidden("only its author may edit a message"));
+            }
+            ChangeRequest::Edit { body } => (Change::Edit { target }, body),
+            ChangeRequest::React {
+                emoji,
+                remove: false,
+            } => (Change::React { target, emoji }, String::new()),
+            ChangeRequest::React {
+                emoji,
+                remove: true,
+            } => (Change::Unreact { target, emoji }, String::new()),
+        };
+        if matches!(change, Change::Delete { .. })
+            && let Some(post) = lock(&self.posts).get_mut(&(channel.clone(), target))
+        {
+            post.1 = true;
+        }
+        let seq = self.next_seq(&channel);
+        let id = self.next_id();
+        let receipt = ChangeReceipt {
+            event: ChatMessage {
+                id,
+                channel,
+                sender,
+                seq,
+                body,
+                attachments: Vec::new(),
+                created_at_ms: 1_800_000_000_000 + seq as i64,
+                idempotency_key,
+                change,
+                state: Default::default(),
+            },
+            masked: false,
+            duplicate: false,
+        };
+        if let Some(key) = key {
+            lock(&self.change_keys).insert(key, receipt.clone());
         }
         Ok(receipt)
     }

@@ -48,6 +48,51 @@ pub(crate) struct SendReceipt {
     pub(crate) duplicate: bool,
 }
 
+/// What a client asked to do to a posted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChangeRequest {
+    /// Replace its text (its author only).
+    Edit {
+        /// The new text.
+        body: String,
+    },
+    /// Delete it (its author or a channel owner).
+    Delete,
+    /// Add the user's `emoji` reaction, or take it back.
+    React {
+        /// The reaction.
+        emoji: String,
+        /// Take it back instead of adding it.
+        remove: bool,
+    },
+}
+
+/// A change a client asked to make to message `target` of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangeCommand {
+    /// The channel of the message.
+    pub(crate) channel: ChannelId,
+    /// The session's (or HTTP caller's) user.
+    pub(crate) sender: UserId,
+    /// The `seq` of the message changed.
+    pub(crate) target: u64,
+    /// What to do to it.
+    pub(crate) request: ChangeRequest,
+    /// The client's key for idempotent retries.
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// What the chat service answered to a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangeReceipt {
+    /// The change as a channel event, with its own ID and `seq`.
+    pub(crate) event: ChatMessage,
+    /// Moderation masked part of an edit's text.
+    pub(crate) masked: bool,
+    /// An earlier change with the same key was answered again.
+    pub(crate) duplicate: bool,
+}
+
 /// The chat service, as the gateway calls it.
 #[async_trait]
 pub(crate) trait ChatApi: Send + Sync {
@@ -55,6 +100,9 @@ pub(crate) trait ChatApi: Send + Sync {
     async fn access(&self, channel: &ChannelId, user: &UserId) -> Result<Access, ClientError>;
     /// Sends a message; on success it is durable.
     async fn send(&self, command: SendCommand) -> Result<SendReceipt, ClientError>;
+    /// Edits, deletes or reacts to a message; on success the change is a
+    /// durable channel event.
+    async fn change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError>;
 }
 
 /// The Redis side of fan-out: the node's subscriptions and the channels'

@@ -136,22 +136,6 @@ impl Mesh {
             anyhow::Ok(())
         };
 
-        let mut chats = Vec::new();
-        let mut chat_admins = Vec::new();
-        for i in 0..options.chats {
-            let (grpc, admin) = (free_addr()?, free_addr()?);
-            chats.push(grpc);
-            chat_admins.push(admin);
-            add(
-                format!("chat-{i}"),
-                "chatmesh-chat",
-                format!(
-                    "{}{redis}{kafka}{directory}[moderation]\nwords_file = {words:?}\n[limits]\nuser_per_second = 100000\nchannel_per_second = 100000\n",
-                    server_toml_with(grpc, admin, &options.chat_server)
-                ),
-                admin,
-            )?;
-        }
         let (presence, presence_admin) = (free_addr()?, free_addr()?);
         add(
             "presence".into(),
@@ -173,6 +157,23 @@ impl Mesh {
             ),
             storage.1,
         )?;
+        let mut chats = Vec::new();
+        let mut chat_admins = Vec::new();
+        for i in 0..options.chats {
+            let (grpc, admin) = (free_addr()?, free_addr()?);
+            chats.push(grpc);
+            chat_admins.push(admin);
+            add(
+                format!("chat-{i}"),
+                "chatmesh-chat",
+                format!(
+                    "storage = \"http://{}\"\n{}{redis}{kafka}{directory}[moderation]\nwords_file = {words:?}\n[limits]\nuser_per_second = 100000\nchannel_per_second = 100000\n",
+                    storage.0,
+                    server_toml_with(grpc, admin, &options.chat_server)
+                ),
+                admin,
+            )?;
+        }
         let (media, media_admin) = (free_addr()?, free_addr()?);
         add(
             "media".into(),

@@ -74,8 +74,7 @@ impl MessageLog {
             body: format!("message {seq} of {channel}"),
             attachments: Vec::new(),
             created_at_ms: id.unix_ms() as i64,
-            idempotency_key: String::new(),
-            traceparent: String::new(),
+            ..Message::default()
         }
     }
 

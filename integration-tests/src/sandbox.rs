@@ -91,7 +91,7 @@ impl Sandbox {
 
         // Every configuration is checked before anything starts, so a
         // refused option leaves nothing running.
-        let chat_config = config::chat(infra, &topic, &words, &options)?;
+        let chat_config = config::chat(infra, &topic, &words, storage.grpc, &options)?;
         let presence_config = config::presence(infra, &presence_group, &options)?;
         let storage_config = config::storage(infra, &topic, &group)?;
         let media_config = config::media(infra, &options)?;

@@ -216,6 +216,18 @@ chatmesh_chat::admission_suite!({
     }
 });
 chatmesh_chat::fan_out_suite!(RedisFanOut::new(redis()?, suite_limits().recent_history));
+chatmesh_chat::settlement_suite!({
+    let redis = redis()?;
+    let fanout = std::sync::Arc::new(RedisFanOut::new(
+        redis.clone(),
+        suite_limits().recent_history,
+    ));
+    chatmesh_chat::testsuite::settlement::Settler {
+        settlement: fanout.clone(),
+        idempotency: std::sync::Arc::new(RedisIdempotency::new(redis)),
+        fanout,
+    }
+});
 chatmesh_chat::message_log_suite!(kafka_log().await?);
 chatmesh_chat::directory_suite!(directory().await?);
 

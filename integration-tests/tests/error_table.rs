@@ -105,6 +105,24 @@ impl ChatService for StubChat {
     ) -> Result<Response<chat::RemoveMemberResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn edit_message(
+        &self,
+        _: Request<chat::EditMessageRequest>,
+    ) -> Result<Response<chat::ChangeMessageResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn delete_message(
+        &self,
+        _: Request<chat::DeleteMessageRequest>,
+    ) -> Result<Response<chat::ChangeMessageResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn react(
+        &self,
+        _: Request<chat::ReactRequest>,
+    ) -> Result<Response<chat::ChangeMessageResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 }
 
 struct StubStorage;
@@ -121,6 +139,12 @@ impl StorageService for StubStorage {
         &self,
         _: Request<storage::GetSinceRequest>,
     ) -> Result<Response<storage::GetSinceResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn get_message(
+        &self,
+        _: Request<storage::GetMessageRequest>,
+    ) -> Result<Response<storage::GetMessageResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
 }

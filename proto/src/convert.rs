@@ -1,13 +1,73 @@
 //! Conversions between the wire types and the domain types. Domain code
 //! never handles proto structs; these run once, at the edge.
 
-use chatmesh_ids::{ChannelId, ChatMessage, IdError, MessageId, UserId};
+use chatmesh_ids::{
+    Change, ChannelId, ChatMessage, IdError, MessageId, MessageState, Reaction, UserId,
+};
 
-use crate::common::v1::Message;
+use crate::common::v1::{Message, MessageKind, Reaction as WireReaction};
+
+/// The kind, target and emoji fields of `change`.
+fn change_fields(change: &Change) -> (MessageKind, u64, String) {
+    let target = change.target().unwrap_or(0);
+    let emoji = change.emoji().unwrap_or_default().to_owned();
+    let kind = match change {
+        Change::Post => MessageKind::Post,
+        Change::Edit { .. } => MessageKind::Edit,
+        Change::Delete { .. } => MessageKind::Delete,
+        Change::React { .. } => MessageKind::ReactionAdd,
+        Change::Unreact { .. } => MessageKind::ReactionRemove,
+    };
+    (kind, target, emoji)
+}
+
+/// The change a wire message's kind, target and emoji describe. A kind
+/// this build does not know is refused rather than taken for a post.
+fn change_of(m: &Message) -> Result<Change, IdError> {
+    let target = m.target_seq;
+    let emoji = || m.emoji.clone();
+    Ok(match MessageKind::try_from(m.kind) {
+        Ok(MessageKind::Post) => Change::Post,
+        Ok(MessageKind::Edit) => Change::Edit { target },
+        Ok(MessageKind::Delete) => Change::Delete { target },
+        Ok(MessageKind::ReactionAdd) => Change::React {
+            target,
+            emoji: emoji(),
+        },
+        Ok(MessageKind::ReactionRemove) => Change::Unreact {
+            target,
+            emoji: emoji(),
+        },
+        Err(_) => return Err(IdError::UnknownKind(m.kind)),
+    })
+}
+
+impl Message {
+    /// Sets the change and state fields from `m`.
+    fn fill_change(&mut self, change: &Change, state: &MessageState) {
+        let (kind, target, emoji) = change_fields(change);
+        self.kind = kind as i32;
+        self.target_seq = target;
+        self.emoji = emoji;
+        self.edit_count = state.edit_count;
+        self.edited_at_ms = state.edited_at_ms;
+        self.deleted = state.deleted;
+        self.reactions = state
+            .reactions
+            .iter()
+            .map(|r| WireReaction {
+                emoji: r.emoji.clone(),
+                count: r.count,
+                me: r.me,
+            })
+            .collect();
+        self.version = state.version;
+    }
+}
 
 impl From<&ChatMessage> for Message {
     fn from(m: &ChatMessage) -> Self {
-        Self {
+        let mut wire = Self {
             message_id: m.id.get(),
             channel_id: m.channel.as_str().to_owned(),
             sender_id: m.sender.as_str().to_owned(),
@@ -16,14 +76,16 @@ impl From<&ChatMessage> for Message {
             attachments: m.attachments.clone(),
             created_at_ms: m.created_at_ms,
             idempotency_key: m.idempotency_key.clone().unwrap_or_default(),
-            traceparent: String::new(),
-        }
+            ..Self::default()
+        };
+        wire.fill_change(&m.change, &m.state);
+        wire
     }
 }
 
 impl From<ChatMessage> for Message {
     fn from(m: ChatMessage) -> Self {
-        Self {
+        let mut wire = Self {
             message_id: m.id.get(),
             channel_id: m.channel.into(),
             sender_id: m.sender.into(),
@@ -32,8 +94,10 @@ impl From<ChatMessage> for Message {
             attachments: m.attachments,
             created_at_ms: m.created_at_ms,
             idempotency_key: m.idempotency_key.unwrap_or_default(),
-            traceparent: String::new(),
-        }
+            ..Self::default()
+        };
+        wire.fill_change(&m.change, &m.state);
+        wire
     }
 }
 
@@ -59,6 +123,24 @@ impl TryFrom<Message> for ChatMessage {
     type Error = IdError;
 
     fn try_from(m: Message) -> Result<Self, IdError> {
+        let change = change_of(&m)?;
+        let state = MessageState {
+            edit_count: m.edit_count,
+            edited_at_ms: m.edited_at_ms,
+            // Storage's own bookkeeping; readers go by `version`.
+            edited_seq: 0,
+            deleted: m.deleted,
+            reactions: m
+                .reactions
+                .into_iter()
+                .map(|r| Reaction {
+                    emoji: r.emoji,
+                    count: r.count,
+                    me: r.me,
+                })
+                .collect(),
+            version: m.version,
+        };
         Ok(Self {
             id: MessageId::from_raw(m.message_id),
             channel: ChannelId::new(m.channel_id)?,
@@ -68,6 +150,8 @@ impl TryFrom<Message> for ChatMessage {
             attachments: m.attachments,
             created_at_ms: m.created_at_ms,
             idempotency_key: Some(m.idempotency_key).filter(|k| !k.is_empty()),
+            change,
+            state,
         })
     }
 }
@@ -87,6 +171,8 @@ mod tests {
             attachments: vec!["m1".into()],
             created_at_ms: 1_800_000_000_000,
             idempotency_key: Some("k".into()),
+            change: Default::default(),
+            state: Default::default(),
         };
         assert_eq!(ChatMessage::try_from(Message::from(&m)), Ok(m.clone()));
         let none = ChatMessage {
@@ -108,6 +194,8 @@ mod tests {
             attachments: vec!["m1".into()],
             created_at_ms: 1_800_000_000_000,
             idempotency_key: None,
+            change: Default::default(),
+            state: Default::default(),
         }
     }
 

@@ -37,6 +37,8 @@ fn main() -> anyhow::Result<()> {
         attachments: Vec::new(),
         created_at_ms: 1_795_614_208_253,
         idempotency_key: None,
+        change: Default::default(),
+        state: Default::default(),
     };
     let frame = ServerFrame::Message(MessageBody::from(&message));
     let (json_ns, json_bytes) = time(n, || frame.to_json().len());

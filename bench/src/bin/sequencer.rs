@@ -123,6 +123,8 @@ async fn main() -> anyhow::Result<()> {
                 attachments: Vec::new(),
                 created_at_ms: id.unix_ms() as i64,
                 idempotency_key: Some(key.key.clone()),
+                change: Default::default(),
+                state: Default::default(),
             };
             async move {
                 match admission

@@ -2,7 +2,7 @@
 // Generates src/generated/protocol.ts from the protocol's sources of truth:
 //
 //   proto/chatmesh/gateway/v1/client.proto   every client and server frame
-//   proto/chatmesh/common/v1/common.proto    chatmesh.common.v1.Message
+//   proto/chatmesh/common/v1/common.proto    chatmesh.common.v1.Message and Reaction
 //   proto/chatmesh/presence/v1/presence.proto chatmesh.presence.v1.PresenceEvent
 //   docs/protocol.md                          the error table and close codes
 //
@@ -180,6 +180,12 @@ export const JSON_RULES = {
     unsubscribe: { requestId: true },
     // `traceparent`: an optional W3C trace context the send continues.
     send: { requestId: true, optional: ["attachments", "idempotency_key", "traceparent"] },
+    // Changes to the message `seq` names, answered with an `ack` like a
+    // send; a change without a key is tried once.
+    edit: { requestId: true, optional: ["idempotency_key"] },
+    delete: { requestId: true, optional: ["idempotency_key"] },
+    // `remove: true` takes the reaction back; absent, it adds it.
+    react: { requestId: true, optional: ["remove", "idempotency_key"] },
     // The client `ack` has no reply, so it carries no request_id.
     ack: { requestId: false },
     ping: { requestId: true, optional: ["client_time_ms"] },
@@ -187,11 +193,25 @@ export const JSON_RULES = {
   server: {
     message: {
       requestId: false,
-      // Omitted when empty.
-      optional: ["attachments"],
+      // Omitted at their zero value: a post carries no `kind` (its enum
+      // value 0), `target_seq` or `emoji`; a message never changed carries
+      // none of the state fields.
+      optional: [
+        "attachments",
+        "kind",
+        "target_seq",
+        "emoji",
+        "edit_count",
+        "edited_at_ms",
+        "deleted",
+        "reactions",
+        "version",
+      ],
       // Internal to the services (the send's key, the fan-out copy's trace
       // context); not sent to clients.
       omit: ["idempotency_key", "traceparent"],
+      // `edit`, `delete`, `reaction_add`, `reaction_remove`.
+      enumAsString: ["kind"],
     },
     send_ack: { type: "ack", requestId: true },
     error: { requestId: true },
@@ -208,6 +228,12 @@ export const JSON_RULES = {
       enumAsString: ["kind"],
     },
     reload_required: { requestId: false },
+  },
+  // Messages carried inside frames (by full name), each an interface of its
+  // own; the same keys as a frame's rule but `type` and `requestId`.
+  nested: {
+    // Every field always present: `{emoji, count, me}`.
+    "chatmesh.common.v1.Reaction": {},
   },
 };
 
@@ -286,11 +312,68 @@ function readSources(root) {
   };
 }
 
+/** Fails unless every field a rule names is a field of `msg`. */
+function checkRule(rule, msg, where) {
+  const known = new Set(msg.fields.map((f) => f.name));
+  for (const key of ["optional", "omit", "enumAsString"]) {
+    for (const f of rule[key] ?? []) {
+      if (!known.has(f)) throw new Error(`${where}.${key}: ${msg.fullName} has no field ${f}`);
+    }
+  }
+  for (const f of Object.keys(rule.rename ?? {})) {
+    if (!known.has(f)) throw new Error(`${where}.rename: ${msg.fullName} has no field ${f}`);
+  }
+}
+
 /**
- * The frames as plain data: [{ side, type, name, fields: [{ name, ts, optional }] }].
- * Exported so tests can compare it with other descriptions of the protocol.
+ * The JSON fields of `msg` under `rule`. A field whose type is a message
+ * names that message's interface; the message is passed to `nest`, which
+ * describes it too.
  */
-export function describeFrames(sources) {
+function describeFields(msg, rule, proto, nest) {
+  const fields = [];
+  for (const f of msg.fields) {
+    if ((rule.omit ?? []).includes(f.name)) continue;
+    if (f.oneof) throw new Error(`${msg.fullName}.${f.name}: oneofs inside frames are not supported`);
+    let ts;
+    if (ID_FIELDS.has(f.name)) {
+      if (f.type !== "uint64") throw new Error(`${msg.fullName}.${f.name}: IDs must be uint64`);
+      ts = "string";
+    } else if (SCALARS[f.type]) {
+      ts = SCALARS[f.type];
+    } else {
+      const ref = resolveType(proto.allTypes, msg.fullName, f.type);
+      const en = ref && proto.enums.get(ref);
+      const sub = ref && proto.messages.get(ref);
+      if (en) {
+        if (!(rule.enumAsString ?? []).includes(f.name)) {
+          throw new Error(`${msg.fullName}.${f.name}: say in JSON_RULES how the enum ${f.type} is written`);
+        }
+        const literals = en.values.filter((v) => v.number !== 0).map((v) => JSON.stringify(enumLiteral(en, v)));
+        ts = literals.join(" | ");
+      } else if (sub) {
+        ts = nest(sub, `${msg.fullName}.${f.name}`);
+      } else {
+        throw new Error(`${msg.fullName}.${f.name}: type ${f.type} is not supported in frames`);
+      }
+    }
+    if (f.label === "repeated") ts = ts.includes("|") ? `(${ts})[]` : `${ts}[]`;
+    fields.push({
+      name: (rule.rename ?? {})[f.name] ?? f.name,
+      protoName: f.name,
+      ts,
+      optional: f.label === "optional" || (rule.optional ?? []).includes(f.name),
+    });
+  }
+  return fields;
+}
+
+/**
+ * The frames and the messages nested in them, as plain data:
+ * { frames: [{ side, type, name, fields }], nested: [{ name, protoMessage, fields }] },
+ * each field { name, ts, optional }.
+ */
+export function describeProtocol(sources) {
   const files = [parseProto(sources.client), parseProto(sources.common), parseProto(sources.presence)];
   const messages = new Map();
   const enums = new Map();
@@ -298,7 +381,25 @@ export function describeFrames(sources) {
     for (const [k, v] of f.messages) messages.set(k, v);
     for (const [k, v] of f.enums) enums.set(k, v);
   }
-  const allTypes = new Set([...messages.keys(), ...enums.keys()]);
+  const proto = { messages, enums, allTypes: new Set([...messages.keys(), ...enums.keys()]) };
+  for (const full of Object.keys(JSON_RULES.nested)) {
+    const msg = messages.get(full);
+    if (!msg) throw new Error(`JSON_RULES.nested: no message ${full}`);
+    checkRule(JSON_RULES.nested[full], msg, `JSON_RULES.nested["${full}"]`);
+  }
+  const nested = new Map();
+  const nest = (msg, where) => {
+    const rule = JSON_RULES.nested[msg.fullName];
+    if (!rule) {
+      throw new Error(`${where}: say in JSON_RULES.nested how the message ${msg.fullName} is written`);
+    }
+    if (!nested.has(msg.fullName)) {
+      const entry = { name: msg.name, protoMessage: msg.fullName, fields: [] };
+      nested.set(msg.fullName, entry);
+      entry.fields = describeFields(msg, rule, proto, nest);
+    }
+    return msg.name;
+  };
   const frames = [];
   for (const [side, envelopeName] of [
     ["client", "chatmesh.gateway.v1.ClientFrame"],
@@ -324,47 +425,13 @@ export function describeFrames(sources) {
           `${envelopeName}.${c.name} is new: add how its JSON form looks to JSON_RULES in scripts/gen-protocol.mjs`,
         );
       }
-      const typeName = resolveType(allTypes, envelope.fullName, c.type);
+      const typeName = resolveType(proto.allTypes, envelope.fullName, c.type);
       const msg = typeName && messages.get(typeName);
       if (!msg) throw new Error(`${envelopeName}.${c.name}: unknown message ${c.type}`);
-      const known = new Set(msg.fields.map((f) => f.name));
-      for (const key of ["optional", "omit", "enumAsString"]) {
-        for (const f of rule[key] ?? []) {
-          if (!known.has(f)) throw new Error(`JSON_RULES.${side}.${c.name}.${key}: ${msg.fullName} has no field ${f}`);
-        }
-      }
-      for (const f of Object.keys(rule.rename ?? {})) {
-        if (!known.has(f)) throw new Error(`JSON_RULES.${side}.${c.name}.rename: ${msg.fullName} has no field ${f}`);
-      }
+      checkRule(rule, msg, `JSON_RULES.${side}.${c.name}`);
       const fields = [];
       if (rule.requestId) fields.push({ name: "request_id", ts: "string", optional: true, doc: "Echoed in the reply." });
-      for (const f of msg.fields) {
-        if ((rule.omit ?? []).includes(f.name)) continue;
-        if (f.oneof) throw new Error(`${msg.fullName}.${f.name}: oneofs inside frames are not supported`);
-        let ts;
-        if (ID_FIELDS.has(f.name)) {
-          if (f.type !== "uint64") throw new Error(`${msg.fullName}.${f.name}: IDs must be uint64`);
-          ts = "string";
-        } else if (SCALARS[f.type]) {
-          ts = SCALARS[f.type];
-        } else {
-          const ref = resolveType(allTypes, msg.fullName, f.type);
-          const en = ref && enums.get(ref);
-          if (!en) throw new Error(`${msg.fullName}.${f.name}: type ${f.type} is not supported in frames`);
-          if (!(rule.enumAsString ?? []).includes(f.name)) {
-            throw new Error(`${msg.fullName}.${f.name}: say in JSON_RULES how the enum ${f.type} is written`);
-          }
-          const literals = en.values.filter((v) => v.number !== 0).map((v) => JSON.stringify(enumLiteral(en, v)));
-          ts = literals.join(" | ");
-        }
-        if (f.label === "repeated") ts = ts.includes("|") ? `(${ts})[]` : `${ts}[]`;
-        fields.push({
-          name: (rule.rename ?? {})[f.name] ?? f.name,
-          protoName: f.name,
-          ts,
-          optional: f.label === "optional" || (rule.optional ?? []).includes(f.name),
-        });
-      }
+      fields.push(...describeFields(msg, rule, proto, nest));
       frames.push({
         side,
         oneofCase: c.name,
@@ -375,7 +442,18 @@ export function describeFrames(sources) {
       });
     }
   }
-  return frames;
+  for (const n of nested.values()) {
+    if (frames.some((f) => f.name === n.name)) throw new Error(`${n.protoMessage}: its name ${n.name} is taken by a frame`);
+  }
+  return { frames, nested: [...nested.values()] };
+}
+
+/**
+ * The frames as plain data: [{ side, type, name, fields: [{ name, ts, optional }] }].
+ * Exported so tests can compare it with other descriptions of the protocol.
+ */
+export function describeFrames(sources) {
+  return describeProtocol(sources).frames;
 }
 
 export function describeErrors(doc) {
@@ -400,7 +478,7 @@ function tsString(s) {
 
 export function generate(root = REPO_ROOT) {
   const sources = readSources(root);
-  const frames = describeFrames(sources);
+  const { frames, nested } = describeProtocol(sources);
   const errors = describeErrors(sources.doc);
   const closes = describeCloseCodes(sources.doc);
   const out = [];
@@ -409,6 +487,17 @@ export function generate(root = REPO_ROOT) {
   out.push("// Do not edit: run `npm run gen` after changing those files.");
   out.push("/* eslint-disable */");
   out.push("");
+  if (nested.length > 0) {
+    out.push("// Messages nested in frames (JSON form).");
+    out.push("");
+    for (const n of nested) {
+      out.push(`/** The JSON form of \`${n.protoMessage}\`. */`);
+      out.push(`export interface ${n.name} {`);
+      for (const field of n.fields) out.push(`  ${field.name}${field.optional ? "?" : ""}: ${field.ts};`);
+      out.push("}");
+      out.push("");
+    }
+  }
   for (const side of ["client", "server"]) {
     const list = frames.filter((f) => f.side === side);
     out.push(`// ${side === "client" ? "Client" : "Server"} frames (JSON text form).`);

@@ -2,9 +2,12 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js
 import { Emitter } from "./emitter.js";
 import { ChatError } from "./errors.js";
 import type {
+  DeleteFrame,
+  EditFrame,
   ErrorFrame,
   MessageFrame,
   PresenceFrame,
+  ReactFrame,
   ReconnectFrame,
   ReloadRequiredFrame,
   SendAckFrame,
@@ -30,6 +33,7 @@ import {
   type UploadBody,
   type UserPresence,
 } from "./http.js";
+import { randomKey } from "./keys.js";
 import { Link, type LinkClosed, type LinkHost, type TransportHooks, type WebSocketConstructor } from "./link.js";
 import { Subscription, type PresenceEvent, type ReloadRequiredEvent } from "./subscription.js";
 import { TokenManager, type GetToken } from "./token.js";
@@ -44,7 +48,10 @@ import { TokenManager, type GetToken } from "./token.js";
  */
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "closed";
 
-/** The gateway stored the message. */
+/**
+ * The gateway stored the message, or the change: `message_id` and `seq`
+ * are those of the event (an edit, delete or reaction has a number of its own).
+ */
 export type SendAck = Omit<SendAckFrame, "type" | "request_id">;
 
 export interface ClientOptions {
@@ -77,11 +84,14 @@ export interface ClientOptions {
   sleepThresholdMs?: number;
   /** After a sleep this long the gateway has expired the session: reconnect at once (default 30 000). */
   sessionTtlMs?: number;
-  /** Wait this long for a send's ack before sending it again with the same key (default 10 000). */
+  /** Wait this long for a send's (or change's) ack before sending it again with the same key (default 10 000). */
   sendAckTimeoutMs?: number;
-  /** Give up on a send after this long (default 60 000; 0 never gives up). */
+  /** Give up on a send or change after this long (default 60 000; 0 never gives up). */
   sendTimeoutMs?: number;
-  /** Sends in flight per channel (default 1, which keeps a channel's sends in order even across retries). */
+  /**
+   * Sends and changes in flight per channel (default 1, which keeps a
+   * channel's sends and changes in order even across retries).
+   */
   sendWindow?: number;
   /** Refresh a token this long before it expires, at most a quarter of its lifetime (default 30 000). */
   tokenRefreshMarginMs?: number;
@@ -118,6 +128,11 @@ export interface SendOptions {
   traceparent?: string;
 }
 
+export interface ChangeOptions {
+  /** One key per logical change; generated when absent and reused on every retry. */
+  idempotencyKey?: string;
+}
+
 export interface ReconnectingInfo {
   url: string;
   attempt: number;
@@ -143,12 +158,15 @@ export interface ClientEvents {
   error: [error: Error];
 }
 
+/** A frame the gateway answers with an `ack`: a send, or a change to an earlier message. */
+type AckedFrame = SendFrame | EditFrame | DeleteFrame | ReactFrame;
+
+/** A send or change waiting for its ack. */
 interface PendingSend {
   channel: string;
-  body: string;
-  attachments: string[];
+  /** What to transmit, with its idempotency key; each attempt adds a request ID of its own. */
+  frame: AckedFrame;
   key: string;
-  traceparent: string | undefined;
   state: "queued" | "inflight" | "waiting" | "done";
   linkUrl: string | undefined;
   attempts: number;
@@ -165,15 +183,6 @@ interface PendingSend {
 const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
 
 const SEND_BACKOFF: BackoffOptions = { initialDelayMs: 100, maxDelayMs: 5_000, factor: 2 };
-
-function randomKey(): string {
-  const c = (globalThis as { crypto?: Crypto }).crypto;
-  if (c?.randomUUID) return c.randomUUID();
-  const bytes = new Uint8Array(16);
-  if (c?.getRandomValues) c.getRandomValues(bytes);
-  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 const encoder = new TextEncoder();
 
@@ -378,30 +387,69 @@ export class ChatClient extends Emitter<ClientEvents> {
    * once; other errors reject at once.
    */
   send(channel: string, body: string, options: SendOptions = {}): Promise<SendAck> {
-    if (this.current === "closed") return Promise.reject(new ChatError("closed", "the client is closed"));
     const key = options.idempotencyKey ?? randomKey();
+    const frame: SendFrame = { type: "send", channel_id: channel, body, idempotency_key: key };
     const attachments = options.attachments ?? [];
-    const probe: SendFrame = {
-      type: "send",
-      request_id: "x".repeat(12),
-      channel_id: channel,
-      body,
-      idempotency_key: key,
-    };
-    if (attachments.length > 0) probe.attachments = attachments;
-    if (options.traceparent !== undefined) probe.traceparent = options.traceparent;
-    const size = encoder.encode(JSON.stringify(probe)).length;
+    if (attachments.length > 0) frame.attachments = attachments;
+    if (options.traceparent !== undefined) frame.traceparent = options.traceparent;
+    return this.enqueue(frame, key);
+  }
+
+  /**
+   * Replaces the text of message `seq`, one of the user's own; resolves
+   * with the ack of the edit event. The edit clears the message's
+   * reactions. Retried like a send; `forbidden` for someone else's message,
+   * `not_found` for a deleted one.
+   */
+  edit(channel: string, seq: number, body: string, options: ChangeOptions = {}): Promise<SendAck> {
+    return this.change({ type: "edit", channel_id: channel, seq, body }, options);
+  }
+
+  /**
+   * Deletes message `seq` (the user's own, or any as an owner of the
+   * channel): it stays as a tombstone. Resolves with the ack of the delete
+   * event; deleting a deleted message succeeds and changes nothing.
+   */
+  delete(channel: string, seq: number, options: ChangeOptions = {}): Promise<SendAck> {
+    return this.change({ type: "delete", channel_id: channel, seq }, options);
+  }
+
+  /** Adds the user's `emoji` reaction to message `seq`; resolves with the ack of the reaction event. */
+  react(channel: string, seq: number, emoji: string, options: ChangeOptions = {}): Promise<SendAck> {
+    return this.change({ type: "react", channel_id: channel, seq, emoji }, options);
+  }
+
+  /** Takes the user's `emoji` reaction on message `seq` back; resolves with the ack of the event. */
+  unreact(channel: string, seq: number, emoji: string, options: ChangeOptions = {}): Promise<SendAck> {
+    return this.change({ type: "react", channel_id: channel, seq, emoji, remove: true }, options);
+  }
+
+  private change(frame: EditFrame | DeleteFrame | ReactFrame, options: ChangeOptions): Promise<SendAck> {
+    if (!Number.isSafeInteger(frame.seq) || frame.seq < 1) {
+      return Promise.reject(new ChatError("invalid_frame", `seq must be a message's sequence number (from 1), not ${frame.seq}`, { retryable: false }));
+    }
+    const key = options.idempotencyKey ?? randomKey();
+    frame.idempotency_key = key;
+    return this.enqueue(frame, key);
+  }
+
+  /**
+   * Queues `frame` behind the channel's earlier sends and changes; it is
+   * sent, and sent again with the same key, until it is answered.
+   */
+  private enqueue(frame: AckedFrame, key: string): Promise<SendAck> {
+    if (this.current === "closed") return Promise.reject(new ChatError("closed", "the client is closed"));
+    const size = encoder.encode(JSON.stringify({ ...frame, request_id: "x".repeat(12) })).length;
     const max = this.opts.maxFrameBytes ?? 16_384;
     if (size > max) {
-      return Promise.reject(new ChatError("frame_too_large", `the send frame is ${size} bytes; the limit is ${max}`, { retryable: false }));
+      return Promise.reject(new ChatError("frame_too_large", `the ${frame.type} frame is ${size} bytes; the limit is ${max}`, { retryable: false }));
     }
+    const channel = frame.channel_id;
     return new Promise<SendAck>((resolve, reject) => {
       const ps: PendingSend = {
         channel,
-        body,
-        attachments,
+        frame,
         key,
-        traceparent: options.traceparent,
         state: "queued",
         linkUrl: undefined,
         attempts: 0,
@@ -1130,9 +1178,8 @@ export class ChatClient extends Emitter<ClientEvents> {
     ps.state = "inflight";
     ps.linkUrl = link.url;
     ps.attempts += 1;
-    const frame: SendFrame = { type: "send", channel_id: ps.channel, body: ps.body, idempotency_key: ps.key };
-    if (ps.attachments.length > 0) frame.attachments = ps.attachments;
-    if (ps.traceparent !== undefined) frame.traceparent = ps.traceparent;
+    // A copy: the request ID is this attempt's.
+    const frame: AckedFrame = { ...ps.frame };
     const id = this.nextRequestId();
     ps.requestIds.push(id);
     link.request(frame, (reply) => this.onSendReply(ps, reply), id);

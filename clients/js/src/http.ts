@@ -1,10 +1,30 @@
 import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { ChatError } from "./errors.js";
 import type { MessageFrame } from "./generated/protocol.js";
+import { randomKey } from "./keys.js";
 import type { TokenManager } from "./token.js";
 
 /** A stored or delivered message: the `message` frame without its `type`. */
 export type Message = Omit<MessageFrame, "type">;
+
+/**
+ * The answer to a change over HTTP (`PATCH`/`DELETE` of a message, `PUT`/
+ * `DELETE` of a reaction): the change as a channel event.
+ */
+export interface ChangeReceipt {
+  /** The edit, delete or reaction event, with its own `message_id` and `seq`. */
+  event: Message;
+  /** An edit whose text moderation masked. */
+  masked: boolean;
+  /** A retry with a key already used: `event` is the original. */
+  duplicate: boolean;
+}
+
+/** Options of the HTTP change helpers. */
+export interface HttpChangeOptions {
+  /** One key per logical change (sent as `Idempotency-Key`); generated when absent, reused on every retry. */
+  idempotencyKey?: string;
+}
 
 /** A page of `GET /v1/channels/<id>/messages`, oldest first. */
 export interface HistoryPage {
@@ -159,6 +179,7 @@ export interface HttpOptions {
 interface RequestOptions {
   query?: Record<string, string | number | undefined>;
   body?: unknown;
+  headers?: Record<string, string>;
   /** Whether repeating the request is harmless; only then is it retried. */
   idempotent?: boolean;
   /** Send no token (the route endpoint needs none). */
@@ -193,6 +214,11 @@ function sleep(ms: number): Promise<void> {
 /** `/v1/channels/<id>`. */
 function channelPath(channelId: string): string {
   return `/v1/channels/${encodeURIComponent(channelId)}`;
+}
+
+/** `/v1/channels/<id>/messages/<seq>`. */
+function messagePath(channelId: string, seq: number): string {
+  return `${channelPath(channelId)}/messages/${seq}`;
 }
 
 function byteLength(body: UploadBody): number {
@@ -252,7 +278,7 @@ export class HttpApi {
     for (const [k, v] of Object.entries(options.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept: "application/json", ...options.headers };
     if (token !== undefined) headers["authorization"] = `Bearer ${token}`;
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -359,6 +385,41 @@ export class HttpApi {
       }
     }
     return [...found.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  // -- message changes --------------------------------------------------------
+  // Each sends an idempotency key (the caller's, or a fresh one), so a
+  // request whose answer was lost is safely made again.
+
+  /** Replaces the text of message `seq`, the caller's own (`forbidden` otherwise); its reactions are cleared. */
+  editMessage(channel: string, seq: number, body: string, options: HttpChangeOptions = {}): Promise<ChangeReceipt> {
+    const key = options.idempotencyKey ?? randomKey();
+    return this.request<ChangeReceipt>("PATCH", messagePath(channel, seq), {
+      body: { body, idempotency_key: key },
+      idempotent: true,
+    });
+  }
+
+  /** Deletes message `seq` (the caller's own, or any as an owner); it stays as a tombstone. */
+  deleteMessage(channel: string, seq: number, options: HttpChangeOptions = {}): Promise<ChangeReceipt> {
+    return this.changeRequest("DELETE", messagePath(channel, seq), options);
+  }
+
+  /** Adds the caller's `emoji` reaction to message `seq`. */
+  addReaction(channel: string, seq: number, emoji: string, options: HttpChangeOptions = {}): Promise<ChangeReceipt> {
+    return this.changeRequest("PUT", `${messagePath(channel, seq)}/reactions/${encodeURIComponent(emoji)}`, options);
+  }
+
+  /** Takes the caller's `emoji` reaction on message `seq` back. */
+  removeReaction(channel: string, seq: number, emoji: string, options: HttpChangeOptions = {}): Promise<ChangeReceipt> {
+    return this.changeRequest("DELETE", `${messagePath(channel, seq)}/reactions/${encodeURIComponent(emoji)}`, options);
+  }
+
+  private changeRequest(method: string, path: string, options: HttpChangeOptions): Promise<ChangeReceipt> {
+    return this.request<ChangeReceipt>(method, path, {
+      headers: { "idempotency-key": options.idempotencyKey ?? randomKey() },
+      idempotent: true,
+    });
   }
 
   /** The members of `channel` with a live session subscribed to it. */

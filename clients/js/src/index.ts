@@ -1,5 +1,6 @@
 export { ChatClient } from "./client.js";
 export type {
+  ChangeOptions,
   ClientEvents,
   ClientOptions,
   ConnectionState,
@@ -8,12 +9,15 @@ export type {
   SendOptions,
   SubscribeOptions,
 } from "./client.js";
+export { isChange, MessageState } from "./changes.js";
+export type { Change, ChangeKind, MessageStateOptions } from "./changes.js";
 export { Subscription } from "./subscription.js";
 export type { PresenceEvent, ReloadRequiredEvent, SubscriptionEvents, SubscriptionState } from "./subscription.js";
 export { ChatError, isRetryableCode } from "./errors.js";
 export type { LocalErrorCode } from "./errors.js";
 export { HttpApi, fetchDevToken, httpBase, wsBase } from "./http.js";
 export type {
+  ChangeReceipt,
   Channel,
   ChannelMember,
   ChannelRole,
@@ -22,6 +26,7 @@ export type {
   DownloadUrl,
   HistoryPage,
   HistoryQuery,
+  HttpChangeOptions,
   Media,
   Message,
   OpenApiDocument,

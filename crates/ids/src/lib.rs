@@ -7,6 +7,6 @@ mod names;
 pub mod seq;
 mod snowflake;
 
-pub use message::ChatMessage;
+pub use message::{Change, ChatMessage, MessageState, Reaction};
 pub use names::{ChannelId, IdError, UserId};
 pub use snowflake::{CHATMESH_EPOCH_MS, Clock, MAX_WORKER_ID, MessageId, Snowflake, SystemClock};

@@ -27,6 +27,9 @@ pub enum IdError {
         /// Which identifier.
         kind: &'static str,
     },
+    /// A message kind this build does not know.
+    #[error("unknown message kind {0}")]
+    UnknownKind(i32),
 }
 
 /// A chat channel. Channel IDs appear in Redis channel names, Kafka keys and

@@ -1,14 +1,17 @@
 //! HTTP routes: the WebSocket upgrade, the route endpoint, history, dev
-//! tokens, and (in their own files) channels, presence, media and the
-//! OpenAPI document. Every error answer is rendered by [`render`] from the
-//! error table.
+//! tokens, and (in their own files) channels, message changes, presence,
+//! media and the OpenAPI document. Every error answer is rendered by
+//! [`render`] from the error table.
 
 mod channels;
 mod connect;
 mod layers;
 mod media;
+mod messages;
 mod openapi;
 mod presence;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +43,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/channels/{channel}/messages", get(history))
         .route("/v1/openapi.json", get(openapi::serve))
         .merge(channels::routes())
+        .merge(messages::routes())
         .merge(presence::routes())
         .merge(media::routes());
     if gw.config.auth.dev_tokens {

@@ -94,6 +94,30 @@ fn channel() -> Value {
     path_param("channel", "Channel ID.", schema_ref("ChannelId"))
 }
 
+fn seq() -> Value {
+    path_param(
+        "seq",
+        "The message's sequence number in its channel.",
+        json!({ "type": "integer", "minimum": 1 }),
+    )
+}
+
+fn emoji() -> Value {
+    path_param(
+        "emoji",
+        "One emoji, percent-encoded: up to 32 bytes, no spaces or control characters.",
+        json!({ "type": "string", "minLength": 1 }),
+    )
+}
+
+fn idempotency_key() -> Value {
+    json!({
+        "name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "Makes retries of the same change answer the original event (`duplicate`).",
+        "schema": { "type": "string" },
+    })
+}
+
 fn media() -> Value {
     path_param("media", "Media ID.", json!({ "type": "string" }))
 }
@@ -146,8 +170,24 @@ fn schemas() -> Value {
                 "body": { "type": "string" },
                 "created_at_ms": { "type": "integer" },
                 "attachments": { "type": "array", "items": { "type": "string" } },
+                "kind": {
+                    "enum": ["edit", "delete", "reaction_add", "reaction_remove"],
+                    "description": "What a change event does; absent on a post.",
+                },
+                "target_seq": { "type": "integer", "description": "The `seq` of the message a change applies to." },
+                "emoji": { "type": "string", "description": "A reaction's emoji." },
+                "edit_count": { "type": "integer", "minimum": 0, "description": "How often the text was edited; absent when never." },
+                "edited_at_ms": { "type": "integer", "description": "When the text was last edited; absent when never." },
+                "deleted": { "const": true, "description": "Present when the message was deleted: body and attachments are gone." },
+                "reactions": { "type": "array", "items": schema_ref("Reaction") },
+                "version": { "type": "integer", "description": "The `seq` of the last change applied: apply a later change only when its `seq` is above this." },
             }),
         ),
+        "Reaction": object(&["emoji", "count", "me"], json!({
+            "emoji": { "type": "string" },
+            "count": { "type": "integer", "minimum": 1 },
+            "me": { "type": "boolean", "description": "Whether the caller reacted with it." },
+        })),
         "Media": object(
             &["media_id", "channel_id", "uploader_id", "filename", "content_type", "size", "state", "created_at_ms"],
             json!({
@@ -314,6 +354,45 @@ fn build() -> Value {
         }))),
     ) }),
     );
+    let changed = answers(
+        "200",
+        "The change, stored as a channel event with its own `seq`.",
+        object(
+            &["event", "masked", "duplicate"],
+            json!({
+                "event": schema_ref("Message"),
+                "masked": { "type": "boolean" },
+                "duplicate": { "type": "boolean" },
+            }),
+        ),
+    );
+    add(
+        "/v1/channels/{channel}/messages/{seq}",
+        json!({
+            "patch": with_body(
+                op("The author replaces the message's text, moderated as a send; its reactions are cleared.",
+                    vec![channel(), seq(), idempotency_key()], changed.clone()),
+                json!({
+                    "type": "object", "required": ["body"], "additionalProperties": false,
+                    "properties": {
+                        "body": { "type": "string" },
+                        "idempotency_key": { "type": "string" },
+                    },
+                }),
+            ),
+            "delete": op("The author or a channel owner deletes the message; its number stays, as a tombstone.",
+                vec![channel(), seq(), idempotency_key()], changed.clone()),
+        }),
+    );
+    add(
+        "/v1/channels/{channel}/messages/{seq}/reactions/{emoji}",
+        json!({
+            "put": op("A member adds their reaction to the message.",
+                vec![channel(), seq(), emoji(), idempotency_key()], changed.clone()),
+            "delete": op("A member takes their reaction back.",
+                vec![channel(), seq(), emoji(), idempotency_key()], changed),
+        }),
+    );
     add(
         "/v1/presence",
         json!({ "get": op(
@@ -454,6 +533,7 @@ mod tests {
             include_str!("mod.rs"),
             include_str!("channels.rs"),
             include_str!("media.rs"),
+            include_str!("messages.rs"),
             include_str!("presence.rs"),
             include_str!("../../../crates/server/src/admin.rs"),
         ];

@@ -1,15 +1,17 @@
-//! Tests of [`ChatApi`]: who may use a channel, and sends as the gateway
-//! makes them for its sessions.
+//! Tests of [`ChatApi`]: who may use a channel, and sends and changes
+//! (edits, deletes, reactions) as the gateway makes them for its sessions.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatmesh_error::ErrorKind;
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::{Change, ChannelId, UserId};
 
 use super::{SuiteResult, unique_channel, unique_user};
-use crate::ports::{Access, ChatApi, SendCommand, SendReceipt};
+use crate::ports::{
+    Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, SendCommand, SendReceipt,
+};
 
 /// Sets up the channels a chat API answers for, as clients do through the
 /// chat service.
@@ -172,5 +174,175 @@ pub async fn sends_outside_membership_are_refused(t: &ChatUnderTest) -> SuiteRes
     assert_eq!(nowhere.map_err(|e| e.kind), Err(ErrorKind::UnknownChannel));
     // Refused sends take no number.
     assert_eq!(send(t, &channel, &alice, None).await?.seq, 1);
+    Ok(())
+}
+
+fn change_command(
+    channel: &ChannelId,
+    sender: &UserId,
+    target: u64,
+    request: ChangeRequest,
+    key: Option<&str>,
+) -> ChangeCommand {
+    ChangeCommand {
+        channel: channel.clone(),
+        sender: sender.clone(),
+        target,
+        request,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+async fn change(
+    t: &ChatUnderTest,
+    channel: &ChannelId,
+    sender: &UserId,
+    target: u64,
+    request: ChangeRequest,
+) -> SuiteResult<ChangeReceipt> {
+    let command = change_command(channel, sender, target, request, None);
+    Ok(t.chat.change(command).await?)
+}
+
+fn react(emoji: &str, remove: bool) -> ChangeRequest {
+    ChangeRequest::React {
+        emoji: emoji.to_owned(),
+        remove,
+    }
+}
+
+/// Edits, reactions and deletes are channel events: each takes the
+/// channel's next number after the posts, and comes back as the event,
+/// from its sender, naming its target.
+pub async fn changes_are_events_numbered_with_the_posts(t: &ChatUnderTest) -> SuiteResult<()> {
+    let channel = unique_channel("changes");
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    t.directory
+        .create_channel(&channel, &[alice.clone(), bob.clone()])
+        .await?;
+    let post = send(t, &channel, &alice, None).await?.seq;
+    let edit = ChangeRequest::Edit {
+        body: "hello again".into(),
+    };
+    let edited = change(t, &channel, &alice, post, edit).await?;
+    assert_eq!(edited.event.seq, post + 1);
+    assert_eq!(edited.event.change, Change::Edit { target: post });
+    assert_eq!(edited.event.body, "hello again");
+    assert_eq!(edited.event.sender, alice);
+    assert_eq!(edited.event.channel, channel);
+    assert!(!edited.duplicate && !edited.masked, "{edited:?}");
+
+    let added = change(t, &channel, &bob, post, react("👍", false)).await?;
+    assert_eq!(added.event.seq, post + 2);
+    let thumbs = "👍".to_owned();
+    assert_eq!(
+        added.event.change,
+        Change::React {
+            target: post,
+            emoji: thumbs.clone()
+        }
+    );
+    assert_eq!(added.event.sender, bob);
+    let removed = change(t, &channel, &bob, post, react("👍", true)).await?;
+    assert_eq!(removed.event.seq, post + 3);
+    assert_eq!(
+        removed.event.change,
+        Change::Unreact {
+            target: post,
+            emoji: thumbs
+        }
+    );
+    let deleted = change(t, &channel, &alice, post, ChangeRequest::Delete).await?;
+    assert_eq!(deleted.event.seq, post + 4);
+    assert_eq!(deleted.event.change, Change::Delete { target: post });
+    assert_ne!(deleted.event.id, edited.event.id);
+    // Posts go on numbering after the changes.
+    assert_eq!(send(t, &channel, &bob, None).await?.seq, post + 5);
+    Ok(())
+}
+
+/// Only the author edits; the author or an owner deletes; whatever is
+/// refused takes no number.
+pub async fn only_the_author_edits_and_the_author_or_an_owner_deletes(
+    t: &ChatUnderTest,
+) -> SuiteResult<()> {
+    let channel = unique_channel("change-rights");
+    // Alice creates the channel and owns it; Bob is a member.
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    t.directory
+        .create_channel(&channel, &[alice.clone(), bob.clone()])
+        .await?;
+    let alices = send(t, &channel, &alice, None).await?.seq;
+    let bobs = send(t, &channel, &bob, None).await?.seq;
+    let edit = || ChangeRequest::Edit {
+        body: "not yours".into(),
+    };
+    let refused = |sender: &UserId, target, request| {
+        let command = change_command(&channel, sender, target, request, None);
+        async move { t.chat.change(command).await.map(|_| ()).map_err(|e| e.kind) }
+    };
+    let forbidden = Err(ErrorKind::Forbidden);
+    assert_eq!(refused(&bob, alices, edit()).await, forbidden);
+    assert_eq!(
+        refused(&alice, bobs, edit()).await,
+        forbidden,
+        "an owner deletes, but edits only her own"
+    );
+    assert_eq!(
+        refused(&bob, alices, ChangeRequest::Delete).await,
+        forbidden
+    );
+    let deleted = change(t, &channel, &alice, bobs, ChangeRequest::Delete).await?;
+    assert_eq!(deleted.event.seq, bobs + 1, "refusals took no number");
+    Ok(())
+}
+
+/// A change naming a number no post carries is not found; an outsider's
+/// change is refused as their send would be.
+pub async fn changes_to_no_post_or_by_outsiders_are_refused(t: &ChatUnderTest) -> SuiteResult<()> {
+    let channel = unique_channel("change-refused");
+    let (alice, carol) = (unique_user("alice"), unique_user("carol"));
+    t.directory
+        .create_channel(&channel, std::slice::from_ref(&alice))
+        .await?;
+    let post = send(t, &channel, &alice, None).await?.seq;
+    let nowhere = change_command(&channel, &alice, post + 50, react("👍", false), None);
+    let refused = t.chat.change(nowhere).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind),
+        Err(ErrorKind::NotFound)
+    );
+    let outsider = change_command(&channel, &carol, post, react("👍", false), None);
+    let refused = t.chat.change(outsider).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind),
+        Err(ErrorKind::NotMember)
+    );
+    assert_eq!(send(t, &channel, &alice, None).await?.seq, post + 1);
+    Ok(())
+}
+
+/// A change repeated with its idempotency key answers the original event,
+/// marked duplicate, and takes no new number.
+pub async fn a_repeated_change_key_answers_the_original(t: &ChatUnderTest) -> SuiteResult<()> {
+    let channel = unique_channel("change-idempotent");
+    let alice = unique_user("alice");
+    t.directory
+        .create_channel(&channel, std::slice::from_ref(&alice))
+        .await?;
+    let post = send(t, &channel, &alice, None).await?.seq;
+    let command = change_command(&channel, &alice, post, react("🎉", false), Some("react-1"));
+    let first = t.chat.change(command.clone()).await?;
+    assert!(!first.duplicate);
+    let again = t.chat.change(command).await?;
+    assert!(again.duplicate, "{again:?}");
+    assert_eq!(
+        (again.event.seq, again.event.id),
+        (first.event.seq, first.event.id)
+    );
+    assert_eq!(
+        send(t, &channel, &alice, None).await?.seq,
+        first.event.seq + 1
+    );
     Ok(())
 }

@@ -50,6 +50,8 @@ pub fn message(channel: &ChannelId, sender: &UserId, seq: u64) -> ChatMessage {
         attachments: Vec::new(),
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
+        change: Default::default(),
+        state: Default::default(),
     }
 }
 
@@ -112,6 +114,10 @@ macro_rules! chat_api_suite {
             sends_are_numbered_densely_per_channel,
             a_repeated_idempotency_key_answers_the_original,
             sends_outside_membership_are_refused,
+            changes_are_events_numbered_with_the_posts,
+            only_the_author_edits_and_the_author_or_an_owner_deletes,
+            changes_to_no_post_or_by_outsiders_are_refused,
+            a_repeated_change_key_answers_the_original,
         );
     };
 }

@@ -3,16 +3,18 @@
 use super::balance::Upstream;
 use super::retry::Retries;
 use crate::config::UpstreamSettings;
-use crate::ports::{Access, ChatApi, SendCommand, SendReceipt};
+use crate::ports::{
+    Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, SendCommand, SendReceipt,
+};
 use async_trait::async_trait;
 use chatmesh_error::{ClientError, ErrorKind};
-use chatmesh_ids::{ChannelId, MessageId, UserId};
+use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
 use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient;
 
-/// A gRPC client of the chat service. Membership reads, and sends that
-/// carry an idempotency key, are retried on another instance when one
-/// fails in a way another may not.
+/// A gRPC client of the chat service. Membership reads, and sends and
+/// changes that carry an idempotency key, are retried on another instance
+/// when one fails in a way another may not.
 #[derive(Debug, Clone)]
 pub(crate) struct GrpcChat {
     client: ChatServiceClient<Upstream>,
@@ -108,4 +110,90 @@ impl ChatApi for GrpcChat {
             duplicate: response.duplicate,
         })
     }
+
+    async fn change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError> {
+        let ChangeCommand {
+            channel,
+            sender,
+            target,
+            request,
+            idempotency_key,
+        } = command;
+        let keyed = idempotency_key.is_some();
+        let (channel_id, sender_id) = (String::from(channel), String::from(sender));
+        let idempotency_key = idempotency_key.unwrap_or_default();
+        let call = match request {
+            ChangeRequest::Edit { body } => Call::Edit(chat::EditMessageRequest {
+                channel_id,
+                sender_id,
+                target_seq: target,
+                body,
+                idempotency_key,
+            }),
+            ChangeRequest::Delete => Call::Delete(chat::DeleteMessageRequest {
+                channel_id,
+                sender_id,
+                target_seq: target,
+                idempotency_key,
+            }),
+            ChangeRequest::React { emoji, remove } => Call::React(chat::ReactRequest {
+                channel_id,
+                sender_id,
+                target_seq: target,
+                emoji,
+                remove,
+                idempotency_key,
+            }),
+        };
+        let attempt = || {
+            let mut client = self.client.clone();
+            let call = call.clone();
+            async move {
+                match call {
+                    Call::Edit(r) => client.edit_message(traced(r)).await,
+                    Call::Delete(r) => client.delete_message(traced(r)).await,
+                    Call::React(r) => client.react(traced(r)).await,
+                }
+            }
+        };
+        // As with sends: only a keyed change is safe to repeat.
+        let response = if keyed {
+            self.sends.run(attempt).await
+        } else {
+            self.sends.once(attempt()).await
+        }?
+        .into_inner();
+        let event = response
+            .event
+            .ok_or_else(|| ClientError::new(ErrorKind::Internal, "chat service returned no event"))
+            .and_then(|event| {
+                ChatMessage::try_from(event).map_err(|e| {
+                    tracing::warn!(error = %e, "chat service returned an unreadable event");
+                    ClientError::new(
+                        ErrorKind::Internal,
+                        "chat service returned an unreadable event",
+                    )
+                })
+            })?;
+        Ok(ChangeReceipt {
+            event,
+            masked: response.masked,
+            duplicate: response.duplicate,
+        })
+    }
+}
+
+/// One change RPC and its request.
+#[derive(Debug, Clone)]
+enum Call {
+    Edit(chat::EditMessageRequest),
+    Delete(chat::DeleteMessageRequest),
+    React(chat::ReactRequest),
+}
+
+/// `message` as a request that carries the current trace.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    chatmesh_telemetry::inject_trace_context(request.metadata_mut());
+    request
 }

@@ -5,7 +5,7 @@
 //! forms decode to the same [`ClientFrame`] and encode the same
 //! [`ServerFrame`], so a rule written once holds for both.
 
-use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::common::v1::{Message, Reaction};
 use chatmesh_proto::gateway::v1 as pb;
 use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
 use prost::Message as _;
@@ -66,6 +66,27 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             idempotency_key: some(s.idempotency_key),
             traceparent: some(s.traceparent),
         }),
+        Some(Frame::Edit(e)) => Ok(ClientFrame::Edit {
+            request_id,
+            channel_id: e.channel_id,
+            seq: e.seq,
+            body: e.body,
+            idempotency_key: some(e.idempotency_key),
+        }),
+        Some(Frame::Delete(d)) => Ok(ClientFrame::Delete {
+            request_id,
+            channel_id: d.channel_id,
+            seq: d.seq,
+            idempotency_key: some(d.idempotency_key),
+        }),
+        Some(Frame::React(r)) => Ok(ClientFrame::React {
+            request_id,
+            channel_id: r.channel_id,
+            seq: r.seq,
+            emoji: r.emoji,
+            remove: r.remove,
+            idempotency_key: some(r.idempotency_key),
+        }),
         Some(Frame::Ack(a)) => Ok(ClientFrame::Ack {
             channel_id: a.channel_id,
             seq: a.seq,
@@ -92,6 +113,22 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 body: m.body,
                 attachments: m.attachments,
                 created_at_ms: m.created_at_ms,
+                kind: m.kind.map_or(0, |k| k.to_proto() as i32),
+                target_seq: m.target_seq,
+                emoji: m.emoji,
+                edit_count: m.edit_count,
+                edited_at_ms: m.edited_at_ms,
+                deleted: m.deleted,
+                reactions: m
+                    .reactions
+                    .into_iter()
+                    .map(|r| Reaction {
+                        emoji: r.emoji,
+                        count: r.count,
+                        me: r.me,
+                    })
+                    .collect(),
+                version: m.version,
                 idempotency_key: String::new(),
                 traceparent: String::new(),
             }),
@@ -287,6 +324,54 @@ mod tests {
                 ),
             ),
             (
+                json!({"type": "edit", "request_id": "5", "channel_id": "general", "seq": 3, "body": "fixed", "idempotency_key": "k"}),
+                client(
+                    "5",
+                    Frame::Edit(pb::Edit {
+                        channel_id: "general".into(),
+                        seq: 3,
+                        body: "fixed".into(),
+                        idempotency_key: "k".into(),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "delete", "request_id": "6", "channel_id": "general", "seq": 3}),
+                client(
+                    "6",
+                    Frame::Delete(pb::Delete {
+                        channel_id: "general".into(),
+                        seq: 3,
+                        idempotency_key: String::new(),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "react", "request_id": "7", "channel_id": "general", "seq": 3, "emoji": "👍", "remove": true, "idempotency_key": "r"}),
+                client(
+                    "7",
+                    Frame::React(pb::React {
+                        channel_id: "general".into(),
+                        seq: 3,
+                        emoji: "👍".into(),
+                        remove: true,
+                        idempotency_key: "r".into(),
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "react", "channel_id": "general", "seq": 3, "emoji": "👍"}),
+                client(
+                    "",
+                    Frame::React(pb::React {
+                        channel_id: "general".into(),
+                        seq: 3,
+                        emoji: "👍".into(),
+                        ..Default::default()
+                    }),
+                ),
+            ),
+            (
                 json!({"type": "ack", "channel_id": "general", "seq": 9}),
                 client(
                     "",
@@ -333,8 +418,49 @@ mod tests {
     /// Each server frame; its JSON and binary forms must carry the same
     /// fields.
     fn server_cases() -> Vec<ServerFrame> {
+        use chatmesh_ids::{Change, ChatMessage, MessageState};
+        let message = |change: Change, state: MessageState| {
+            let m = ChatMessage {
+                change,
+                state,
+                ..crate::memory::message("general", 6)
+            };
+            ServerFrame::Message(MessageBody::from(&m))
+        };
+        let emoji = || "👍".to_owned();
         vec![
             ServerFrame::Message(MessageBody::from(&crate::memory::message("general", 5))),
+            message(Change::Edit { target: 5 }, MessageState::default()),
+            message(Change::Delete { target: 5 }, MessageState::default()),
+            message(
+                Change::React {
+                    target: 5,
+                    emoji: emoji(),
+                },
+                MessageState::default(),
+            ),
+            message(
+                Change::Unreact {
+                    target: 5,
+                    emoji: emoji(),
+                },
+                MessageState::default(),
+            ),
+            message(
+                Change::Post,
+                MessageState {
+                    edit_count: 1,
+                    edited_at_ms: 1_800_000_000_100,
+                    edited_seq: 8,
+                    deleted: true,
+                    reactions: vec![chatmesh_ids::Reaction {
+                        emoji: emoji(),
+                        count: 2,
+                        me: true,
+                    }],
+                    version: 9,
+                },
+            ),
             ServerFrame::Ack {
                 request_id: Some("1".into()),
                 channel_id: "general".into(),
@@ -393,7 +519,33 @@ mod tests {
         let frame = pb::ServerFrame::decode(bytes).unwrap();
         let mut v = match frame.frame.unwrap() {
             Frame::Message(m) => {
-                json!({"type": "message", "channel_id": m.channel_id, "message_id": m.message_id.to_string(), "seq": m.seq, "sender_id": m.sender_id, "body": m.body, "created_at_ms": m.created_at_ms})
+                let mut v = json!({"type": "message", "channel_id": m.channel_id, "message_id": m.message_id.to_string(), "seq": m.seq, "sender_id": m.sender_id, "body": m.body, "created_at_ms": m.created_at_ms});
+                let kinds = ["post", "edit", "delete", "reaction_add", "reaction_remove"];
+                if m.kind != 0 {
+                    v["kind"] = kinds[m.kind as usize].into();
+                    v["target_seq"] = m.target_seq.into();
+                }
+                if !m.emoji.is_empty() {
+                    v["emoji"] = m.emoji.into();
+                }
+                if m.edit_count != 0 {
+                    v["edit_count"] = m.edit_count.into();
+                    v["edited_at_ms"] = m.edited_at_ms.into();
+                }
+                if m.deleted {
+                    v["deleted"] = true.into();
+                }
+                if !m.reactions.is_empty() {
+                    v["reactions"] = m
+                        .reactions
+                        .iter()
+                        .map(|r| json!({"emoji": r.emoji, "count": r.count, "me": r.me}))
+                        .collect();
+                }
+                if m.version != 0 {
+                    v["version"] = m.version.into();
+                }
+                v
             }
             Frame::SendAck(a) => {
                 json!({"type": "ack", "channel_id": a.channel_id, "message_id": a.message_id.to_string(), "seq": a.seq, "masked": a.masked, "duplicate": a.duplicate})

@@ -3,8 +3,8 @@
 //! exceed JavaScript's safe integers.
 
 use chatmesh_error::{ClientError, ErrorKind};
-use chatmesh_ids::ChatMessage;
-use chatmesh_proto::common::v1::Message;
+use chatmesh_ids::{Change, ChatMessage};
+use chatmesh_proto::common::v1::{Message, MessageKind};
 use chatmesh_proto::presence::v1::{PresenceEvent, presence_event};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,37 @@ pub enum ClientFrame {
         #[serde(default)]
         traceparent: Option<String>,
     },
+    /// Replace the text of one's own message `seq`.
+    Edit {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+        body: String,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
+    /// Delete message `seq`: one's own, or any as a channel owner.
+    Delete {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
+    /// Add an emoji reaction to message `seq`, or take one's own back.
+    React {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+        emoji: String,
+        #[serde(default)]
+        remove: bool,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
     /// The client has processed a channel up to `seq`.
     Ack { channel_id: String, seq: u64 },
     /// Keep-alive; answered with `pong`.
@@ -51,7 +82,16 @@ pub enum ClientFrame {
     },
 }
 
-const TYPES: &[&str] = &["subscribe", "unsubscribe", "send", "ack", "ping"];
+const TYPES: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "send",
+    "edit",
+    "delete",
+    "react",
+    "ack",
+    "ping",
+];
 
 impl ClientFrame {
     /// The `request_id` the reply echoes, if the frame has one.
@@ -60,6 +100,9 @@ impl ClientFrame {
             Self::Subscribe { request_id, .. }
             | Self::Unsubscribe { request_id, .. }
             | Self::Send { request_id, .. }
+            | Self::Edit { request_id, .. }
+            | Self::Delete { request_id, .. }
+            | Self::React { request_id, .. }
             | Self::Ping { request_id, .. } => request_id.as_deref(),
             Self::Ack { .. } => None,
         }
@@ -130,7 +173,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
 pub enum ServerFrame {
     /// A message in a subscribed channel.
     Message(MessageBody),
-    /// A send was stored.
+    /// A send, edit, delete or reaction was stored.
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
@@ -208,8 +251,11 @@ fn as_string<S: serde::Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::
     serializer.collect_str(id)
 }
 
-/// The fields of a delivered message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The fields of a delivered message. A post's frame has only the first
+/// seven; a change adds `kind`, `target_seq` and (for reactions) `emoji`,
+/// and a post read from storage adds its state where it differs from a
+/// fresh post's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MessageBody {
     pub channel_id: String,
     #[serde(serialize_with = "as_string")]
@@ -220,6 +266,81 @@ pub struct MessageBody {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
     pub created_at_ms: i64,
+    /// What a change does; absent on posts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChangeKind>,
+    /// The `seq` of the message a change applies to; 0 (absent) on posts.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub target_seq: u64,
+    /// A reaction's emoji.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub emoji: String,
+    /// How often a stored post's text was edited.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub edit_count: u32,
+    /// When a stored post was last edited, in Unix milliseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub edited_at_ms: i64,
+    /// A stored post was deleted: body and attachments are gone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// A stored post's reactions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionBody>,
+    /// The `seq` of the last change a stored post's state includes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+/// What a change event does, as `message.kind` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// The author replaced the target's text with `body`.
+    Edit,
+    /// The target was deleted.
+    Delete,
+    /// The sender reacted to the target with `emoji`.
+    ReactionAdd,
+    /// The sender took back their `emoji` on the target.
+    ReactionRemove,
+}
+
+impl ChangeKind {
+    /// The wire enum.
+    pub fn to_proto(self) -> MessageKind {
+        match self {
+            Self::Edit => MessageKind::Edit,
+            Self::Delete => MessageKind::Delete,
+            Self::ReactionAdd => MessageKind::ReactionAdd,
+            Self::ReactionRemove => MessageKind::ReactionRemove,
+        }
+    }
+
+    /// The kind of a wire enum value; `None` for a post, or a kind this
+    /// build does not know.
+    pub fn from_proto(raw: i32) -> Option<Self> {
+        match MessageKind::try_from(raw) {
+            Ok(MessageKind::Edit) => Some(Self::Edit),
+            Ok(MessageKind::Delete) => Some(Self::Delete),
+            Ok(MessageKind::ReactionAdd) => Some(Self::ReactionAdd),
+            Ok(MessageKind::ReactionRemove) => Some(Self::ReactionRemove),
+            Ok(MessageKind::Post) | Err(_) => None,
+        }
+    }
+}
+
+/// One emoji's reactions on a stored post.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReactionBody {
+    pub emoji: String,
+    pub count: u32,
+    /// Whether the user the post was read for is among them.
+    pub me: bool,
 }
 
 impl From<&Message> for MessageBody {
@@ -233,12 +354,35 @@ impl From<&Message> for MessageBody {
             body: m.body.clone(),
             attachments: m.attachments.clone(),
             created_at_ms: m.created_at_ms,
+            kind: ChangeKind::from_proto(m.kind),
+            target_seq: m.target_seq,
+            emoji: m.emoji.clone(),
+            edit_count: m.edit_count,
+            edited_at_ms: m.edited_at_ms,
+            deleted: m.deleted,
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| ReactionBody {
+                    emoji: r.emoji.clone(),
+                    count: r.count,
+                    me: r.me,
+                })
+                .collect(),
+            version: m.version,
         }
     }
 }
 
 impl From<&ChatMessage> for MessageBody {
     fn from(m: &ChatMessage) -> Self {
+        let kind = match &m.change {
+            Change::Post => None,
+            Change::Edit { .. } => Some(ChangeKind::Edit),
+            Change::Delete { .. } => Some(ChangeKind::Delete),
+            Change::React { .. } => Some(ChangeKind::ReactionAdd),
+            Change::Unreact { .. } => Some(ChangeKind::ReactionRemove),
+        };
         Self {
             channel_id: m.channel.as_str().to_owned(),
             message_id: m.id.get(),
@@ -247,6 +391,23 @@ impl From<&ChatMessage> for MessageBody {
             body: m.body.clone(),
             attachments: m.attachments.clone(),
             created_at_ms: m.created_at_ms,
+            kind,
+            target_seq: m.change.target().unwrap_or(0),
+            emoji: m.change.emoji().unwrap_or_default().to_owned(),
+            edit_count: m.state.edit_count,
+            edited_at_ms: m.state.edited_at_ms,
+            deleted: m.state.deleted,
+            reactions: m
+                .state
+                .reactions
+                .iter()
+                .map(|r| ReactionBody {
+                    emoji: r.emoji.clone(),
+                    count: r.count,
+                    me: r.me,
+                })
+                .collect(),
+            version: m.state.version,
         }
     }
 }
@@ -318,6 +479,65 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_change_frames() {
+        assert_eq!(
+            parse(
+                r#"{"type":"edit","request_id":"e","channel_id":"g","seq":4,"body":"fixed","idempotency_key":"k"}"#
+            ),
+            Ok(ClientFrame::Edit {
+                request_id: Some("e".into()),
+                channel_id: "g".into(),
+                seq: 4,
+                body: "fixed".into(),
+                idempotency_key: Some("k".into()),
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"delete","channel_id":"g","seq":4}"#),
+            Ok(ClientFrame::Delete {
+                request_id: None,
+                channel_id: "g".into(),
+                seq: 4,
+                idempotency_key: None,
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"react","channel_id":"g","seq":4,"emoji":"👍"}"#),
+            Ok(ClientFrame::React {
+                request_id: None,
+                channel_id: "g".into(),
+                seq: 4,
+                emoji: "👍".into(),
+                remove: false,
+                idempotency_key: None,
+            })
+        );
+        assert!(matches!(
+            parse(r#"{"type":"react","channel_id":"g","seq":4,"emoji":"👍","remove":true}"#),
+            Ok(ClientFrame::React { remove: true, .. })
+        ));
+    }
+
+    #[test]
+    fn bad_change_frames_are_invalid() {
+        for bad in [
+            r#"{"type":"edit","channel_id":"g","body":"no seq"}"#,
+            r#"{"type":"edit","channel_id":"g","seq":1}"#,
+            r#"{"type":"edit","channel_id":"g","seq":"1","body":"seq as text"}"#,
+            r#"{"type":"delete","channel_id":"g"}"#,
+            r#"{"type":"delete","channel_id":"g","seq":-1}"#,
+            r#"{"type":"delete","channel_id":"g","seq":1,"body":"extra"}"#,
+            r#"{"type":"react","channel_id":"g","seq":1}"#,
+            r#"{"type":"react","channel_id":"g","seq":1,"emoji":5}"#,
+            r#"{"type":"react","channel_id":"g","seq":1,"emoji":["👍"]}"#,
+            r#"{"type":"react","channel_id":"g","seq":1,"emoji":"👍","remove":"yes"}"#,
+            r#"{"type":"react","channel_id":"g","seq":1,"emoji":"👍","attachments":[]}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code(), "invalid_frame", "{bad}");
+        }
+    }
+
+    #[test]
     fn classifies_bad_frames() {
         assert_eq!(parse("{not json").unwrap_err().code(), "malformed_frame");
         assert_eq!(parse("[1,2]").unwrap_err().code(), "malformed_frame");
@@ -353,5 +573,95 @@ mod tests {
             "{json}"
         );
         assert!(json.starts_with(r#"{"type":"message""#), "{json}");
+    }
+
+    #[test]
+    fn a_post_renders_as_it_always_has() {
+        let json = ServerFrame::Message(MessageBody::from(&crate::memory::message("general", 3)))
+            .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"message","channel_id":"general","message_id":"4206886912","seq":3,"sender_id":"alice","body":"message 3","created_at_ms":1800000000003}"#
+        );
+    }
+
+    fn event(change: Change, body: &str) -> serde_json::Value {
+        let m = ChatMessage {
+            change,
+            body: body.into(),
+            ..crate::memory::message("general", 9)
+        };
+        serde_json::from_str(&ServerFrame::Message(MessageBody::from(&m)).to_json()).unwrap()
+    }
+
+    #[test]
+    fn a_change_names_its_kind_and_target() {
+        let edit = event(Change::Edit { target: 3 }, "fixed");
+        assert_eq!(
+            (&edit["kind"], &edit["target_seq"], &edit["body"]),
+            (&"edit".into(), &3.into(), &"fixed".into())
+        );
+        assert!(edit.get("emoji").is_none(), "{edit}");
+        let delete = event(Change::Delete { target: 3 }, "");
+        assert_eq!(
+            (&delete["kind"], &delete["target_seq"]),
+            (&"delete".into(), &3.into())
+        );
+        let emoji = || "👍".to_owned();
+        for (change, kind) in [
+            (
+                Change::React {
+                    target: 3,
+                    emoji: emoji(),
+                },
+                "reaction_add",
+            ),
+            (
+                Change::Unreact {
+                    target: 3,
+                    emoji: emoji(),
+                },
+                "reaction_remove",
+            ),
+        ] {
+            let frame = event(change, "");
+            assert_eq!(frame["kind"], kind, "{frame}");
+            assert_eq!(frame["emoji"], "👍", "{frame}");
+            assert_eq!(frame["target_seq"], 3, "{frame}");
+            assert_eq!(frame["seq"], 9, "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_stored_post_carries_its_state() {
+        let m = ChatMessage {
+            body: String::new(),
+            state: chatmesh_ids::MessageState {
+                edit_count: 2,
+                edited_at_ms: 1_800_000_000_100,
+                edited_seq: 11,
+                deleted: true,
+                reactions: vec![chatmesh_ids::Reaction {
+                    emoji: "🎉".into(),
+                    count: 3,
+                    me: true,
+                }],
+                version: 12,
+            },
+            ..crate::memory::message("general", 3)
+        };
+        let from_domain: serde_json::Value = serde_json::to_value(MessageBody::from(&m)).unwrap();
+        assert_eq!(from_domain["edit_count"], 2);
+        assert_eq!(from_domain["edited_at_ms"], 1_800_000_000_100_i64);
+        assert_eq!(from_domain["deleted"], true);
+        assert_eq!(
+            from_domain["reactions"],
+            serde_json::json!([{"emoji": "🎉", "count": 3, "me": true}])
+        );
+        assert_eq!(from_domain["version"], 12);
+        assert!(from_domain.get("kind").is_none(), "a post names no kind");
+        // History reads the wire form: it renders the same.
+        let wire = Message::from(&m);
+        assert_eq!(MessageBody::from(&wire), MessageBody::from(&m));
     }
 }

@@ -1,5 +1,8 @@
-//! `send`: pass the message to the chat service as the session's user and
-//! answer with its ID and sequence number, or the error.
+//! `send`, `edit`, `delete` and `react`: pass the message, or the change
+//! to one, to the chat service as the session's user and answer with the
+//! event's ID and sequence number, or the error. A change is a channel
+//! event like a message, so all four travel the same way and are "sends"
+//! below.
 //!
 //! Sends are pipelined: a connection may have up to
 //! `limits.max_sends_in_flight` sends between its frame and its answer,
@@ -21,21 +24,32 @@ use chatmesh_ids::{ChannelId, UserId};
 use tokio::task::{Id, JoinSet};
 use tracing::Instrument as _;
 
-use crate::ports::{ChatApi, SendCommand};
+use crate::ports::{ChangeCommand, ChangeRequest, ChatApi, SendCommand, SendReceipt};
 use crate::ws::outbound::Outbox;
 use crate::ws::protocol::ServerFrame;
 use crate::ws::session::Session;
 
-/// A send as the client framed it.
+/// A send or change as the client framed it.
 #[derive(Debug)]
 pub(super) struct SendFrame {
     pub(super) request_id: Option<String>,
     pub(super) channel: ChannelId,
-    pub(super) body: String,
-    pub(super) attachments: Vec<String>,
+    pub(super) write: Write,
     pub(super) idempotency_key: Option<String>,
     /// The client's W3C `traceparent`, which the send's span continues.
     pub(super) traceparent: Option<String>,
+}
+
+/// What a frame asks to add to its channel.
+#[derive(Debug)]
+pub(super) enum Write {
+    /// A new message.
+    Post {
+        body: String,
+        attachments: Vec<String>,
+    },
+    /// A change to message `target`.
+    Change { target: u64, request: ChangeRequest },
 }
 
 /// A session's sends between frame and answer.
@@ -146,13 +160,23 @@ impl Session {
 
     fn start(&mut self, frame: SendFrame) {
         // A root, never the child of whatever span the connection runs in.
-        let span = tracing::info_span!(
-            parent: None,
-            "gateway.send",
-            channel = %frame.channel,
-            user = %self.user,
-            seq = tracing::field::Empty,
-        );
+        let span = match &frame.write {
+            Write::Post { .. } => tracing::info_span!(
+                parent: None,
+                "gateway.send",
+                channel = %frame.channel,
+                user = %self.user,
+                seq = tracing::field::Empty,
+            ),
+            Write::Change { target, .. } => tracing::info_span!(
+                parent: None,
+                "gateway.change",
+                channel = %frame.channel,
+                user = %self.user,
+                target,
+                seq = tracing::field::Empty,
+            ),
+        };
         if let Some(traceparent) = &frame.traceparent {
             chatmesh_telemetry::set_parent_from_traceparent(&span, traceparent);
         }
@@ -180,20 +204,38 @@ async fn send_one(
     let SendFrame {
         request_id,
         channel,
-        body,
-        attachments,
+        write,
         idempotency_key,
         traceparent: _,
     } = frame;
-    let command = SendCommand {
-        channel: channel.clone(),
-        sender,
-        body,
-        attachments,
-        idempotency_key,
-    };
     let started = Instant::now();
-    let result = chat.send(command).await;
+    let result = match write {
+        Write::Post { body, attachments } => {
+            chat.send(SendCommand {
+                channel: channel.clone(),
+                sender,
+                body,
+                attachments,
+                idempotency_key,
+            })
+            .await
+        }
+        Write::Change { target, request } => chat
+            .change(ChangeCommand {
+                channel: channel.clone(),
+                sender,
+                target,
+                request,
+                idempotency_key,
+            })
+            .await
+            .map(|r| SendReceipt {
+                message_id: r.event.id,
+                seq: r.event.seq,
+                masked: r.masked,
+                duplicate: r.duplicate,
+            }),
+    };
     metrics::histogram!("chatmesh_gateway_send_seconds").record(started.elapsed().as_secs_f64());
     let answer = match result {
         Ok(receipt) => {

@@ -14,14 +14,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GatewayLimits, PinMode};
-use crate::ports::{ChatApi, GapSource, Liveness};
+use crate::ports::{ChangeRequest, ChatApi, GapSource, Liveness};
 use crate::ring::nodes::Routes;
 use crate::ws::codec;
 use crate::ws::hub::Hub;
 use crate::ws::limits::FrameBudget;
 use crate::ws::outbound::Outbox;
 use crate::ws::protocol::{self, ClientFrame, ServerFrame};
-use crate::ws::send::{SendFrame, Sends};
+use crate::ws::send::{SendFrame, Sends, Write};
 
 /// Which node serves which channel, as this node sees it.
 #[derive(Debug, Clone)]
@@ -200,26 +200,81 @@ impl Session {
                 attachments,
                 idempotency_key,
                 traceparent,
-            } => match ChannelId::new(channel_id) {
-                Ok(channel) => self.send(SendFrame {
-                    request_id,
-                    channel,
-                    body,
-                    attachments,
-                    idempotency_key,
-                    traceparent,
-                }),
-                Err(err) => {
-                    let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());
-                    self.fail(request_id, err).await
-                }
-            },
+            } => {
+                let write = Write::Post { body, attachments };
+                self.write(request_id, channel_id, write, idempotency_key, traceparent)
+                    .await
+            }
+            ClientFrame::Edit {
+                request_id,
+                channel_id,
+                seq,
+                body,
+                idempotency_key,
+            } => {
+                let write = change(seq, ChangeRequest::Edit { body });
+                self.write(request_id, channel_id, write, idempotency_key, None)
+                    .await
+            }
+            ClientFrame::Delete {
+                request_id,
+                channel_id,
+                seq,
+                idempotency_key,
+            } => {
+                let write = change(seq, ChangeRequest::Delete);
+                self.write(request_id, channel_id, write, idempotency_key, None)
+                    .await
+            }
+            ClientFrame::React {
+                request_id,
+                channel_id,
+                seq,
+                emoji,
+                remove,
+                idempotency_key,
+            } => {
+                let write = change(seq, ChangeRequest::React { emoji, remove });
+                self.write(request_id, channel_id, write, idempotency_key, None)
+                    .await
+            }
             ClientFrame::Ack { .. } => {}
             ClientFrame::Ping {
                 request_id,
                 client_time_ms,
             } => self.ping(request_id, client_time_ms).await,
         }
+    }
+
+    /// Takes a send or change after checking what the gateway can check
+    /// itself: the channel ID, and that a change names a message.
+    async fn write(
+        &mut self,
+        request_id: Option<String>,
+        channel_id: String,
+        write: Write,
+        idempotency_key: Option<String>,
+        traceparent: Option<String>,
+    ) {
+        let channel = match ChannelId::new(channel_id) {
+            Ok(channel) => channel,
+            Err(err) => {
+                let err = ClientError::new(ErrorKind::InvalidChannel, err.to_string());
+                return self.fail(request_id, err).await;
+            }
+        };
+        if let Write::Change { target: 0, .. } = write {
+            // Sequence numbers start at 1; a binary frame's absent `seq` is 0.
+            let err = ClientError::new(ErrorKind::InvalidFrame, "seq must name a message (from 1)");
+            return self.fail(request_id, err).await;
+        }
+        self.send(SendFrame {
+            request_id,
+            channel,
+            write,
+            idempotency_key,
+            traceparent,
+        });
     }
 
     /// Reports the session alive, in its current channels.
@@ -286,4 +341,9 @@ impl Session {
             self.ctx.hub.unsubscribe(&channel, self.id).await;
         }
     }
+}
+
+/// A change to message `target`.
+fn change(target: u64, request: ChangeRequest) -> Write {
+    Write::Change { target, request }
 }

@@ -108,6 +108,7 @@ pub(super) fn chat(
     infra: &Infra,
     topic: &str,
     words: &Path,
+    storage: std::net::SocketAddr,
     options: &Options,
 ) -> anyhow::Result<ChatConfig> {
     let base: ChatConfig = parse(
@@ -124,6 +125,7 @@ pub(super) fn chat(
         ChatConfig {
             limits: options.chat_limits.clone(),
             member_cache: options.chat_member_cache.clone(),
+            storage: Some(format!("http://{storage}")),
             moderation: ModerationConfig {
                 words_file: Some(words.to_owned()),
                 ..ModerationConfig::default()
@@ -390,7 +392,13 @@ mod tests {
     fn defaults_keep_the_sandbox_values_and_pass_validation() -> anyhow::Result<()> {
         let options = Options::default();
         let words = tempfile::NamedTempFile::new()?;
-        let chat = chat(&infra(), "t", words.path(), &options)?;
+        let chat = chat(
+            &infra(),
+            "t",
+            words.path(),
+            ([127, 0, 0, 1], 3).into(),
+            &options,
+        )?;
         assert_eq!(chat.limits.user_per_second, 1000);
         assert_eq!(chat.limits.channel_per_second, 5000);
         assert_eq!(chat.kafka.topic, "t");
@@ -437,7 +445,13 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(
-            refused(chat(&infra(), "t", words.path(), &no_sends)),
+            refused(chat(
+                &infra(),
+                "t",
+                words.path(),
+                ([127, 0, 0, 1], 3).into(),
+                &no_sends
+            )),
             "limits.user_per_second"
         );
 

@@ -39,6 +39,11 @@ pub struct ChatConfig {
     /// Send rights cached in the instance.
     #[serde(default)]
     pub member_cache: crate::MemberCacheConfig,
+    /// The storage service's gRPC URL (`http://host:port`), where edits,
+    /// deletes and reactions look up the message they change. Without it
+    /// those changes are refused as unavailable; sends are unaffected.
+    #[serde(default)]
+    pub storage: Option<String>,
 }
 
 fn default_lease_ttl() -> Duration {
@@ -108,6 +113,14 @@ impl Default for ModerationConfig {
 
 impl Validate for ChatConfig {
     fn validate(&self) -> Result<(), Invalid> {
+        if let Some(url) = &self.storage
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Invalid::new(
+                "storage",
+                "must be an http:// or https:// URL",
+            ));
+        }
         self.server.validate().map_err(|e| e.within("server"))?;
         self.telemetry
             .validate()

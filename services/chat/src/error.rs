@@ -64,6 +64,17 @@ pub enum ChatError {
     /// has not finished; retry.
     #[error("this channel's message numbering is being restored, retry shortly")]
     EpochStartStalled,
+    /// The message a change names is not a stored post of the channel
+    /// (or, for an edit or a reaction, it was deleted).
+    #[error("no such message in this channel")]
+    MessageNotFound,
+    /// The caller may not make this change.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The storage service, which changes are checked against, failed;
+    /// details are logged, not returned.
+    #[error("message store unavailable, nothing was changed; retry later")]
+    StorageUnavailable(String),
     /// Redis failed; details are logged, not returned.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -96,6 +107,8 @@ impl ChatError {
             Self::NotMember => ErrorKind::NotMember,
             Self::PrivateChannel => ErrorKind::PrivateChannel,
             Self::NotOwner => ErrorKind::NotOwner,
+            Self::MessageNotFound => ErrorKind::NotFound,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Blocked => ErrorKind::Blocked,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::InFlight => ErrorKind::InProgress,
@@ -103,6 +116,7 @@ impl ChatError {
             | Self::Redis(_)
             | Self::Kafka(_)
             | Self::NoWorkerId
+            | Self::StorageUnavailable(_)
             | Self::EpochStartStalled => ErrorKind::Unavailable,
             Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
             Self::Database(_) | Self::EpochsExhausted => ErrorKind::Internal,
@@ -124,6 +138,10 @@ impl ChatError {
             Self::Kafka(inner) => {
                 tracing::error!(error = %inner, "kafka error");
                 ClientError::generic(self.kind())
+            }
+            Self::StorageUnavailable(inner) => {
+                tracing::error!(error = %inner, "storage error");
+                ClientError::new(self.kind(), self.to_string())
             }
             _ => ClientError::new(self.kind(), self.to_string()),
         }

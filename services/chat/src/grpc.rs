@@ -1,7 +1,7 @@
 //! gRPC transport: converts requests to domain types and errors to statuses.
 
 use crate::member_cache::Announcer;
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::{Change, ChannelId, UserId};
 use chatmesh_proto::chat::v1 as pb;
 use chatmesh_proto::common::v1::{Message, ModerationPolicy};
 use tonic::{Request, Response, Status};
@@ -10,7 +10,9 @@ use tracing::Instrument as _;
 use std::sync::Arc;
 
 use crate::directory::MAX_PUBLIC_PAGE;
-use crate::{Channel, ChatError, Directory, Moderation, Role, SendPath, SendRequest, Visibility};
+use crate::{
+    Channel, ChatError, Directory, Moderation, Role, SendPath, SendRequest, Sent, Visibility,
+};
 
 /// The chat service's gRPC front.
 #[derive(Debug, Clone)]
@@ -29,6 +31,66 @@ impl ChatGrpc {
             announcer,
         }
     }
+}
+
+impl ChatGrpc {
+    /// Runs `event` through the send path under `span`, which continues the
+    /// caller's trace. The send runs to its end even when the caller goes
+    /// away mid-call (a gateway that died): stopped between taking a number
+    /// and the log, it would leave a hole every reader has to wait out.
+    async fn run(
+        &self,
+        span: tracing::Span,
+        metadata: &tonic::metadata::MetadataMap,
+        mut event: SendRequest,
+    ) -> Result<Sent, Status> {
+        chatmesh_telemetry::set_parent_from_metadata(&span, metadata);
+        // The log record and the fan-out carry this span's context, or the
+        // caller's as it came while this process exports no traces.
+        event.traceparent = chatmesh_telemetry::traceparent(&span).or_else(|| {
+            metadata
+                .get(chatmesh_telemetry::TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        let path = self.send.clone();
+        let sent = tokio::spawn(async move { path.send(event).await }.instrument(span.clone()))
+            .await
+            .map_err(|e| {
+                tracing::error!(parent: &span, error = %e, "send task failed");
+                Status::from(chatmesh_error::ClientError::generic(
+                    chatmesh_error::ErrorKind::Internal,
+                ))
+            })??;
+        span.record("seq", sent.message.seq);
+        Ok(sent)
+    }
+}
+
+/// The span of one channel event (`$name` says which kind), for the
+/// request `$req`.
+macro_rules! event_span {
+    ($name:literal, $req:expr) => {
+        tracing::info_span!(
+            $name,
+            channel = %$req.channel_id,
+            sender = %$req.sender_id,
+            seq = tracing::field::Empty,
+        )
+    };
+}
+
+fn key(raw: String) -> Option<String> {
+    Some(raw).filter(|k| !k.is_empty())
+}
+
+/// The answer to a change.
+fn changed(sent: Sent) -> Response<pb::ChangeMessageResponse> {
+    Response::new(pb::ChangeMessageResponse {
+        event: Some(Message::from(sent.message)),
+        masked: sent.masked,
+        duplicate: sent.duplicate,
+    })
 }
 
 fn channel_id(raw: String) -> Result<ChannelId, ChatError> {
@@ -74,47 +136,85 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
-        let span = tracing::info_span!(
-            "chat.send",
-            channel = %req.channel_id,
-            sender = %req.sender_id,
-            seq = tracing::field::Empty,
-        );
-        chatmesh_telemetry::set_parent_from_metadata(&span, &metadata);
-        // The log record and the fan-out carry this span's context, or the
-        // caller's as it came while this process exports no traces.
-        let traceparent = chatmesh_telemetry::traceparent(&span).or_else(|| {
-            metadata
-                .get(chatmesh_telemetry::TRACEPARENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
+        let span = event_span!("chat.send", req);
         let send = SendRequest {
             channel: channel_id(req.channel_id)?,
             sender: user_id("sender_id", req.sender_id)?,
+            change: Change::Post,
             body: req.body,
             attachments: req.attachments,
-            idempotency_key: Some(req.idempotency_key).filter(|k| !k.is_empty()),
-            traceparent,
+            idempotency_key: key(req.idempotency_key),
+            traceparent: None,
         };
-        // The send runs to its end even when the caller goes away mid-call
-        // (a gateway that died): stopped between taking a number and the
-        // log, it would leave a hole every reader has to wait out.
-        let path = self.send.clone();
-        let sent = tokio::spawn(async move { path.send(send).await }.instrument(span.clone()))
-            .await
-            .map_err(|e| {
-                tracing::error!(parent: &span, error = %e, "send task failed");
-                Status::from(chatmesh_error::ClientError::generic(
-                    chatmesh_error::ErrorKind::Internal,
-                ))
-            })??;
-        span.record("seq", sent.message.seq);
+        let sent = self.run(span, &metadata, send).await?;
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(Message::from(sent.message)),
             masked: sent.masked,
             duplicate: sent.duplicate,
         }))
+    }
+
+    async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::ChangeMessageResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let span = event_span!("chat.edit", req);
+        let edit = SendRequest {
+            channel: channel_id(req.channel_id)?,
+            sender: user_id("sender_id", req.sender_id)?,
+            change: Change::Edit {
+                target: req.target_seq,
+            },
+            body: req.body,
+            attachments: Vec::new(),
+            idempotency_key: key(req.idempotency_key),
+            traceparent: None,
+        };
+        Ok(changed(self.run(span, &metadata, edit).await?))
+    }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::ChangeMessageResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let span = event_span!("chat.delete", req);
+        let delete = SendRequest {
+            channel: channel_id(req.channel_id)?,
+            sender: user_id("sender_id", req.sender_id)?,
+            change: Change::Delete {
+                target: req.target_seq,
+            },
+            body: String::new(),
+            attachments: Vec::new(),
+            idempotency_key: key(req.idempotency_key),
+            traceparent: None,
+        };
+        Ok(changed(self.run(span, &metadata, delete).await?))
+    }
+
+    async fn react(
+        &self,
+        request: Request<pb::ReactRequest>,
+    ) -> Result<Response<pb::ChangeMessageResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let span = event_span!("chat.react", req);
+        let (target, emoji) = (req.target_seq, req.emoji);
+        let react = SendRequest {
+            channel: channel_id(req.channel_id)?,
+            sender: user_id("sender_id", req.sender_id)?,
+            change: if req.remove {
+                Change::Unreact { target, emoji }
+            } else {
+                Change::React { target, emoji }
+            },
+            body: String::new(),
+            attachments: Vec::new(),
+            idempotency_key: key(req.idempotency_key),
+            traceparent: None,
+        };
+        Ok(changed(self.run(span, &metadata, react).await?))
     }
 
     async fn create_channel(

@@ -34,7 +34,25 @@ pub use config::{ChatConfig, ModerationConfig, SendLimits};
 pub use directory::{Channel, Directory, Member, Moderation, Role, Visibility};
 pub use error::ChatError;
 pub use member_cache::{MemberCache, MemberCacheConfig};
-pub use send::{Backends, SendPath, SendRequest, Sent, Stepwise};
+pub use send::{Backends, SendPath, SendRequest, Sent, Stepwise, StepwiseSettlement};
+
+/// Stands in for the storage service when none is configured: every
+/// change is refused as unavailable, with the setting named in the log.
+#[derive(Debug)]
+struct NoStorage;
+
+#[async_trait::async_trait]
+impl ports::PostLookup for NoStorage {
+    async fn post(
+        &self,
+        _channel: &chatmesh_ids::ChannelId,
+        _seq: u64,
+    ) -> Result<Option<chatmesh_ids::ChatMessage>, ChatError> {
+        Err(ChatError::StorageUnavailable(
+            "no storage service configured (the `storage` setting)".into(),
+        ))
+    }
+}
 
 /// Binds the configured addresses and serves until `shutdown`.
 pub async fn run(config: ChatConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -67,6 +85,11 @@ pub async fn serve(
         MigrationSet::Directory,
         shutdown.clone(),
     );
+
+    let posts: Arc<dyn ports::PostLookup> = match &config.storage {
+        Some(url) => Arc::new(adapters::StorageLookup::new(url).context("storage")?),
+        None => Arc::new(NoStorage),
+    };
 
     // Nothing fallible after this point: the lease task must be drained.
     let tasks = Tasks::new(shutdown.clone());
@@ -118,12 +141,13 @@ pub async fn serve(
         )),
         sequencer: Arc::new(sequencer),
         log: Arc::new(log),
-        fanout: Arc::new(adapters::RedisFanOut::new(
+        // The fan-out marks keys acknowledged in the same pipeline.
+        settlement: Arc::new(adapters::RedisFanOut::new(
             redis.clone(),
             config.limits.recent_history,
         )),
-        idempotency: Arc::new(idempotency),
         limiter: Arc::new(adapters::RedisRateLimiter::new(redis, &config.limits)),
+        posts,
     };
     let send = SendPath::new(backends, filter, config.limits.clone());
     let service = grpc::ChatGrpc::new(directory, Arc::new(send), announcer);

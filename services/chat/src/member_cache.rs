@@ -222,6 +222,11 @@ impl MemberDirectory for MemberCache {
         self.inner.check_attachments(channel, ids).await
     }
 
+    /// Not cached: asked only when a member deletes someone else's message.
+    async fn is_owner(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError> {
+        self.inner.is_owner(channel, user).await
+    }
+
     async fn moderation_allow(&self, channel: &ChannelId) -> Result<Vec<String>, ChatError> {
         self.inner.moderation_allow(channel).await
     }
@@ -316,6 +321,9 @@ mod tests {
             ids: &[String],
         ) -> Result<(), ChatError> {
             self.dir.check_attachments(channel, ids).await
+        }
+        async fn is_owner(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError> {
+            self.dir.is_owner(channel, user).await
         }
     }
 

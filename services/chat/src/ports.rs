@@ -180,6 +180,41 @@ pub trait Admission: Send + Sync {
     ) -> Result<Admitted, ChatError>;
 }
 
+/// Settles a durable message before the sender's ack: marks its
+/// idempotency key, if it has one, acknowledged, and fans it out (see
+/// [`FanOut::publish`]).
+///
+/// These are one step because both live with the channel: the Redis
+/// adapter sends them as one pipeline in the channel's slot, one round trip
+/// instead of two side by side. [`crate::StepwiseSettlement`] composes them
+/// from an [`IdempotencyStore`] and a [`FanOut`], with the same outcomes.
+#[async_trait]
+pub trait Settlement: Send + Sync {
+    /// Settles `message`, whose key (if any) holds it for `ttl` from now
+    /// on. `traceparent` (W3C) travels with the published copy.
+    async fn settle(
+        &self,
+        message: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+        traceparent: Option<&str>,
+    ) -> Result<(), Unsettled>;
+}
+
+/// What [`Settlement::settle`] left undone. Neither loses the message: a
+/// key not marked keeps holding it, so a retry sends it again and storage
+/// and the gateways keep it once; a message not fanned out reaches clients
+/// through gap filling.
+#[derive(Debug)]
+pub struct Unsettled {
+    /// Whether the key, if there was one, is marked acknowledged.
+    pub recorded: bool,
+    /// Whether the message was fanned out.
+    pub published: bool,
+    /// The first failure.
+    pub error: ChatError,
+}
+
 /// Who may send where, and what a message may attach.
 #[async_trait]
 pub trait MemberDirectory: Send + Sync {
@@ -196,11 +231,23 @@ pub trait MemberDirectory: Send + Sync {
     async fn check_attachments(&self, channel: &ChannelId, ids: &[String])
     -> Result<(), ChatError>;
 
+    /// Whether `user` is an owner of `channel`. Asked only when a member
+    /// deletes someone else's message.
+    async fn is_owner(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError>;
+
     /// Phrases `channel` allows on top of the service-wide allow list.
     /// Asked only for messages the filter has hits in.
     async fn moderation_allow(&self, _channel: &ChannelId) -> Result<Vec<String>, ChatError> {
         Ok(Vec::new())
     }
+}
+
+/// Stored posts, read to check a change against the message it names.
+#[async_trait]
+pub trait PostLookup: Send + Sync {
+    /// The post numbered `seq` in `channel`, in its current state (author,
+    /// whether deleted), or `None` when no post with that number is stored.
+    async fn post(&self, channel: &ChannelId, seq: u64) -> Result<Option<ChatMessage>, ChatError>;
 }
 
 /// Mints message IDs: the Snowflake of this instance's worker ID lease.

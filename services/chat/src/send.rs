@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
-use chatmesh_ids::{ChannelId, ChatMessage, UserId};
+use std::time::Duration;
+
+use chatmesh_ids::{Change, ChannelId, ChatMessage, UserId};
 
 use crate::config::SendLimits;
 use crate::moderation::{self, SharedFilter, Verdict};
 use crate::ports::{
-    Admission, Admitted, FanOut, IdSource, IdempotencyKey, IdempotencyStore, MemberDirectory,
-    MessageLog, RateLimiter, Sequencer,
+    Admission, Admitted, IdSource, IdempotencyKey, MemberDirectory, MessageLog, PostLookup,
+    RateLimiter, Sequencer, Settlement,
 };
 use crate::{ChatError, Moderation};
 
@@ -19,17 +21,20 @@ mod stepwise;
 mod tests;
 mod visible;
 
-pub use stepwise::Stepwise;
 pub(crate) use stepwise::claim_numbered;
+pub use stepwise::{Stepwise, StepwiseSettlement};
 
-/// A validated request to send a message.
+/// A request to add an event to a channel: a new message, or a change to
+/// one (see [`Change`]).
 #[derive(Debug, Clone)]
 pub struct SendRequest {
     /// Target channel.
     pub channel: ChannelId,
     /// Authenticated sender.
     pub sender: UserId,
-    /// Message text.
+    /// What the event does: [`Change::Post`] for a new message.
+    pub change: Change,
+    /// Message text: a post's, or an edit's new text; empty otherwise.
     pub body: String,
     /// Media IDs of ready uploads.
     pub attachments: Vec<String>,
@@ -64,14 +69,18 @@ pub struct Backends {
     pub sequencer: Arc<dyn Sequencer>,
     /// The durable message log.
     pub log: Arc<dyn MessageLog>,
-    /// Live delivery and the recent window.
-    pub fanout: Arc<dyn FanOut>,
-    /// Idempotency keys, marked acknowledged after the append.
-    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Marks a durable message's key acknowledged and fans it out.
+    pub settlement: Arc<dyn Settlement>,
     /// Cross-instance per-user rate limits (the channel's are counted on
     /// admission).
     pub limiter: Arc<dyn RateLimiter>,
+    /// Stored posts, which changes are checked against.
+    pub posts: Arc<dyn PostLookup>,
 }
+
+/// How long a change waits for storage to catch up with the post it names,
+/// which may have been sent an instant before.
+const TARGET_WAIT: Duration = Duration::from_millis(1500);
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,12 +115,22 @@ impl SendPath {
             .directory
             .policy_for_member(&req.channel, &req.sender)
             .await?;
-        b.directory
-            .check_attachments(&req.channel, &req.attachments)
-            .await?;
+        if req.change == Change::Post {
+            b.directory
+                .check_attachments(&req.channel, &req.attachments)
+                .await?;
+        } else {
+            self.check_target(&req).await?;
+        }
         b.limiter.check_user(&req.sender).await?;
-        let verdict =
-            moderation::judge(&self.filter, &*b.directory, &req.channel, policy, &req.body).await?;
+        // Posts and edits carry text; the other changes have none to judge.
+        let verdict = match req.change {
+            Change::Post | Change::Edit { .. } => {
+                moderation::judge(&self.filter, &*b.directory, &req.channel, policy, &req.body)
+                    .await?
+            }
+            _ => Verdict::Clean,
+        };
         let (body, masked) = match &verdict {
             Verdict::Clean | Verdict::Flag(_) => (req.body.clone(), false),
             Verdict::Reject => return Err(ChatError::Blocked),
@@ -131,27 +150,22 @@ impl SendPath {
                 duplicate: true,
             });
         }
-        // Marking the key sent and fanning out don't depend on each other,
-        // so they share one round trip's wait.
-        let record = async {
-            if let Some(key) = &idem
-                && let Err(e) = b
-                    .idempotency
-                    .record(key, &message, self.limits.idempotency_ttl)
-                    .await
-            {
-                // The key keeps holding the message: a retry sends it
-                // again, and storage and the gateways keep it once.
-                tracing::warn!(channel = req.channel.as_str(), error = %e, "could not record idempotency key");
-            }
-        };
-        tokio::join!(record, self.publish(&message, req.traceparent.as_deref()));
+        self.settle(&message, idem.as_ref(), req.traceparent.as_deref())
+            .await;
         metrics::counter!("chatmesh_messages_sent_total").increment(1);
         if let Verdict::Flag(hits) = verdict {
             moderation::record_flagged(&message, hits);
         }
         // A resumed send carries the body moderated on its first attempt.
         let masked = masked || message.body != req.body;
+        if let Some(target) = message.change.target() {
+            tracing::debug!(
+                channel = req.channel.as_str(),
+                seq = message.seq,
+                target,
+                "message changed"
+            );
+        }
         Ok(Sent {
             message,
             masked,
@@ -185,6 +199,8 @@ impl SendPath {
             attachments: req.attachments.clone(),
             created_at_ms: id.unix_ms() as i64,
             idempotency_key: req.idempotency_key.clone(),
+            change: req.change.clone(),
+            state: Default::default(),
         };
         let message = match b
             .admission
@@ -217,6 +233,58 @@ impl SendPath {
         Ok((message, false))
     }
 
+    /// Checks a change against the post it names: the post must be stored
+    /// (waiting briefly for storage to catch up with a fresh one), only its
+    /// author edits it, its author or an owner deletes it, and a deleted
+    /// post takes no edit or reaction. Deleting a deleted post is allowed,
+    /// so a retried delete succeeds; the repeat changes nothing.
+    async fn check_target(&self, req: &SendRequest) -> Result<(), ChatError> {
+        let b = &self.backends;
+        let Some(target) = req.change.target() else {
+            return Ok(());
+        };
+        let post = self.find_post(&req.channel, target).await?;
+        let own = post.sender == req.sender;
+        if matches!(req.change, Change::Delete { .. }) {
+            if !own && !b.directory.is_owner(&req.channel, &req.sender).await? {
+                return Err(ChatError::Forbidden(
+                    "only the author or an owner of the channel may delete a message",
+                ));
+            }
+            return Ok(());
+        }
+        if post.state.deleted {
+            return Err(ChatError::MessageNotFound);
+        }
+        if matches!(req.change, Change::Edit { .. }) && !own {
+            return Err(ChatError::Forbidden("only its author may edit a message"));
+        }
+        Ok(())
+    }
+
+    /// The stored post `seq` of `channel`. A post sent an instant ago may
+    /// not be stored yet: the lookup is retried for [`TARGET_WAIT`] before
+    /// the number counts as naming no post.
+    async fn find_post(&self, channel: &ChannelId, seq: u64) -> Result<ChatMessage, ChatError> {
+        use backon::{ExponentialBuilder, Retryable as _};
+        let lookup = || async {
+            match self.backends.posts.post(channel, seq).await? {
+                Some(post) => Ok(post),
+                None => Err(ChatError::MessageNotFound),
+            }
+        };
+        lookup
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(250))
+                    .with_total_delay(Some(TARGET_WAIT))
+                    .without_max_times(),
+            )
+            .when(|e| matches!(e, ChatError::MessageNotFound))
+            .await
+    }
+
     /// Voids a number whose message may or may not be in the log.
     async fn void(&self, channel: &ChannelId, seq: u64) {
         if let Err(e) = self.backends.sequencer.release(channel, seq).await {
@@ -224,23 +292,72 @@ impl SendPath {
         }
     }
 
-    /// Fans out a durable message. Failures are logged: the message is
-    /// already stored, and clients recover it through gap filling.
-    async fn publish(&self, message: &ChatMessage, traceparent: Option<&str>) {
-        if let Err(err) = self.backends.fanout.publish(message, traceparent).await {
+    /// Marks a durable message's key acknowledged and fans it out.
+    /// Failures are logged: the message is already stored, a key left
+    /// holding it makes a retry send it again (kept once downstream), and
+    /// clients recover a message not fanned out through gap filling.
+    async fn settle(
+        &self,
+        message: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        traceparent: Option<&str>,
+    ) {
+        let ttl = self.limits.idempotency_ttl;
+        let Err(unsettled) = self
+            .backends
+            .settlement
+            .settle(message, key, ttl, traceparent)
+            .await
+        else {
+            return;
+        };
+        let (channel, seq, error) = (message.channel.as_str(), message.seq, &unsettled.error);
+        if key.is_some() && !unsettled.recorded {
+            tracing::warn!(channel, seq, %error, "could not record idempotency key");
+        }
+        if !unsettled.published {
             metrics::counter!("chatmesh_send_failures_total", "reason" => "fanout").increment(1);
-            tracing::warn!(
-                channel = message.channel.as_str(),
-                seq = message.seq,
-                error = %err,
-                "message stored but not fanned out"
-            );
+            tracing::warn!(channel, seq, %error, "message stored but not fanned out");
         }
     }
 }
 
+/// The longest reaction, in bytes of UTF-8: room for emoji sequences
+/// (skin tones, flags, joined families), not for sentences.
+const MAX_EMOJI_BYTES: usize = 32;
+
 fn validate(limits: &SendLimits, req: &SendRequest) -> Result<(), ChatError> {
     let invalid = |field, reason: String| ChatError::InvalidArgument { field, reason };
+    if let Some(target) = req.change.target() {
+        if target == 0 {
+            return Err(invalid("target_seq", "must name a message (from 1)".into()));
+        }
+        if !req.attachments.is_empty() {
+            return Err(invalid(
+                "attachments",
+                "a change carries no attachments".into(),
+            ));
+        }
+    }
+    if let Some(emoji) = req.change.emoji()
+        && (emoji.is_empty()
+            || emoji.len() > MAX_EMOJI_BYTES
+            || emoji.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(invalid(
+            "emoji",
+            format!("must be 1 to {MAX_EMOJI_BYTES} bytes with no spaces or control characters"),
+        ));
+    }
+    if !matches!(req.change, Change::Post | Change::Edit { .. }) {
+        if !req.body.is_empty() {
+            return Err(invalid(
+                "body",
+                "a delete or reaction carries no text".into(),
+            ));
+        }
+        return validate_key(req);
+    }
     if req.body.len() > limits.max_body_bytes {
         return Err(ChatError::TooLarge {
             limit: limits.max_body_bytes,
@@ -268,13 +385,17 @@ fn validate(limits: &SendLimits, req: &SendRequest) -> Result<(), ChatError> {
             format!("at most {} per message", limits.max_attachments),
         ));
     }
+    validate_key(req)
+}
+
+fn validate_key(req: &SendRequest) -> Result<(), ChatError> {
     if let Some(key) = &req.idempotency_key
         && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()))
     {
-        return Err(invalid(
-            "idempotency_key",
-            "must be 1 to 128 printable ASCII characters".into(),
-        ));
+        return Err(ChatError::InvalidArgument {
+            field: "idempotency_key",
+            reason: "must be 1 to 128 printable ASCII characters".into(),
+        });
     }
     Ok(())
 }

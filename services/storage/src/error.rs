@@ -25,6 +25,9 @@ pub enum StorageError {
     /// The user is not a member of the channel.
     #[error("not a member of this channel")]
     NotMember,
+    /// No post has the sequence number asked for.
+    #[error("no message with this sequence number")]
+    MessageNotFound,
     /// The work was abandoned because the service is stopping.
     #[error("storage is shutting down")]
     ShuttingDown,
@@ -55,6 +58,7 @@ impl StorageError {
             Self::InvalidChannel(_) => ErrorKind::InvalidChannel,
             Self::InvalidUser(_) => ErrorKind::InvalidUser,
             Self::NotMember => ErrorKind::NotMember,
+            Self::MessageNotFound => ErrorKind::NotFound,
             Self::ShuttingDown => ErrorKind::ShuttingDown,
             Self::Log(_) => ErrorKind::Unavailable,
             Self::Database(err) if err.is_transient() => ErrorKind::Unavailable,
@@ -77,6 +81,13 @@ impl StorageError {
             }
             _ => ClientError::new(self.kind(), self.to_string()),
         }
+    }
+}
+
+// Diesel's transactions need their error type to hold a failed query.
+impl From<diesel::result::Error> for StorageError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Database(DbError::from(err))
     }
 }
 

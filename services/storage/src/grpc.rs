@@ -69,6 +69,18 @@ where
             truncated,
         }))
     }
+
+    async fn get_message(
+        &self,
+        request: Request<pb::GetMessageRequest>,
+    ) -> Result<Response<pb::GetMessageResponse>, Status> {
+        let req = request.into_inner();
+        let channel = ChannelId::new(req.channel_id).map_err(StorageError::InvalidChannel)?;
+        let message = self.history.message(&channel, req.seq).await?;
+        Ok(Response::new(pb::GetMessageResponse {
+            message: Some(Message::from(message)),
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +90,8 @@ mod tests {
     use chatmesh_error::{ClientError, ErrorKind};
     use pb::storage_service_server::StorageService as _;
     use tonic::Code;
+
+    use chatmesh_ids::{Change, ChatMessage};
 
     use super::*;
     use crate::members::MemoryMembers;
@@ -122,6 +136,90 @@ mod tests {
             .into_inner();
         let expected: Vec<Message> = stored.into_iter().map(Message::from).collect();
         assert_eq!((page.messages, page.has_more), (expected, false));
+    }
+
+    #[tokio::test]
+    async fn a_message_goes_out_by_number_and_a_missing_one_is_not_found() {
+        let (grpc, store, channel) = grpc();
+        let post = message(&channel, 1);
+        let reaction = ChatMessage {
+            change: Change::React {
+                target: 1,
+                emoji: "👍".into(),
+            },
+            ..message(&channel, 2)
+        };
+        store
+            .insert(store.shard_of(&channel), &[post.clone(), reaction])
+            .await
+            .unwrap();
+        let get = |seq| pb::GetMessageRequest {
+            channel_id: channel.as_str().into(),
+            seq,
+        };
+        let found = grpc.get_message(Request::new(get(1))).await.unwrap();
+        let found = found.into_inner().message.unwrap();
+        assert_eq!((found.message_id, found.body), (post.id.get(), post.body));
+        assert_eq!((found.version, found.reactions.len()), (2, 1));
+        for seq in [2, 3] {
+            let status = grpc.get_message(Request::new(get(seq))).await.unwrap_err();
+            assert_eq!(status.code(), Code::NotFound, "seq {seq}");
+        }
+        let bad = pb::GetMessageRequest {
+            channel_id: "no spaces".into(),
+            seq: 1,
+        };
+        let status = grpc.get_message(Request::new(bad)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let status = grpc
+            .get_message(Request::new(get(u64::MAX)))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn history_marks_the_callers_own_reactions() {
+        let (grpc, store, channel) = grpc();
+        let reaction = |seq, sender: &str| ChatMessage {
+            sender: UserId::new(sender).unwrap(),
+            change: Change::React {
+                target: 1,
+                emoji: "👍".into(),
+            },
+            ..message(&channel, seq)
+        };
+        let events = [
+            message(&channel, 1),
+            reaction(2, "bob"),
+            reaction(3, "carol"),
+        ];
+        store
+            .insert(store.shard_of(&channel), &events)
+            .await
+            .unwrap();
+        let page = grpc
+            .get_history(Request::new(history(&channel, "bob")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.messages.len(), 1);
+        let counts: Vec<_> = page.messages[0]
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.as_str(), r.count, r.me))
+            .collect();
+        assert_eq!(counts, vec![("👍", 2, true)]);
+        let since = pb::GetSinceRequest {
+            channel_id: channel.as_str().into(),
+            user_id: "bob".into(),
+            after_seq: 0,
+            limit: 10,
+        };
+        let since = grpc.get_since(Request::new(since)).await.unwrap();
+        let since = since.into_inner();
+        assert_eq!(since.messages.len(), 3);
+        assert!(since.messages[0].reactions[0].me);
     }
 
     #[tokio::test]

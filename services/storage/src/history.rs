@@ -1,7 +1,7 @@
 //! History reads as clients make them: members only, with the page size
 //! defaulted and capped.
 
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 
 use crate::error::StorageError;
 use crate::members::Members;
@@ -48,7 +48,8 @@ impl<S: MessageStore, M: Members> History<S, M> {
         }
     }
 
-    /// A page of `channel`'s history around `page`, for `user`.
+    /// A page of `channel`'s posts around `page`, for `user`: their
+    /// current state, with `user`'s own reactions marked.
     pub async fn page(
         &self,
         channel: &ChannelId,
@@ -57,11 +58,13 @@ impl<S: MessageStore, M: Members> History<S, M> {
         limit: u32,
     ) -> Result<HistoryPage, StorageError> {
         self.authorize(channel, user).await?;
-        self.store.page(channel, page, self.limit(limit)).await
+        self.store
+            .page(channel, Some(user), page, self.limit(limit))
+            .await
     }
 
-    /// `channel`'s messages after sequence number `after_seq`, for `user`
-    /// filling a gap.
+    /// `channel`'s events after sequence number `after_seq`, for `user`
+    /// filling a gap: posts in their current state, and changes.
     pub async fn since(
         &self,
         channel: &ChannelId,
@@ -72,8 +75,23 @@ impl<S: MessageStore, M: Members> History<S, M> {
         column("after_seq", after_seq)?;
         self.authorize(channel, user).await?;
         self.store
-            .since(channel, after_seq, self.limit(limit))
+            .since(channel, Some(user), after_seq, self.limit(limit))
             .await
+    }
+
+    /// The post of `channel` numbered `seq`, in its current state, for a
+    /// service checking a change against it; no reader, so no membership
+    /// check and no `me`.
+    pub async fn message(
+        &self,
+        channel: &ChannelId,
+        seq: u64,
+    ) -> Result<ChatMessage, StorageError> {
+        column("seq", seq)?;
+        self.store
+            .get(channel, seq)
+            .await?
+            .ok_or(StorageError::MessageNotFound)
     }
 }
 

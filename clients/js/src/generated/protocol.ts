@@ -6,6 +6,15 @@
 // Do not edit: run `npm run gen` after changing those files.
 /* eslint-disable */
 
+// Messages nested in frames (JSON form).
+
+/** The JSON form of `chatmesh.common.v1.Reaction`. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+  me: boolean;
+}
+
 // Client frames (JSON text form).
 
 /** `subscribe`: the JSON form of `chatmesh.gateway.v1.Subscribe` (ClientFrame.subscribe). */
@@ -48,14 +57,47 @@ export interface PingFrame {
   client_time_ms?: number;
 }
 
+/** `edit`: the JSON form of `chatmesh.gateway.v1.Edit` (ClientFrame.edit). */
+export interface EditFrame {
+  type: "edit";
+  request_id?: string;
+  channel_id: string;
+  seq: number;
+  body: string;
+  idempotency_key?: string;
+}
+
+/** `delete`: the JSON form of `chatmesh.gateway.v1.Delete` (ClientFrame.delete). */
+export interface DeleteFrame {
+  type: "delete";
+  request_id?: string;
+  channel_id: string;
+  seq: number;
+  idempotency_key?: string;
+}
+
+/** `react`: the JSON form of `chatmesh.gateway.v1.React` (ClientFrame.react). */
+export interface ReactFrame {
+  type: "react";
+  request_id?: string;
+  channel_id: string;
+  seq: number;
+  emoji: string;
+  remove?: boolean;
+  idempotency_key?: string;
+}
+
 export type ClientFrame =
   | SubscribeFrame
   | UnsubscribeFrame
   | SendFrame
   | AckFrame
-  | PingFrame;
+  | PingFrame
+  | EditFrame
+  | DeleteFrame
+  | ReactFrame;
 
-export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping"] as const;
+export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping", "edit", "delete", "react"] as const;
 
 /** Every field each client frame may carry, for runtime checks. */
 export const CLIENT_FRAME_FIELDS = {
@@ -64,6 +106,9 @@ export const CLIENT_FRAME_FIELDS = {
   Send: { type: "send", fields: ["request_id", "channel_id", "body", "attachments", "idempotency_key", "traceparent"], required: ["channel_id", "body"] },
   Ack: { type: "ack", fields: ["channel_id", "seq"], required: ["channel_id", "seq"] },
   Ping: { type: "ping", fields: ["request_id", "client_time_ms"], required: [] },
+  Edit: { type: "edit", fields: ["request_id", "channel_id", "seq", "body", "idempotency_key"], required: ["channel_id", "seq", "body"] },
+  Delete: { type: "delete", fields: ["request_id", "channel_id", "seq", "idempotency_key"], required: ["channel_id", "seq"] },
+  React: { type: "react", fields: ["request_id", "channel_id", "seq", "emoji", "remove", "idempotency_key"], required: ["channel_id", "seq", "emoji"] },
 } as const;
 
 // Server frames (JSON text form).
@@ -78,6 +123,14 @@ export interface MessageFrame {
   body: string;
   attachments?: string[];
   created_at_ms: number;
+  kind?: "edit" | "delete" | "reaction_add" | "reaction_remove";
+  target_seq?: number;
+  emoji?: string;
+  edit_count?: number;
+  edited_at_ms?: number;
+  deleted?: boolean;
+  reactions?: Reaction[];
+  version?: number;
 }
 
 /** `ack`: the JSON form of `chatmesh.gateway.v1.SendAck` (ServerFrame.send_ack). */
@@ -172,7 +225,7 @@ export const SERVER_FRAME_TYPES = ["message", "ack", "error", "pong", "redirect"
 
 /** Every field each server frame may carry, for runtime checks. */
 export const SERVER_FRAME_FIELDS = {
-  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
+  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms", "kind", "target_seq", "emoji", "edit_count", "edited_at_ms", "deleted", "reactions", "version"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
   SendAck: { type: "ack", fields: ["request_id", "channel_id", "message_id", "seq", "masked", "duplicate"], required: ["channel_id", "message_id", "seq", "masked", "duplicate"] },
   Error: { type: "error", fields: ["request_id", "code", "message", "retryable"], required: ["code", "message", "retryable"] },
   Pong: { type: "pong", fields: ["request_id", "client_time_ms", "server_time_ms"], required: ["server_time_ms"] },
@@ -189,7 +242,7 @@ export const ERROR_CODES = {
   invalid_request: { http: 400, retryable: false }, // a malformed request field or query
   invalid_channel: { http: 400, retryable: false }, // malformed channel ID (`.` and `..` are not IDs)
   invalid_user: { http: 400, retryable: false }, // malformed user ID
-  invalid_message: { http: 400, retryable: false }, // empty or only invisible characters, too long, control characters, bad attachment
+  invalid_message: { http: 400, retryable: false }, // empty or only invisible characters, too long, control characters, bad attachment or emoji
   too_large: { http: 413, retryable: false }, // a declared size over its limit (media)
   malformed_frame: { http: 400, retryable: false }, // not a JSON object with a string `type`, or not a `ClientFrame`
   unknown_frame_type: { http: 400, retryable: false }, // a `type` the server does not know
@@ -198,11 +251,11 @@ export const ERROR_CODES = {
   unauthorized: { http: 401, retryable: false }, // missing or invalid token
   token_expired: { http: 401, retryable: false }, // the token has expired
   not_member: { http: 403, retryable: false }, // the user is not a member of the channel
-  forbidden: { http: 403, retryable: false }, // not allowed, e.g. completing someone else's upload
+  forbidden: { http: 403, retryable: false }, // not allowed, e.g. completing someone else's upload, or editing someone else's message
   private_channel: { http: 403, retryable: false }, // the channel is private: only an owner can add someone to it
   not_owner: { http: 403, retryable: false }, // only an owner of the channel may do this (add or remove members)
   unknown_channel: { http: 404, retryable: false }, // no such channel
-  not_found: { http: 404, retryable: false }, // no such media (or other resource)
+  not_found: { http: 404, retryable: false }, // no such media or message (a change's `seq` names no message of the channel, or a deleted one)
   already_exists: { http: 409, retryable: false }, // a channel with this ID exists
   blocked: { http: 422, retryable: false }, // refused by the channel's moderation policy
   failed_precondition: { http: 409, retryable: false }, // not possible yet, e.g. downloading before the upload completed

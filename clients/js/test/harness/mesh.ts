@@ -178,7 +178,7 @@ export class Mesh {
     add(
       "chat",
       "chatmesh-chat",
-      `${server(chatGrpc, chatAdmin)}${redis}${kafka}${directory}[moderation]\nwords_file = ${q(words)}\n[limits]\nuser_per_second = 1000\nchannel_per_second = 5000\n`,
+      `storage = "http://127.0.0.1:${storGrpc}"\n${server(chatGrpc, chatAdmin)}${redis}${kafka}${directory}[moderation]\nwords_file = ${q(words)}\n[limits]\nuser_per_second = 1000\nchannel_per_second = 5000\n`,
       chatAdmin,
     );
     add("presence", "chatmesh-presence", `${server(presGrpc, presAdmin)}${redis}[presence]\ngroup = "sdkjs-${this.run}"\n`, presAdmin);

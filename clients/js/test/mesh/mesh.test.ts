@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 
 import { WebSocket } from "ws";
 
-import { ChatClient, ChatError, decodeToken, type ClientFrame, type LinkInfo, type Message, type ReloadRequiredEvent } from "../../src/index.js";
+import { ChatClient, ChatError, decodeToken, MessageState, type ClientFrame, type LinkInfo, type Message, type ReloadRequiredEvent } from "../../src/index.js";
 import { DEV_SECRET, Mesh } from "../harness/mesh.js";
 import { assertInOrderOnce, client, collect, sendAll, signJwt, sleep, waitFor } from "../harness/util.js";
 
@@ -637,6 +637,91 @@ meshTest("channels: a member an owner removes no longer lists the channel and ca
   assert.deepEqual(await roles(k, ch), [[owner, "owner"]]);
 });
 
+meshTest("message changes: a subscriber sees each edit, reaction and delete in order, and history shows the result", 60_000, async () => {
+  const alice = user("alice");
+  const bob = user("bob");
+  const ch = await newChannel("changes", [alice, bob]);
+  const a = track(client(mesh, alice));
+  const b = track(client(mesh, bob));
+  await Promise.all([a.connect(), b.connect()]);
+  const sub = b.subscribe(ch);
+  const got = collect(sub);
+  await sub.ready();
+
+  const first = await a.send(ch, "see you at 5");
+  const second = await a.send(ch, "wrong channel, sorry");
+  const edit = await a.edit(ch, first.seq, "see you at 7");
+  const reaction = await b.react(ch, first.seq, "👍");
+  const deletion = await a.delete(ch, second.seq);
+
+  // Storage applies the changes after they are durable: wait for history
+  // to show them, posts only, each in its current state.
+  const summary = (m: Message) => [m.seq, m.body, m.edit_count, m.deleted, m.reactions, m.attachments];
+  const expected = [
+    [first.seq, "see you at 7", 1, undefined, [{ emoji: "👍", count: 1, me: true }], undefined],
+    [second.seq, "", undefined, true, undefined, undefined],
+  ];
+  const applied = (page: { messages: Message[] }) =>
+    page.messages.find((m) => m.seq === first.seq)?.version === reaction.seq && page.messages.some((m) => m.seq === second.seq && m.deleted);
+  await waitFor("the changes in history", async () => applied(await b.history(ch)), 30_000, 250);
+  const page = await b.history(ch);
+  assert.deepEqual(page.messages.map(summary), expected);
+  assert.ok((page.messages[0]?.edited_at_ms ?? 0) >= (page.messages[0]?.created_at_ms ?? Infinity));
+  assert.equal(page.messages[1]?.version, deletion.seq);
+  // Alice reads the same post without her own reaction.
+  assert.deepEqual((await a.history(ch)).messages[0]?.reactions, [{ emoji: "👍", count: 1, me: false }]);
+
+  const refusal = (code: string) => (e: unknown) => e instanceof ChatError && e.code === code && !e.retryable;
+  await assert.rejects(b.edit(ch, first.seq, "see you never"), refusal("forbidden"));
+  await assert.rejects(b.react(ch, second.seq, "👍"), refusal("not_found"));
+  // A delete made again succeeds, as an event of its own that changes nothing.
+  const again = await a.delete(ch, second.seq);
+
+  await waitFor("the posts and their changes", () => got.length >= 6);
+  assertInOrderOnce(got, "bob");
+  assert.deepEqual(
+    got.map((m) => [m.seq, m.sender_id, m.kind, m.target_seq, m.body, m.emoji]),
+    [
+      [first.seq, alice, undefined, undefined, "see you at 5", undefined],
+      [second.seq, alice, undefined, undefined, "wrong channel, sorry", undefined],
+      [edit.seq, alice, "edit", first.seq, "see you at 7", undefined],
+      [reaction.seq, bob, "reaction_add", first.seq, "", "👍"],
+      [deletion.seq, alice, "delete", second.seq, "", undefined],
+      [again.seq, alice, "delete", second.seq, "", undefined],
+    ],
+  );
+
+  // Folded in order, the live events give the state history shows.
+  const state = new MessageState({ userId: bob });
+  for (const m of got) state.apply(m);
+  assert.deepEqual(state.posts.map(summary), expected);
+  assert.equal(state.get(first.seq)?.version, reaction.seq);
+  assert.equal(state.get(second.seq)?.version, deletion.seq);
+});
+
+meshTest("message changes over HTTP: each answers its event, and a repeated key the original", 60_000, async () => {
+  const alice = user("alice");
+  const bob = user("bob");
+  const ch = await newChannel("changes-http", [alice, bob]);
+  const a = track(client(mesh, alice));
+  const b = track(client(mesh, bob));
+  await a.connect();
+  const { seq } = await a.send(ch, "see you at 5");
+  const edited = await a.http.editMessage(ch, seq, "see you at 7", { idempotencyKey: "edit-1" });
+  assert.deepEqual([edited.event.kind, edited.event.target_seq, edited.event.body, edited.duplicate], ["edit", seq, "see you at 7", false]);
+  const again = await a.http.editMessage(ch, seq, "see you at 7", { idempotencyKey: "edit-1" });
+  assert.deepEqual([again.event.seq, again.duplicate], [edited.event.seq, true]);
+  const added = await b.http.addReaction(ch, seq, "👍");
+  assert.deepEqual([added.event.kind, added.event.emoji, added.event.sender_id], ["reaction_add", "👍", bob]);
+  const removed = await b.http.removeReaction(ch, seq, "👍");
+  assert.equal(removed.event.kind, "reaction_remove");
+  await assert.rejects(b.http.deleteMessage(ch, seq), refused("forbidden", 403));
+  const deleted = await a.http.deleteMessage(ch, seq);
+  assert.deepEqual([deleted.event.kind, deleted.event.target_seq], ["delete", seq]);
+  await waitFor("the delete in history", async () => (await a.history(ch)).messages[0]?.deleted === true, 30_000, 250);
+  assert.equal((await a.history(ch)).messages[0]?.version, deleted.event.seq);
+});
+
 meshTest("the gateway's OpenAPI document has every route and method the SDK's HTTP helpers call", 30_000, async () => {
   const c = track(client(mesh, user("otto")));
   const doc = await c.openApi();
@@ -652,6 +737,10 @@ meshTest("the gateway's OpenAPI document has every route and method the SDK's HT
     ["post", "/v1/channels/{channel}/members"],
     ["delete", "/v1/channels/{channel}/members/{user}"],
     ["get", "/v1/channels/{channel}/messages"],
+    ["patch", "/v1/channels/{channel}/messages/{seq}"],
+    ["delete", "/v1/channels/{channel}/messages/{seq}"],
+    ["put", "/v1/channels/{channel}/messages/{seq}/reactions/{emoji}"],
+    ["delete", "/v1/channels/{channel}/messages/{seq}/reactions/{emoji}"],
     ["get", "/v1/channels/{channel}/online"],
     ["get", "/v1/presence"],
     ["get", "/v1/route/{channel}"],

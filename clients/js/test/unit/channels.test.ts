@@ -11,6 +11,7 @@ interface Seen {
   url: string;
   body: unknown;
   authorization: string | null;
+  idempotencyKey: string | null;
 }
 
 class NeverOpens {
@@ -37,6 +38,7 @@ function recording(answer: (method: string, path: string) => { status: number; b
       url: url.pathname + url.search,
       body: typeof init?.body === "string" ? JSON.parse(init.body) : undefined,
       authorization: headers.get("authorization"),
+      idempotencyKey: headers.get("idempotency-key"),
     });
     const { status, body } = answer(method, url.pathname);
     return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -94,6 +96,50 @@ test("channels: each helper's request and what it returns", async () => {
     [...Array<string>(seen.length - 1).fill("Bearer t0k"), null],
     "every call carries the token but the OpenAPI document's",
   );
+});
+
+test("message changes: each HTTP helper's request and what it returns", async () => {
+  const event = { channel_id: "ops", message_id: "845129185001", seq: 47, sender_id: "alice", body: "", created_at_ms: 1, kind: "delete", target_seq: 42 };
+  const { c, seen } = recording(() => ({ status: 200, body: { event, masked: false, duplicate: false } }));
+  assert.deepEqual(await c.http.editMessage("ops", 42, "hi, all", { idempotencyKey: "k1" }), { event, masked: false, duplicate: false });
+  await c.http.deleteMessage("ops", 42, { idempotencyKey: "k2" });
+  await c.http.addReaction("a/b", 42, "👍", { idempotencyKey: "k3" });
+  await c.http.removeReaction("ops", 42, "👍", { idempotencyKey: "k4" });
+  await c.http.deleteMessage("ops", 43);
+  c.close();
+  assert.deepEqual(
+    seen.map((s) => [s.method, s.url, s.body, s.idempotencyKey]),
+    [
+      ["PATCH", "/v1/channels/ops/messages/42", { body: "hi, all", idempotency_key: "k1" }, null],
+      ["DELETE", "/v1/channels/ops/messages/42", undefined, "k2"],
+      ["PUT", "/v1/channels/a%2Fb/messages/42/reactions/%F0%9F%91%8D", undefined, "k3"],
+      ["DELETE", "/v1/channels/ops/messages/42/reactions/%F0%9F%91%8D", undefined, "k4"],
+      ["DELETE", "/v1/channels/ops/messages/43", undefined, seen[4]?.idempotencyKey],
+    ],
+  );
+  assert.match(seen[4]?.idempotencyKey ?? "", /^[0-9a-f-]{32,36}$/, "a change without a key gets one");
+  assert.ok(seen.every((s) => s.authorization === "Bearer t0k"));
+});
+
+test("message changes: a retryable failure is retried with the same key", async () => {
+  let calls = 0;
+  const keys: (string | null)[] = [];
+  const fetch = (async (_input: RequestInfo | URL, init?: RequestInit) => {
+    calls += 1;
+    keys.push(new Headers(init?.headers).get("idempotency-key"));
+    if (calls === 1) return new Response(JSON.stringify({ error: { code: "unavailable", message: "down", retryable: true } }), { status: 503 });
+    return new Response(JSON.stringify({ event: {}, masked: false, duplicate: true }), { status: 200 });
+  }) as typeof globalThis.fetch;
+  const c = new ChatClient({ url: "ws://127.0.0.1:9", token: "t", WebSocket: NeverOpens, fetch, httpRetries: 1 });
+  assert.equal((await c.http.addReaction("ops", 1, "👍")).duplicate, true);
+  assert.equal(keys.length, 2);
+  assert.equal(keys[0], keys[1]);
+  assert.ok(keys[0]);
+  await assert.rejects(
+    recording(() => ({ status: 403, body: { error: { code: "forbidden", message: "only its author may edit a message", retryable: false } } })).c.http.editMessage("ops", 1, "x"),
+    (e: unknown) => e instanceof ChatError && e.code === "forbidden" && e.status === 403,
+  );
+  c.close();
 });
 
 test("channels: an error envelope is a ChatError with its code, status and retryability", async () => {

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "node:test";
 
-import { describeFrames, generate, OUTPUT, REPO_ROOT, SOURCES } from "../../scripts/gen-protocol.mjs";
+import { describeFrames, describeProtocol, generate, OUTPUT, REPO_ROOT, SOURCES } from "../../scripts/gen-protocol.mjs";
 
 test("src/generated/protocol.ts is what the proto generates", () => {
   const committed = readFileSync(OUTPUT, "utf8");
@@ -25,6 +25,26 @@ test("a field added to the proto shows up in the types", () => {
   sources.client = sources.client.replace(/message Unsubscribed \{/, "message Unsubscribed {\n  string reason = 7;");
   const frame = describeFrames(sources).find((f) => f.side === "server" && f.type === "unsubscribed");
   assert.deepEqual(frame.fields.map((f) => f.name).sort(), ["channel_id", "reason", "request_id"]);
+});
+
+test("a message nested in a frame is described from the proto, and needs a rule", () => {
+  const read = (p) => readFileSync(join(REPO_ROOT, p), "utf8");
+  const fresh = () => ({ client: read(SOURCES.client), common: read(SOURCES.common), presence: read(SOURCES.presence), doc: read(SOURCES.doc) });
+  const sources = fresh();
+  sources.common = sources.common.replace(/message Reaction \{/, "message Reaction {\n  string note = 9;");
+  const reaction = describeProtocol(sources).nested.find((n) => n.name === "Reaction");
+  assert.deepEqual(reaction.fields.map((f) => [f.name, f.ts, f.optional]), [
+    ["note", "string", false],
+    ["emoji", "string", false],
+    ["count", "number", false],
+    ["me", "boolean", false],
+  ]);
+  const message = describeFrames(sources).find((f) => f.side === "server" && f.type === "message");
+  assert.equal(message.fields.find((f) => f.name === "reactions")?.ts, "Reaction[]");
+
+  const unruled = fresh();
+  unruled.common = unruled.common.replace(/message Reaction \{/, "message Reaction {\n  Extra extra = 9;") + "\nmessage Extra { string x = 1; }\n";
+  assert.throws(() => describeFrames(unruled), /JSON_RULES\.nested how the message chatmesh\.common\.v1\.Extra is written/);
 });
 
 // --- The gateway's JSON codec, gateway/src/ws/protocol.rs -----------------
@@ -84,6 +104,13 @@ test("the frames match the gateway's JSON codec (protocol.rs)", () => {
     for (const type of rust.keys()) {
       if (!ours.some((f) => f.type === type)) problems.push(`${side} frame ${type}: in protocol.rs, not in the proto`);
     }
+  }
+  // A nested message `X` is the codec's struct `XBody`.
+  for (const n of describeProtocol({ client: read(SOURCES.client), common: read(SOURCES.common), presence: read(SOURCES.presence), doc: read(SOURCES.doc) }).nested) {
+    const a = new Set(n.fields.map((x) => x.name));
+    const b = new Set(rustStructFields(rs, `${n.name}Body`));
+    for (const x of a) if (!b.has(x)) problems.push(`${n.name}.${x}: in the proto, not in the JSON codec`);
+    for (const x of b) if (!a.has(x)) problems.push(`${n.name}.${x}: in the JSON codec, not in the proto`);
   }
   assert.deepEqual(problems, []);
 });

@@ -130,6 +130,7 @@ fn assert_error(frame: &Value, kind: ErrorKind) {
     assert_eq!(frame["retryable"], kind.spec().retryable, "{frame}");
 }
 
+mod changes;
 mod frames;
 mod lifecycle;
 mod replay;

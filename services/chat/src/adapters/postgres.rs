@@ -72,6 +72,12 @@ impl MemberDirectory for Directory {
         }
     }
 
+    async fn is_owner(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError> {
+        queried("is_owner");
+        let (_, role) = self.channel_for(channel, user).await?;
+        Ok(role == Some(crate::Role::Owner))
+    }
+
     async fn moderation_allow(&self, channel: &ChannelId) -> Result<Vec<String>, ChatError> {
         queried("moderation_allow");
         let mut conn = self.pool.get().await.map_err(DbError::from)?;

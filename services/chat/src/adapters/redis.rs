@@ -15,7 +15,7 @@ use prost::Message as _;
 
 use crate::ports::{
     Admission, Admitted, Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter,
-    Sequencer,
+    Sequencer, Settlement, Unsettled,
 };
 use crate::{ChatError, SendLimits};
 
@@ -653,23 +653,21 @@ impl RedisFanOut {
     pub fn new(redis: Cluster, keep: usize) -> Self {
         Self { redis, keep }
     }
-}
 
-#[async_trait]
-impl FanOut for RedisFanOut {
-    async fn publish(
+    /// Adds the publish and the window's update to `pipe`; every key is in
+    /// the channel's slot.
+    fn add_publish(
         &self,
+        pipe: &mut redis::Pipeline,
         message: &ChatMessage,
         traceparent: Option<&str>,
-    ) -> Result<(), ChatError> {
+    ) {
         let channel = message.channel.as_str();
         let payload = encode(message);
         let live = published(&payload, traceparent);
         let recent = keys::recent(channel);
         let keep = self.keep as i64;
-        let mut conn = self.redis.conn().await?;
-        redis::pipe()
-            .cmd("SPUBLISH")
+        pipe.cmd("SPUBLISH")
             .arg(keys::fanout(channel))
             .arg(live.as_deref().unwrap_or(&payload))
             .ignore()
@@ -682,9 +680,56 @@ impl FanOut for RedisFanOut {
             .arg(&recent)
             .arg(0)
             .arg(-keep - 1)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
+            .ignore();
+    }
+}
+
+/// The key's mark and the fan-out in one pipeline: the idempotency key
+/// shares the channel's hash tag, so both go to the same node in one round
+/// trip. They succeed or fail together.
+#[async_trait]
+impl Settlement for RedisFanOut {
+    async fn settle(
+        &self,
+        message: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+        traceparent: Option<&str>,
+    ) -> Result<(), Unsettled> {
+        let mut pipe = redis::pipe();
+        if let Some(key) = key {
+            pipe.cmd("SET")
+                .arg(idem_key(key))
+                .arg(tagged(SENT, message))
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .ignore();
+        }
+        self.add_publish(&mut pipe, message, traceparent);
+        let sent = async {
+            let mut conn = self.redis.conn().await?;
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok::<_, ChatError>(())
+        };
+        sent.await.map_err(|error| Unsettled {
+            recorded: false,
+            published: false,
+            error,
+        })
+    }
+}
+
+#[async_trait]
+impl FanOut for RedisFanOut {
+    async fn publish(
+        &self,
+        message: &ChatMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), ChatError> {
+        let mut pipe = redis::pipe();
+        self.add_publish(&mut pipe, message, traceparent);
+        let mut conn = self.redis.conn().await?;
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
@@ -718,6 +763,8 @@ mod tests {
             attachments: Vec::new(),
             created_at_ms: 1_800_000_000_000,
             idempotency_key: None,
+            change: Default::default(),
+            state: Default::default(),
         };
         let payload = encode(&message);
         assert_eq!(published(&payload, None), None);

@@ -16,6 +16,7 @@ struct ChannelEntry {
     moderation: Moderation,
     moderation_allow: Vec<String>,
     members: HashSet<UserId>,
+    owners: HashSet<UserId>,
     // media ID → ready
     media: HashMap<String, bool>,
 }
@@ -35,6 +36,7 @@ impl MemoryDirectory {
         let entry = channels.entry(channel.clone()).or_default();
         entry.moderation = moderation;
         entry.members.insert(owner.clone());
+        entry.owners.insert(owner.clone());
     }
 
     /// Adds `user` to an existing `channel`.
@@ -48,6 +50,7 @@ impl MemoryDirectory {
     pub fn leave(&self, channel: &ChannelId, user: &UserId) {
         if let Some(entry) = lock(&self.channels).get_mut(channel) {
             entry.members.remove(user);
+            entry.owners.remove(user);
         }
     }
 
@@ -89,6 +92,14 @@ impl MemberDirectory for MemoryDirectory {
             return Err(ChatError::NotMember);
         }
         Ok(entry.moderation)
+    }
+
+    async fn is_owner(&self, channel: &ChannelId, user: &UserId) -> Result<bool, ChatError> {
+        self.check()?;
+        let channels = lock(&self.channels);
+        Ok(channels
+            .get(channel)
+            .is_some_and(|entry| entry.owners.contains(user)))
     }
 
     async fn check_attachments(

@@ -3,12 +3,12 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chatmesh_ids::ChatMessage;
+use chatmesh_ids::{Change, ChannelId, ChatMessage};
 use tokio::sync::oneshot;
 
 use super::{Failure, lock};
 use crate::ChatError;
-use crate::ports::MessageLog;
+use crate::ports::{MessageLog, PostLookup};
 
 /// One appended record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,5 +103,44 @@ impl MessageLog for MemoryLog {
             traceparent: traceparent.map(str::to_owned),
         });
         Ok(())
+    }
+}
+
+/// The log read as storage would hold it: a post with the edits and the
+/// delete applied to it. Changes apply in log order, as storage applies
+/// them in sequence order.
+#[async_trait]
+impl PostLookup for MemoryLog {
+    async fn post(&self, channel: &ChannelId, seq: u64) -> Result<Option<ChatMessage>, ChatError> {
+        let records = lock(&self.records);
+        let mine = records
+            .iter()
+            .map(|r| &r.message)
+            .filter(|m| m.channel == *channel);
+        let mut post: Option<ChatMessage> = None;
+        for m in mine {
+            match &m.change {
+                Change::Post if m.seq == seq => post = Some(m.clone()),
+                Change::Edit { target } if *target == seq => {
+                    if let Some(p) = post.as_mut().filter(|p| !p.state.deleted) {
+                        p.body.clone_from(&m.body);
+                        p.state.edit_count += 1;
+                        p.state.edited_at_ms = m.created_at_ms;
+                    }
+                }
+                Change::Delete { target } if *target == seq => {
+                    if let Some(p) = post.as_mut() {
+                        p.body.clear();
+                        p.attachments.clear();
+                        p.state.deleted = true;
+                    }
+                }
+                _ => continue,
+            }
+            if let Some(p) = post.as_mut().filter(|_| m.change.target().is_some()) {
+                p.state.version = p.state.version.max(m.seq);
+            }
+        }
+        Ok(post)
     }
 }

@@ -1,4 +1,5 @@
-//! [`Admission`] composed from the separate seams, one call each.
+//! [`Admission`] and [`Settlement`] composed from the separate seams, one
+//! call each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,8 @@ use chatmesh_ids::ChatMessage;
 
 use crate::ChatError;
 use crate::ports::{
-    Admission, Admitted, Claim, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
+    Admission, Admitted, Claim, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter, Sequencer,
+    Settlement, Unsettled,
 };
 
 /// Admission as three steps: the channel's limit, the next number, then
@@ -69,5 +71,47 @@ impl Admission for Stepwise {
             ..draft.clone()
         };
         claim_numbered(&*self.sequencer, &*self.idempotency, key, message, ttl).await
+    }
+}
+
+/// Settlement as two steps side by side: mark the key, fan out. The
+/// in-memory stores run the send path through it; a store that can do both
+/// at once (Redis, in the channel's slot) implements [`Settlement`] itself.
+#[derive(Clone)]
+pub struct StepwiseSettlement {
+    /// Marks keyed messages acknowledged.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Publishes and keeps the recent window.
+    pub fanout: Arc<dyn FanOut>,
+}
+
+impl std::fmt::Debug for StepwiseSettlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepwiseSettlement").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Settlement for StepwiseSettlement {
+    async fn settle(
+        &self,
+        message: &ChatMessage,
+        key: Option<&IdempotencyKey>,
+        ttl: Duration,
+        traceparent: Option<&str>,
+    ) -> Result<(), Unsettled> {
+        let record = async {
+            match key {
+                Some(key) => self.idempotency.record(key, message, ttl).await,
+                None => Ok(()),
+            }
+        };
+        let (recorded, published) = tokio::join!(record, self.fanout.publish(message, traceparent));
+        let (recorded_ok, published_ok) = (recorded.is_ok(), published.is_ok());
+        recorded.and(published).map_err(|error| Unsettled {
+            recorded: recorded_ok,
+            published: published_ok,
+            error,
+        })
     }
 }

@@ -11,7 +11,9 @@ use crate::memory::{
     ManualClock, MemoryDirectory, MemoryFanOut, MemoryIdempotency, MemoryIds, MemoryLog,
     MemoryRateLimiter, MemorySequencer,
 };
-use crate::ports::IdempotencyKey;
+use crate::ports::{IdempotencyKey, IdempotencyStore as _};
+
+mod changes;
 
 const WORKER: u16 = 42;
 
@@ -64,9 +66,12 @@ fn harness_with(limits: SendLimits) -> Harness {
         admission,
         sequencer: seq.clone(),
         log: log.clone(),
-        fanout: fanout.clone(),
-        idempotency: idem.clone(),
+        settlement: Arc::new(StepwiseSettlement {
+            idempotency: idem.clone(),
+            fanout: fanout.clone(),
+        }),
         limiter: limiter.clone(),
+        posts: log.clone(),
     };
     let filter = Arc::new(crate::moderation::Filter::new(["badword"]));
     Harness {
@@ -102,6 +107,7 @@ impl Harness {
         SendRequest {
             channel: self.room.clone(),
             sender: self.alice.clone(),
+            change: Change::Post,
             body: body.into(),
             attachments: Vec::new(),
             idempotency_key: None,

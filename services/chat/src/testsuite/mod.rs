@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod message_log;
 pub mod rate_limiter;
 pub mod sequencer;
+pub mod settlement;
 
 /// The limits implementations under test are built with: the rate-limit
 /// and recent-window tests count on them.
@@ -64,6 +65,8 @@ pub fn message(ids: &Snowflake, channel: &ChannelId, sender: &UserId, seq: u64) 
         attachments: vec![format!("media-{seq}")],
         created_at_ms: id.unix_ms() as i64,
         idempotency_key: Some(format!("key-{seq}")),
+        change: Default::default(),
+        state: Default::default(),
     }
 }
 
@@ -267,6 +270,18 @@ macro_rules! admission_suite {
     };
 }
 
+/// The [`settlement`] suite as tests, on the `settlement::Settler` `$make`
+/// builds.
+#[macro_export]
+macro_rules! settlement_suite {
+    ($make:expr) => {
+        $crate::__chat_suite!($make; settlement;
+            a_settled_key_is_acknowledged_and_the_message_fanned_out,
+            an_unkeyed_message_is_only_fanned_out,
+        );
+    };
+}
+
 /// The [`message_log`] suite as tests, on the `MessageLog + LogReader`
 /// `$make` builds.
 #[macro_export]
@@ -331,6 +346,18 @@ mod memory_passes {
                 idempotency: idempotency.clone(),
             }),
             idempotency,
+        }
+    });
+    crate::settlement_suite!({
+        let idempotency = std::sync::Arc::new(MemoryIdempotency::default());
+        let fanout = std::sync::Arc::new(MemoryFanOut::new(suite_limits().recent_history));
+        crate::testsuite::settlement::Settler {
+            settlement: std::sync::Arc::new(crate::StepwiseSettlement {
+                idempotency: idempotency.clone(),
+                fanout: fanout.clone(),
+            }),
+            idempotency,
+            fanout,
         }
     });
     crate::message_log_suite!(MemoryLog::default());

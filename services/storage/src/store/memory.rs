@@ -1,16 +1,18 @@
 //! A message store in memory, for tests: routed like the shard databases,
 //! and able to fail per shard on demand.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chatmesh_config::ShardMapConfig;
 use chatmesh_db::DbError;
-use chatmesh_ids::{ChannelId, ChatMessage, MessageId};
+use chatmesh_ids::{Change, ChannelId, ChatMessage, MessageId, UserId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::apply::{ReactionKey, ReactionSet, Register, apply, mark_mine, new_changes};
 use super::{HistoryPage, MessageStore, Page, check_storable, column};
 use crate::error::StorageError;
 
@@ -31,7 +33,11 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct ShardState {
+    /// Every event, posts with their current state.
     messages: BTreeMap<(ChannelId, MessageId), ChatMessage>,
+    /// Posts by sequence number, as changes find their targets.
+    posts: BTreeMap<(ChannelId, u64), MessageId>,
+    reactions: Reactions,
     down: bool,
     failing_writes: usize,
     attempts: Vec<Instant>,
@@ -120,20 +126,105 @@ impl MemoryStore {
         )))
     }
 
-    /// The messages of `channel`, by ID, unless its shard is down.
-    fn channel(&self, channel: &ChannelId) -> Result<Vec<ChatMessage>, StorageError> {
+    /// `read` of the state of `channel`'s shard, unless the shard is down.
+    fn read<T>(
+        &self,
+        channel: &ChannelId,
+        read: impl FnOnce(&ShardState) -> T,
+    ) -> Result<T, StorageError> {
         let shard = self.shard_of(channel);
         let shards = self.lock();
         if shards[shard].down {
             return Err(self.down(shard));
         }
+        Ok(read(&shards[shard]))
+    }
+}
+
+impl ShardState {
+    /// The events of `channel`, by ID.
+    fn channel<'a>(
+        &'a self,
+        channel: &ChannelId,
+    ) -> impl DoubleEndedIterator<Item = &'a ChatMessage> {
         let from = (channel.clone(), MessageId::from_raw(0));
         let to = (channel.clone(), MessageId::from_raw(u64::MAX));
-        Ok(shards[shard]
-            .messages
-            .range(from..=to)
-            .map(|(_, m)| m.clone())
-            .collect())
+        self.messages.range(from..=to).map(|(_, m)| m)
+    }
+
+    /// `event` as a reader sees it: a post with `reader`'s reactions marked.
+    fn for_reader(&self, event: &ChatMessage, reader: Option<&UserId>) -> ChatMessage {
+        let mut event = event.clone();
+        if let Some(reader) = reader {
+            let (channel, target) = (event.channel.clone(), event.seq);
+            mark_mine(&mut event, |emoji| {
+                let key = ReactionKey {
+                    channel: channel.clone(),
+                    target,
+                    emoji: emoji.to_owned(),
+                    user: reader.clone(),
+                };
+                self.reactions.get(&key).is_some_and(|r| r.present)
+            });
+        }
+        event
+    }
+
+    /// Stores the events of `messages` not stored yet, then applies the
+    /// changes among them. Returns how many were new.
+    fn insert(&mut self, messages: &[ChatMessage]) -> usize {
+        let mut new = HashSet::new();
+        for message in messages {
+            let key = (message.channel.clone(), message.id);
+            if let Entry::Vacant(slot) = self.messages.entry(key.clone()) {
+                slot.insert(ChatMessage {
+                    idempotency_key: None,
+                    state: Default::default(),
+                    ..message.clone()
+                });
+                if message.change == Change::Post {
+                    let by_seq = (message.channel.clone(), message.seq);
+                    let id = self.posts.entry(by_seq).or_insert(message.id);
+                    *id = (*id).min(message.id);
+                }
+                new.insert(key);
+            }
+        }
+        let inserted = new.len();
+        for change in new_changes(messages, |channel, id| new.remove(&(channel.clone(), id))) {
+            let Some(target) = change.change.target() else {
+                continue;
+            };
+            let Some(id) = self.posts.get(&(change.channel.clone(), target)) else {
+                continue;
+            };
+            if let Some(post) = self.messages.get_mut(&(change.channel.clone(), *id)) {
+                apply(change, post, &mut self.reactions);
+            }
+        }
+        inserted
+    }
+}
+
+/// Who reacted with what, in key order.
+#[derive(Debug, Default)]
+pub(super) struct Reactions(BTreeMap<ReactionKey, Register>);
+
+impl ReactionSet for Reactions {
+    fn get(&self, key: &ReactionKey) -> Option<Register> {
+        self.0.get(key).copied()
+    }
+
+    fn set(&mut self, key: ReactionKey, register: Register) {
+        self.0.insert(key, register);
+    }
+
+    fn of_post(&self, channel: &ChannelId, target: u64) -> Vec<(ReactionKey, Register)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| &k.channel == channel && k.target == target)
+            .map(|(k, r)| (k.clone(), *r))
+            .collect()
     }
 }
 
@@ -185,18 +276,7 @@ impl MessageStore for MemoryStore {
                 state.failing_writes -= 1;
                 Err(self.down(shard))
             } else {
-                let mut inserted = 0;
-                for message in messages {
-                    let key = (message.channel.clone(), message.id);
-                    state.messages.entry(key).or_insert_with(|| {
-                        inserted += 1;
-                        ChatMessage {
-                            idempotency_key: None,
-                            ..message.clone()
-                        }
-                    });
-                }
-                Ok(inserted)
+                Ok(state.insert(messages))
             }
         };
         self.attempted.notify_waiters();
@@ -206,20 +286,24 @@ impl MessageStore for MemoryStore {
     async fn page(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         page: Page,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
-        Ok(match page {
-            Page::Latest => page_of(self.channel(channel)?.into_iter().rev(), limit, true),
-            Page::Before(id) => {
-                column("before", id.get())?;
-                let older = self.channel(channel)?.into_iter().rev();
-                page_of(older.filter(|m| m.id < id), limit, true)
-            }
-            Page::After(id) => {
-                column("after", id.get())?;
-                let newer = self.channel(channel)?.into_iter();
-                page_of(newer.filter(|m| m.id > id), limit, false)
+        match page {
+            Page::Latest => {}
+            Page::Before(id) => _ = column("before", id.get())?,
+            Page::After(id) => _ = column("after", id.get())?,
+        }
+        self.read(channel, |state| {
+            let posts = state
+                .channel(channel)
+                .filter(|m| m.change == Change::Post)
+                .map(|m| state.for_reader(m, reader));
+            match page {
+                Page::Latest => page_of(posts.rev(), limit, true),
+                Page::Before(id) => page_of(posts.rev().filter(|m| m.id < id), limit, true),
+                Page::After(id) => page_of(posts.filter(|m| m.id > id), limit, false),
             }
         })
     }
@@ -227,16 +311,31 @@ impl MessageStore for MemoryStore {
     async fn since(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         after_seq: u64,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
         column("after_seq", after_seq)?;
-        let mut newer: Vec<_> = self
-            .channel(channel)?
-            .into_iter()
-            .filter(|m| m.seq > after_seq)
-            .collect();
-        newer.sort_by_key(|m| m.seq);
-        Ok(page_of(newer.into_iter(), limit, false))
+        self.read(channel, |state| {
+            let mut newer: Vec<_> = state
+                .channel(channel)
+                .filter(|m| m.seq > after_seq)
+                .collect();
+            newer.sort_by_key(|m| m.seq);
+            let events = newer.into_iter().map(|m| state.for_reader(m, reader));
+            page_of(events, limit, false)
+        })
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StorageError> {
+        column("seq", seq)?;
+        self.read(channel, |state| {
+            let id = state.posts.get(&(channel.clone(), seq))?;
+            state.messages.get(&(channel.clone(), *id)).cloned()
+        })
     }
 }

@@ -3,6 +3,8 @@
 //! in-memory one stands in for it in tests, and both pass the same suite
 //! (`crate::testsuite`).
 
+mod apply;
+mod changes;
 #[cfg(any(test, feature = "testsuite"))]
 mod memory;
 mod postgres;
@@ -12,7 +14,7 @@ mod schema;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatmesh_ids::{ChannelId, ChatMessage, MessageId};
+use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
 
 use crate::error::StorageError;
 
@@ -31,21 +33,25 @@ pub enum Page {
     After(MessageId),
 }
 
-/// Messages of one channel, oldest first, and whether more exist beyond
+/// Events of one channel, oldest first, and whether more exist beyond
 /// them in the direction read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryPage {
-    /// The messages, oldest first.
+    /// The events, oldest first: posts in their current state and, where
+    /// the read lists them, changes as they were sent.
     pub messages: Vec<ChatMessage>,
     /// True when the limit cut the read short.
     pub more: bool,
 }
 
-/// Sharded storage of chat messages.
+/// Sharded storage of channel events: posts, and the changes (edits,
+/// deletes, reactions) that apply to them.
 ///
 /// Writes are idempotent by (channel, message ID): the consumer replays a
-/// batch after a crash or a failed commit, and a replayed message must not
-/// be stored twice. Stored messages do not keep their idempotency key.
+/// batch after a crash or a failed commit, and a replayed event must not
+/// be stored, or applied, twice. Stored events do not keep their
+/// idempotency key, and a post is stored in its initial state whatever
+/// state it carries.
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// How many shards there are; shards are numbered from 0.
@@ -58,25 +64,39 @@ pub trait MessageStore: Send + Sync {
     fn shard_of(&self, channel: &ChannelId) -> usize;
 
     /// Stores `messages`, all of channels held by `shard`, in one
-    /// transaction, skipping any already stored. Returns how many were new.
+    /// transaction, skipping any already stored. In the same transaction,
+    /// each change stored by this call (never one stored before) is
+    /// applied to its target post, in sequence order per channel. Returns
+    /// how many events were new.
     async fn insert(&self, shard: usize, messages: &[ChatMessage]) -> Result<usize, StorageError>;
 
-    /// Up to `limit` messages of `channel` around `page`, ordered by ID.
+    /// Up to `limit` posts of `channel` around `page`, ordered by ID, in
+    /// their current state; `me` marks `reader`'s reactions. Changes are
+    /// not listed: their effect is in the posts' state.
     async fn page(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         page: Page,
         limit: usize,
     ) -> Result<HistoryPage, StorageError>;
 
-    /// Up to `limit` messages of `channel` with a sequence number above
-    /// `after_seq`, ordered by sequence number; `more` when there are others.
+    /// Up to `limit` events of `channel` with a sequence number above
+    /// `after_seq`, ordered by sequence number; `more` when there are
+    /// others. Posts come in their current state (`me` for `reader`),
+    /// changes as they were sent.
     async fn since(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         after_seq: u64,
         limit: usize,
     ) -> Result<HistoryPage, StorageError>;
+
+    /// The post of `channel` numbered `seq`, in its current state; `None`
+    /// when nothing, or a change, has that number.
+    async fn get(&self, channel: &ChannelId, seq: u64)
+    -> Result<Option<ChatMessage>, StorageError>;
 }
 
 #[async_trait]
@@ -100,19 +120,29 @@ impl<T: MessageStore + ?Sized> MessageStore for Arc<T> {
     async fn page(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         page: Page,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
-        (**self).page(channel, page, limit).await
+        (**self).page(channel, reader, page, limit).await
     }
 
     async fn since(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         after_seq: u64,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
-        (**self).since(channel, after_seq, limit).await
+        (**self).since(channel, reader, after_seq, limit).await
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StorageError> {
+        (**self).get(channel, seq).await
     }
 }
 
@@ -125,13 +155,16 @@ pub(crate) fn column(field: &'static str, value: u64) -> Result<i64, StorageErro
     })
 }
 
-/// Checks that `message` fits the store: ID and sequence number in a signed
-/// 64-bit column, and a send time after the Unix epoch that a timestamp can
+/// Checks that `message` fits the store: ID, sequence number and a
+/// change's target in a signed 64-bit column, and a send time after the Unix epoch that a timestamp can
 /// hold. A message that does not fit could never be written, so the
 /// consumer skips it rather than retry it forever.
 pub fn check_storable(message: &ChatMessage) -> Result<(), StorageError> {
     column("message_id", message.id.get())?;
     column("seq", message.seq)?;
+    if let Some(target) = message.change.target() {
+        column("target_seq", target)?;
+    }
     if message.created_at_ms < 0
         || chrono::DateTime::from_timestamp_millis(message.created_at_ms).is_none()
     {

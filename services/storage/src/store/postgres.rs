@@ -1,19 +1,29 @@
 //! The message store on the shard databases. The primary key
-//! (channel_id, message_id) makes inserts idempotent and each history page
-//! one index range scan on the channel's shard.
+//! (channel_id, message_id) makes inserts idempotent; the partial index of
+//! posts makes each history page one index range scan on the channel's
+//! shard.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chatmesh_db::{Shard, ShardMap};
-use chatmesh_ids::{ChannelId, ChatMessage};
-use diesel::{ExpressionMethods as _, QueryDsl as _, SelectableHelper as _};
-use diesel_async::RunQueryDsl as _;
+use chatmesh_ids::{ChannelId, ChatMessage, UserId};
+use diesel::dsl::sql;
+use diesel::sql_types::Bool;
+use diesel::{
+    BoolExpressionMethods as _, ExpressionMethods as _, OptionalExtension as _, QueryDsl as _,
+    SelectableHelper as _,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
-use super::rows::Row;
-use super::schema::messages;
+use super::apply::mark_mine;
+use super::changes::apply_changes;
+use super::rows::{NewRow, Row};
+use super::schema::{messages, reactions};
 use super::{HistoryPage, MessageStore, Page, column};
 use crate::error::StorageError;
 
-/// Rows per INSERT: 7 columns each keeps a statement far below Postgres'
+/// Rows per INSERT: 10 columns each keeps a statement far below Postgres'
 /// limit of 65,535 bind parameters.
 pub(crate) const ROWS_PER_INSERT: usize = 2_000;
 
@@ -33,6 +43,42 @@ impl PostgresStore {
     fn shard(&self, channel: &ChannelId) -> &Shard {
         self.shards.shard_for(channel)
     }
+}
+
+/// Posts only. Spelled as a literal, not a bound parameter, so that the
+/// planner matches it to the partial index `messages_posts` in generic
+/// plans of prepared statements too.
+fn is_post() -> diesel::expression::SqlLiteral<Bool> {
+    sql::<Bool>("messages.kind = 0")
+}
+
+/// The posts of `channel` around `page` (whose cursor is `cursor`), one
+/// more than `limit` to tell whether there are more: one range scan of
+/// `messages_posts`.
+fn page_query(
+    channel: &ChannelId,
+    page: Page,
+    cursor: i64,
+    limit: usize,
+) -> messages::BoxedQuery<
+    '_,
+    diesel::pg::Pg,
+    diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, diesel::pg::Pg>>,
+> {
+    let base = messages::table
+        .filter(messages::channel_id.eq(channel.as_str()).and(is_post()))
+        .select(Row::as_select())
+        .into_boxed();
+    match page {
+        Page::Latest => base.order(messages::message_id.desc()),
+        Page::Before(_) => base
+            .filter(messages::message_id.lt(cursor))
+            .order(messages::message_id.desc()),
+        Page::After(_) => base
+            .filter(messages::message_id.gt(cursor))
+            .order(messages::message_id.asc()),
+    }
+    .limit(limit as i64 + 1)
 }
 
 /// Rows as messages, in order; `more` when a row beyond `limit` was read.
@@ -55,6 +101,39 @@ fn into_page(
     })
 }
 
+/// Marks `reader`'s reactions on the posts of `page`: one range scan of
+/// `reactions_reader` over the seq span of the posts that have any.
+async fn mark_reader(
+    conn: &mut AsyncPgConnection,
+    channel: &ChannelId,
+    reader: &UserId,
+    page: &mut HistoryPage,
+) -> Result<(), StorageError> {
+    let reacted = page
+        .messages
+        .iter()
+        .filter(|m| !m.state.reactions.is_empty())
+        .map(|m| m.seq);
+    let (Some(low), Some(high)) = (reacted.clone().min(), reacted.max()) else {
+        return Ok(());
+    };
+    let mine: HashSet<(i64, String)> = reactions::table
+        .filter(reactions::channel_id.eq(channel.as_str()))
+        .filter(reactions::user_id.eq(reader.as_str()))
+        .filter(reactions::target_seq.between(column("seq", low)?, column("seq", high)?))
+        .filter(reactions::present)
+        .select((reactions::target_seq, reactions::emoji))
+        .load::<(i64, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    for post in &mut page.messages {
+        let seq = column("seq", post.seq)?;
+        mark_mine(post, |emoji| mine.contains(&(seq, emoji.to_owned())));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MessageStore for PostgresStore {
     fn shard_count(&self) -> usize {
@@ -70,35 +149,38 @@ impl MessageStore for PostgresStore {
     }
 
     async fn insert(&self, shard: usize, messages: &[ChatMessage]) -> Result<usize, StorageError> {
-        let rows: Vec<Row> = messages
+        let rows: Vec<NewRow> = messages
             .iter()
-            .map(Row::from_message)
+            .map(NewRow::from_message)
             .collect::<Result<_, _>>()?;
         if rows.is_empty() {
             return Ok(0);
         }
         let shard = &self.shards.shards()[shard];
         let mut conn = shard.pool.get().await.map_err(chatmesh_db::DbError::from)?;
-        let inserted = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
-            let mut inserted = 0;
+        diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+            let mut new = HashSet::new();
             for chunk in rows.chunks(ROWS_PER_INSERT) {
-                inserted += diesel::insert_into(messages::table)
+                let keys: Vec<(String, i64)> = diesel::insert_into(messages::table)
                     .values(chunk)
                     .on_conflict((messages::channel_id, messages::message_id))
                     .do_nothing()
-                    .execute(conn)
+                    .returning((messages::channel_id, messages::message_id))
+                    .get_results(conn)
                     .await?;
+                new.extend(keys);
             }
-            Ok::<_, diesel::result::Error>(inserted)
+            let inserted = new.len();
+            apply_changes(conn, messages, new).await?;
+            Ok::<_, StorageError>(inserted)
         })
         .await
-        .map_err(chatmesh_db::DbError::from)?;
-        Ok(inserted)
     }
 
     async fn page(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         page: Page,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
@@ -114,32 +196,35 @@ impl MessageStore for PostgresStore {
             .get()
             .await
             .map_err(chatmesh_db::DbError::from)?;
-        let base = messages::table
-            .filter(messages::channel_id.eq(channel.as_str()))
-            .select(Row::as_select())
-            .into_boxed();
-        let fetch = limit as i64 + 1;
-        let query = match page {
-            Page::Latest => base.order(messages::message_id.desc()),
-            Page::Before(_) => base
-                .filter(messages::message_id.lt(cursor))
-                .order(messages::message_id.desc()),
-            Page::After(_) => base
-                .filter(messages::message_id.gt(cursor))
-                .order(messages::message_id.asc()),
-        };
-        let rows: Vec<Row> = query
-            .limit(fetch)
-            .load(&mut *conn)
-            .await
-            .map_err(chatmesh_db::DbError::from)?;
+        let query = page_query(channel, page, cursor, limit);
         // Descending scans return newest first; pages are oldest first.
-        into_page(rows, limit, !matches!(page, Page::After(_)))
+        let newest_first = !matches!(page, Page::After(_));
+        let read = async |conn: &mut AsyncPgConnection| {
+            let rows: Vec<Row> = query.load(conn).await?;
+            let mut page = into_page(rows, limit, newest_first)?;
+            if let Some(reader) = reader {
+                mark_reader(conn, channel, reader, &mut page).await?;
+            }
+            Ok::<_, StorageError>(page)
+        };
+        match reader {
+            // Counts and `me` from one snapshot, or a reaction landing
+            // between the two reads would show in one and not the other.
+            Some(_) => {
+                conn.build_transaction()
+                    .read_only()
+                    .repeatable_read()
+                    .run(read)
+                    .await
+            }
+            None => read(&mut conn).await,
+        }
     }
 
     async fn since(
         &self,
         channel: &ChannelId,
+        reader: Option<&UserId>,
         after_seq: u64,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
@@ -150,15 +235,72 @@ impl MessageStore for PostgresStore {
             .get()
             .await
             .map_err(chatmesh_db::DbError::from)?;
-        let rows: Vec<Row> = messages::table
+        let query = messages::table
             .filter(messages::channel_id.eq(channel.as_str()))
             .filter(messages::seq.gt(after_seq))
             .order(messages::seq.asc())
             .limit(limit as i64 + 1)
-            .select(Row::as_select())
-            .load(&mut *conn)
+            .select(Row::as_select());
+        let read = async |conn: &mut AsyncPgConnection| {
+            let rows: Vec<Row> = query.load(conn).await?;
+            let mut page = into_page(rows, limit, false)?;
+            if let Some(reader) = reader {
+                mark_reader(conn, channel, reader, &mut page).await?;
+            }
+            Ok::<_, StorageError>(page)
+        };
+        match reader {
+            Some(_) => {
+                conn.build_transaction()
+                    .read_only()
+                    .repeatable_read()
+                    .run(read)
+                    .await
+            }
+            None => read(&mut conn).await,
+        }
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StorageError> {
+        let seq = column("seq", seq)?;
+        let mut conn = self
+            .shard(channel)
+            .pool
+            .get()
             .await
             .map_err(chatmesh_db::DbError::from)?;
-        into_page(rows, limit, false)
+        let row: Option<Row> = messages::table
+            .filter(messages::channel_id.eq(channel.as_str()))
+            .filter(messages::seq.eq(seq))
+            .filter(is_post())
+            .order(messages::message_id.asc())
+            .select(Row::as_select())
+            .first(&mut *conn)
+            .await
+            .optional()?;
+        row.map(Row::into_message).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_query_names_the_partial_index_predicate_literally() {
+        let channel = ChannelId::new("c").unwrap();
+        let query = page_query(
+            &channel,
+            Page::Before(chatmesh_ids::MessageId::from_raw(9)),
+            9,
+            50,
+        );
+        let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+        assert!(sql.contains("messages.kind = 0"), "{sql}");
+        assert!(!sql.contains("\"kind\" ="), "{sql}");
     }
 }

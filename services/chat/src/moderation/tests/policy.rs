@@ -122,6 +122,8 @@ fn flagging_counts_hits_and_records_the_message_not_its_text() {
         attachments: Vec::new(),
         created_at_ms: 0,
         idempotency_key: None,
+        change: Default::default(),
+        state: Default::default(),
     };
     metrics::with_local_recorder(&counts, || record_flagged(&message, 3));
     assert_eq!(counts.get("chatmesh_moderation_flagged_total{}"), 1);

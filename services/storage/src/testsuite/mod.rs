@@ -1,12 +1,15 @@
 //! The shared test suite of [`MessageStore`]: every implementation must
 //! pass it, the in-memory one in this crate's unit tests and the Postgres
-//! one in `integration-tests/tests/storage_suites.rs`.
+//! one in `integration-tests/tests/storage_suites.rs`. Changes (edits,
+//! deletes, reactions) have their tests in `changes`.
 //!
 //! Each test takes a fresh store and writes only channels of its own,
 //! unique to the process, so stores that keep data between runs (real
 //! databases) and tests running side by side do not see each other.
 //! [`message_store_suite!`](crate::message_store_suite) expands to one
 //! `#[tokio::test]` per test.
+
+mod changes;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher as _;
@@ -17,6 +20,16 @@ use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
 
 use crate::error::StorageError;
 use crate::store::{HistoryPage, MessageStore, Page};
+
+pub use changes::{
+    a_change_to_a_missing_target_is_stored_and_harmless, a_delete_leaves_a_tombstone_in_place,
+    a_partly_stored_batch_applies_only_its_new_changes, a_replayed_batch_applies_nothing_twice,
+    an_edit_replaces_the_text_and_clears_reactions, changes_apply_in_sequence_order_within_a_batch,
+    changes_out_of_order_end_as_their_numbers_imply, concurrent_copies_of_a_batch_apply_it_once,
+    get_returns_a_post_in_its_current_state_or_nothing,
+    pages_list_posts_in_their_state_for_the_reader, reactions_count_each_member_once,
+    since_lists_changes_and_posts_with_their_version,
+};
 
 /// Expands to one `#[tokio::test]` per suite test, each running it on the
 /// store `$make` evaluates to (evaluated inside the async test, so it may
@@ -40,6 +53,18 @@ macro_rules! message_store_suite {
             since_returns_newer_messages_and_flags_truncation,
             since_orders_by_sequence_number,
             cursors_beyond_the_id_range_are_refused,
+            an_edit_replaces_the_text_and_clears_reactions,
+            a_delete_leaves_a_tombstone_in_place,
+            reactions_count_each_member_once,
+            a_replayed_batch_applies_nothing_twice,
+            a_partly_stored_batch_applies_only_its_new_changes,
+            changes_apply_in_sequence_order_within_a_batch,
+            changes_out_of_order_end_as_their_numbers_imply,
+            pages_list_posts_in_their_state_for_the_reader,
+            since_lists_changes_and_posts_with_their_version,
+            get_returns_a_post_in_its_current_state_or_nothing,
+            a_change_to_a_missing_target_is_stored_and_harmless,
+            concurrent_copies_of_a_batch_apply_it_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -78,6 +103,8 @@ fn message_with_id(channel: &ChannelId, seq: u64, id: u64) -> ChatMessage {
         attachments: Vec::new(),
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
+        change: Default::default(),
+        state: Default::default(),
     }
 }
 
@@ -97,7 +124,7 @@ async fn page<S: MessageStore>(
     at: Page,
     limit: usize,
 ) -> HistoryPage {
-    store.page(channel, at, limit).await.expect("page")
+    store.page(channel, None, at, limit).await.expect("page")
 }
 
 fn seqs(page: &HistoryPage) -> Vec<u64> {
@@ -266,7 +293,7 @@ pub async fn an_unknown_channel_has_an_empty_history<S: MessageStore>(store: S) 
     for at in [Page::Latest, Page::Before(id), Page::After(id)] {
         assert_eq!(page(&store, &channel, at, 10).await, HistoryPage::default());
     }
-    let since = store.since(&channel, 0, 10).await.expect("since");
+    let since = store.since(&channel, None, 0, 10).await.expect("since");
     assert_eq!(since, HistoryPage::default());
 }
 
@@ -278,7 +305,7 @@ pub async fn channels_do_not_see_each_others_messages<S: MessageStore>(store: S)
     let p = page(&store, &a, Page::Latest, 10).await;
     assert!(p.messages.iter().all(|m| m.channel == a));
     assert_eq!((seqs(&p), p.more), (vec![1, 2, 3], false));
-    let s = store.since(&a, 0, 10).await.expect("since");
+    let s = store.since(&a, None, 0, 10).await.expect("since");
     assert_eq!((seqs(&s), s.more), (vec![1, 2, 3], false));
 }
 
@@ -287,7 +314,7 @@ pub async fn channels_do_not_see_each_others_messages<S: MessageStore>(store: S)
 pub async fn since_returns_newer_messages_and_flags_truncation<S: MessageStore>(store: S) {
     let channel = unique_channel("since");
     insert(&store, &messages(&channel, 1..=10)).await;
-    let since = |after, limit| store.since(&channel, after, limit);
+    let since = |after, limit| store.since(&channel, None, after, limit);
     let first = since(3, 4).await.expect("since");
     assert_eq!((seqs(&first), first.more), (vec![4, 5, 6, 7], true));
     let rest = since(7, 10).await.expect("since");
@@ -306,7 +333,7 @@ pub async fn since_orders_by_sequence_number<S: MessageStore>(store: S) {
         .map(|seq| message_with_id(&channel, seq, 10_000 - seq))
         .collect();
     insert(&store, &stored).await;
-    let s = store.since(&channel, 1, 3).await.expect("since");
+    let s = store.since(&channel, None, 1, 3).await.expect("since");
     assert_eq!((seqs(&s), s.more), (vec![2, 3, 4], true));
 }
 
@@ -315,13 +342,13 @@ pub async fn cursors_beyond_the_id_range_are_refused<S: MessageStore>(store: S) 
     let channel = unique_channel("cursor");
     let huge = MessageId::from_raw(u64::MAX);
     for at in [Page::Before(huge), Page::After(huge)] {
-        let refused = store.page(&channel, at, 10).await;
+        let refused = store.page(&channel, None, at, 10).await;
         assert!(
             matches!(refused, Err(StorageError::InvalidArgument { .. })),
             "{at:?}: {refused:?}"
         );
     }
-    let refused = store.since(&channel, u64::MAX, 10).await;
+    let refused = store.since(&channel, None, u64::MAX, 10).await;
     assert!(
         matches!(refused, Err(StorageError::InvalidArgument { .. })),
         "{refused:?}"
