@@ -116,6 +116,9 @@ fn to_json(frame: &ClientFrame) -> Value {
             }
             v
         }
+        ClientFrame::Typing {
+            channel_id, stop, ..
+        } => json!({"type": "typing", "channel_id": channel_id, "stop": stop}),
     };
     if let Some(id) = frame.request_id() {
         v["request_id"] = id.into();
@@ -144,6 +147,7 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
             attachments,
             idempotency_key,
             traceparent,
+            reply_to,
             ..
         } => Frame::Send(pb::Send {
             channel_id,
@@ -151,6 +155,7 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
             attachments,
             idempotency_key: idempotency_key.unwrap_or_default(),
             traceparent: traceparent.unwrap_or_default(),
+            reply_to: reply_to.unwrap_or_default(),
         }),
         ClientFrame::Edit {
             channel_id,
@@ -192,6 +197,9 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
         ClientFrame::Ping { client_time_ms, .. } => Frame::Ping(pb::Ping {
             client_time_ms: client_time_ms.unwrap_or(0),
         }),
+        ClientFrame::Typing {
+            channel_id, stop, ..
+        } => Frame::Typing(pb::Typing { channel_id, stop }),
     };
     pb::ClientFrame {
         request_id: frame.request_id().unwrap_or_default().to_owned(),
@@ -227,6 +235,7 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             attachments,
             idempotency_key,
             traceparent,
+            reply_to,
         } => ClientFrame::Send {
             request_id: present(&request_id),
             channel_id,
@@ -234,6 +243,7 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             attachments,
             idempotency_key: present(&idempotency_key),
             traceparent: present(&traceparent),
+            reply_to,
         },
         ClientFrame::Edit {
             request_id,
@@ -282,6 +292,15 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             request_id: present(&request_id),
             client_time_ms: client_time_ms.filter(|t| *t != 0),
         },
+        ClientFrame::Typing {
+            request_id,
+            channel_id,
+            stop,
+        } => ClientFrame::Typing {
+            request_id: present(&request_id),
+            channel_id,
+            stop,
+        },
     }
 }
 
@@ -305,6 +324,7 @@ fn check_replies(frame: &ClientFrame) {
         ClientFrame::Subscribe { channel_id, .. }
         | ClientFrame::Unsubscribe { channel_id, .. }
         | ClientFrame::Delete { channel_id, .. }
+        | ClientFrame::Typing { channel_id, .. }
         | ClientFrame::Ack { channel_id, .. } => (channel_id.clone(), channel_id.clone(), vec![]),
         ClientFrame::Ping { .. } => (String::new(), String::new(), vec![]),
     };

@@ -163,6 +163,10 @@ pub async fn serve(
         "gap-mending",
         hub.clone().mend_gaps(background.shutdown().clone()),
     );
+    background.spawn(
+        "typing-expiry",
+        hub.clone().expire_typers(background.shutdown().clone()),
+    );
     let (liveness, expiry_probe) = liveness::Presence::start(
         config.node_id.clone(),
         redis.clone(),

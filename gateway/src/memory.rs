@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ports::{
     Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, Feed, FeedError, GapSource,
-    Liveness, SendCommand, SendReceipt,
+    Liveness, SendCommand, SendReceipt, TypingEvent,
 };
 use crate::ws::outbound::{Outbox, Outgoing};
 
@@ -30,6 +30,7 @@ pub(crate) fn message(channel: &str, seq: u64) -> ChatMessage {
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     }
 }
@@ -303,6 +304,7 @@ impl MemoryChat {
                 created_at_ms: 1_800_000_000_000 + seq as i64,
                 idempotency_key,
                 change,
+                reply_to: None,
                 state: Default::default(),
             },
             masked: false,
@@ -315,13 +317,19 @@ impl MemoryChat {
     }
 }
 
-/// A fan-out feed: which channels are subscribed and their counters.
+/// A fan-out feed: which channels are subscribed, their counters, and the
+/// typing events published.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryFeed {
     subscribed: Mutex<HashSet<ChannelId>>,
     subscribe_calls: Mutex<HashMap<ChannelId, usize>>,
     seqs: Mutex<HashMap<ChannelId, u64>>,
     failures: AtomicUsize,
+    typing: Mutex<Vec<TypingEvent>>,
+    typing_down: Mutex<bool>,
+    /// Where published typing events of subscribed channels go, as Redis
+    /// would deliver them back.
+    typing_sink: Mutex<Option<mpsc::UnboundedSender<TypingEvent>>>,
 }
 
 impl MemoryFeed {
@@ -352,6 +360,21 @@ impl MemoryFeed {
     pub(crate) fn fail_next_subscribes(&self, n: usize) {
         self.failures.store(n, Ordering::SeqCst);
     }
+
+    /// The typing events published since the last call, oldest first.
+    pub(crate) fn take_typing(&self) -> Vec<TypingEvent> {
+        std::mem::take(&mut *lock(&self.typing))
+    }
+
+    /// Typing publishes fail while `down`.
+    pub(crate) fn typing_down(&self, down: bool) {
+        *lock(&self.typing_down) = down;
+    }
+
+    /// Typing events published to subscribed channels go to `sink` from now.
+    pub(crate) fn deliver_typing_to(&self, sink: mpsc::UnboundedSender<TypingEvent>) {
+        *lock(&self.typing_sink) = Some(sink);
+    }
 }
 
 #[async_trait]
@@ -378,6 +401,19 @@ impl Feed for MemoryFeed {
 
     async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError> {
         Ok(lock(&self.seqs).get(channel).copied().unwrap_or(0))
+    }
+
+    async fn publish_typing(&self, event: &TypingEvent) -> Result<(), FeedError> {
+        if *lock(&self.typing_down) {
+            return Err(FeedError("connection refused".into()));
+        }
+        lock(&self.typing).push(event.clone());
+        if let Some(sink) = &*lock(&self.typing_sink)
+            && self.is_subscribed(&event.channel)
+        {
+            let _ = sink.send(event.clone());
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct SendCommand {
     pub(crate) attachments: Vec<String>,
     /// The client's key for idempotent retries.
     pub(crate) idempotency_key: Option<String>,
+    /// The `seq` of the message it replies to.
+    pub(crate) reply_to: Option<u64>,
 }
 
 /// What the chat service answered to a send.
@@ -105,16 +107,32 @@ pub(crate) trait ChatApi: Send + Sync {
     async fn change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError>;
 }
 
+/// A user started or stopped typing in a channel. It travels between
+/// gateway nodes only: never stored, never through chat or Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypingEvent {
+    /// Where they type.
+    pub(crate) channel: ChannelId,
+    /// Who types.
+    pub(crate) user: UserId,
+    /// They stopped; otherwise they are typing.
+    pub(crate) stop: bool,
+}
+
 /// The Redis side of fan-out: the node's subscriptions and the channels'
-/// counters. Messages come back through [`crate::ws::hub::Hub::accept`].
+/// counters. Messages come back through [`crate::ws::hub::Hub::accept`],
+/// typing events through [`crate::ws::hub::Hub::on_typing`].
 #[async_trait]
 pub(crate) trait Feed: Send + Sync {
-    /// Starts receiving `channel`'s messages and presence events.
+    /// Starts receiving `channel`'s messages, presence and typing events.
     async fn subscribe(&self, channel: &ChannelId) -> Result<(), FeedError>;
     /// Stops receiving them.
     async fn unsubscribe(&self, channel: &ChannelId) -> Result<(), FeedError>;
     /// The channel's latest sequence number (0 before the first message).
     async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError>;
+    /// Tells every node subscribed to `event.channel`, this one included,
+    /// that its user is typing or stopped.
+    async fn publish_typing(&self, event: &TypingEvent) -> Result<(), FeedError>;
 }
 
 /// A fan-out failure. The text is for logs; clients get `unavailable`.

@@ -147,6 +147,12 @@ impl StorageService for StubStorage {
     ) -> Result<Response<storage::GetMessageResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn get_thread(
+        &self,
+        _: Request<storage::GetThreadRequest>,
+    ) -> Result<Response<storage::GetHistoryResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 }
 
 async fn serve_stubs(shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {

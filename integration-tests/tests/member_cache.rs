@@ -34,6 +34,7 @@ async fn send(
             body: body.to_owned(),
             attachments: Vec::new(),
             idempotency_key: String::new(),
+            reply_to: 0,
         })
         .await
         .map(|_| ())

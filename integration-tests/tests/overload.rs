@@ -36,6 +36,7 @@ impl Sender {
             body: key.clone(),
             attachments: Vec::new(),
             idempotency_key: key,
+            reply_to: 0,
         };
         let started = Instant::now();
         let result = client.send_message(request).await;

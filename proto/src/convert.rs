@@ -62,6 +62,8 @@ impl Message {
             })
             .collect();
         self.version = state.version;
+        self.reply_count = state.reply_count;
+        self.last_reply_at_ms = state.last_reply_at_ms;
     }
 }
 
@@ -79,6 +81,7 @@ impl From<&ChatMessage> for Message {
             ..Self::default()
         };
         wire.fill_change(&m.change, &m.state);
+        wire.reply_to = m.reply_to.unwrap_or(0);
         wire
     }
 }
@@ -97,6 +100,7 @@ impl From<ChatMessage> for Message {
             ..Self::default()
         };
         wire.fill_change(&m.change, &m.state);
+        wire.reply_to = m.reply_to.unwrap_or(0);
         wire
     }
 }
@@ -140,6 +144,8 @@ impl TryFrom<Message> for ChatMessage {
                 })
                 .collect(),
             version: m.version,
+            reply_count: m.reply_count,
+            last_reply_at_ms: m.last_reply_at_ms,
         };
         Ok(Self {
             id: MessageId::from_raw(m.message_id),
@@ -151,6 +157,7 @@ impl TryFrom<Message> for ChatMessage {
             created_at_ms: m.created_at_ms,
             idempotency_key: Some(m.idempotency_key).filter(|k| !k.is_empty()),
             change,
+            reply_to: Some(m.reply_to).filter(|&r| r != 0),
             state,
         })
     }
@@ -172,6 +179,7 @@ mod tests {
             created_at_ms: 1_800_000_000_000,
             idempotency_key: Some("k".into()),
             change: Default::default(),
+            reply_to: None,
             state: Default::default(),
         };
         assert_eq!(ChatMessage::try_from(Message::from(&m)), Ok(m.clone()));
@@ -195,6 +203,7 @@ mod tests {
             created_at_ms: 1_800_000_000_000,
             idempotency_key: None,
             change: Default::default(),
+            reply_to: None,
             state: Default::default(),
         }
     }

@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         created_at_ms: 1_795_614_208_253,
         idempotency_key: None,
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     };
     let frame = ServerFrame::Message(MessageBody::from(&message));
@@ -56,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             attachments: Vec::new(),
             idempotency_key: "c0ffee-42".into(),
             traceparent: String::new(),
+            reply_to: 0,
         })),
     }
     .encode_to_vec();

@@ -135,6 +135,7 @@ impl Setup {
                 body: format!("message {i}"),
                 attachments: Vec::new(),
                 idempotency_key: format!("k{i}"),
+                reply_to: 0,
             })
             .await?;
         Ok(started.elapsed())

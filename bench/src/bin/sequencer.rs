@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 created_at_ms: id.unix_ms() as i64,
                 idempotency_key: Some(key.key.clone()),
                 change: Default::default(),
+                reply_to: None,
                 state: Default::default(),
             };
             async move {

@@ -178,8 +178,9 @@ export const JSON_RULES = {
     // oneof case of ClientFrame -> JSON frame
     subscribe: { requestId: true },
     unsubscribe: { requestId: true },
-    // `traceparent`: an optional W3C trace context the send continues.
-    send: { requestId: true, optional: ["attachments", "idempotency_key", "traceparent"] },
+    // `traceparent`: an optional W3C trace context the send continues;
+    // `reply_to`: the `seq` of the message answered.
+    send: { requestId: true, optional: ["attachments", "idempotency_key", "traceparent", "reply_to"] },
     // Changes to the message `seq` names, answered with an `ack` like a
     // send; a change without a key is tried once.
     edit: { requestId: true, optional: ["idempotency_key"] },
@@ -189,6 +190,8 @@ export const JSON_RULES = {
     // The client `ack` has no reply, so it carries no request_id.
     ack: { requestId: false },
     ping: { requestId: true, optional: ["client_time_ms"] },
+    // Answered only when refused; `stop: true` ends the user's typing.
+    typing: { requestId: true, optional: ["stop"] },
   },
   server: {
     message: {
@@ -206,6 +209,9 @@ export const JSON_RULES = {
         "deleted",
         "reactions",
         "version",
+        "reply_to",
+        "reply_count",
+        "last_reply_at_ms",
       ],
       // Internal to the services (the send's key, the fan-out copy's trace
       // context); not sent to clients.
@@ -228,6 +234,9 @@ export const JSON_RULES = {
       enumAsString: ["kind"],
     },
     reload_required: { requestId: false },
+    // The case is `typing_users` so it does not clash with the client's
+    // `typing`; in JSON both are `typing`. `user_ids` is always present.
+    typing_users: { type: "typing", requestId: false },
   },
   // Messages carried inside frames (by full name), each an interface of its
   // own; the same keys as a frame's rule but `type` and `requestId`.

@@ -13,6 +13,7 @@ import type {
   SendAckFrame,
   SendFrame,
   ServerFrame,
+  TypingUsersFrame,
 } from "./generated/protocol.js";
 import {
   HttpApi,
@@ -35,7 +36,7 @@ import {
 } from "./http.js";
 import { randomKey } from "./keys.js";
 import { Link, type LinkClosed, type LinkHost, type TransportHooks, type WebSocketConstructor } from "./link.js";
-import { Subscription, type PresenceEvent, type ReloadRequiredEvent } from "./subscription.js";
+import { Subscription, type PresenceEvent, type ReloadRequiredEvent, type TypingEvent } from "./subscription.js";
 import { TokenManager, type GetToken } from "./token.js";
 
 /**
@@ -126,6 +127,11 @@ export interface SendOptions {
   idempotencyKey?: string;
   /** A W3C `traceparent` the send continues. */
   traceparent?: string;
+  /**
+   * Reply to the message with this `seq`: the message joins its thread, or
+   * the thread it is in (threads are flat).
+   */
+  replyTo?: number;
 }
 
 export interface ChangeOptions {
@@ -144,6 +150,7 @@ export interface ClientEvents {
   state: [state: ConnectionState, previous: ConnectionState];
   message: [message: Message, subscription: Subscription];
   presence: [event: PresenceEvent, subscription: Subscription];
+  typing: [event: TypingEvent, subscription: Subscription];
   reload_required: [event: ReloadRequiredEvent, subscription: Subscription];
   /** A connection was lost or refused and will be opened again after `delayMs`. */
   reconnecting: [info: ReconnectingInfo];
@@ -184,6 +191,12 @@ const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
 
 const SEND_BACKOFF: BackoffOptions = { initialDelayMs: 100, maxDelayMs: 5_000, factor: 2 };
 
+/**
+ * How often `typing` repeats a start while the user types: well inside the
+ * 5 s a typer stays shown, and above the gateway's 1 s per channel limit.
+ */
+const TYPING_REPEAT_MS = 3_000;
+
 const encoder = new TextEncoder();
 
 /**
@@ -199,6 +212,8 @@ export class ChatClient extends Emitter<ClientEvents> {
   private readonly links = new Map<string, Link>();
   private readonly subs = new Map<string, Subscription>();
   private readonly queues = new Map<string, PendingSend[]>();
+  /** When `typing` last sent a start, per channel, until a stop. */
+  private readonly typingSince = new Map<string, number>();
   private readonly tokens: TokenManager;
   private readonly api: HttpApi;
   private readonly backoff: BackoffOptions;
@@ -392,6 +407,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     const attachments = options.attachments ?? [];
     if (attachments.length > 0) frame.attachments = attachments;
     if (options.traceparent !== undefined) frame.traceparent = options.traceparent;
+    if (options.replyTo !== undefined) frame.reply_to = options.replyTo;
     return this.enqueue(frame, key);
   }
 
@@ -484,9 +500,38 @@ export class ChatClient extends Emitter<ClientEvents> {
     link?.send({ type: "ack", channel_id: channel, seq });
   }
 
+  /**
+   * Tells the channel's members the user is typing, or with `stop` that
+   * they stopped (call it when they send or clear the draft). Call it on
+   * every keystroke: a start goes out at most every 3 s per channel, which
+   * keeps the user shown (the gateway drops a typer 5 s after the last).
+   * Fire and forget, on the channel's connection; nothing is sent for a
+   * channel that is not subscribed yet. A refusal arrives as an `error`.
+   */
+  typing(channel: string, stop = false): void {
+    const sub = this.subs.get(channel);
+    const link = sub?.state === "subscribed" && sub.linkUrl ? this.links.get(sub.linkUrl) : undefined;
+    if (!link?.isOpen) return;
+    const now = this.now();
+    if (stop) {
+      if (!this.typingSince.delete(channel)) return;
+      link.send({ type: "typing", channel_id: channel, stop: true });
+      return;
+    }
+    const since = this.typingSince.get(channel);
+    if (since !== undefined && now - since < TYPING_REPEAT_MS) return;
+    this.typingSince.set(channel, now);
+    link.send({ type: "typing", channel_id: channel });
+  }
+
   /** A page of `channel`'s history, oldest first (the newest page without a cursor). */
   history(channel: string, query?: HistoryQuery): Promise<HistoryPage> {
     return this.api.history(channel, query);
+  }
+
+  /** A page of the replies in the thread of message `seq`, oldest first, paged as history. */
+  thread(channel: string, seq: number, query?: HistoryQuery): Promise<HistoryPage> {
+    return this.api.thread(channel, seq, query);
   }
 
   /** Pages through `channel`'s history (see `HttpApi.pages`). */
@@ -981,6 +1026,8 @@ export class ChatClient extends Emitter<ClientEvents> {
     sub.removed = true;
     if (sub.retryTimer !== undefined) clearTimeout(sub.retryTimer);
     this.subs.delete(sub.channel);
+    // The gateway tells the others the user stopped typing there.
+    this.typingSince.delete(sub.channel);
     const link = sub.linkUrl ? this.links.get(sub.linkUrl) : undefined;
     if (link && sub.requestId !== undefined) link.forget(sub.requestId);
     sub.linkUrl = undefined;
@@ -1008,6 +1055,9 @@ export class ChatClient extends Emitter<ClientEvents> {
         return;
       case "presence":
         this.onPresence(link, frame);
+        return;
+      case "typing":
+        this.onTyping(link, frame);
         return;
       case "reload_required":
         this.onReload(link, frame);
@@ -1057,6 +1107,14 @@ export class ChatClient extends Emitter<ClientEvents> {
     const { type: _type, ...event } = frame;
     sub.deliverPresence(event);
     this.emit("presence", event, sub);
+  }
+
+  private onTyping(link: Link, frame: TypingUsersFrame): void {
+    const sub = this.receiving(link, frame.channel_id);
+    if (!sub) return;
+    const { type: _type, ...event } = frame;
+    sub.deliverTyping(event);
+    this.emit("typing", event, sub);
   }
 
   private onReload(link: Link, frame: ReloadRequiredFrame): void {

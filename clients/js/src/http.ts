@@ -322,6 +322,14 @@ export class HttpApi {
     });
   }
 
+  /** One page of the replies in the thread of message `seq`, oldest first; cursors as in `history`. */
+  thread(channel: string, seq: number, query: HistoryQuery = {}): Promise<HistoryPage> {
+    const path = `/v1/channels/${encodeURIComponent(channel)}/messages/${seq}/thread`;
+    return this.request<HistoryPage>("GET", path, {
+      query: { before: query.before, after: query.after, limit: query.limit },
+    });
+  }
+
   /**
    * Pages through a channel's history. `backward` (the default) starts at
    * the newest page, or before `from`, and walks back; `forward` starts

@@ -1,12 +1,18 @@
 import { Emitter } from "./emitter.js";
 import type { ChatError } from "./errors.js";
-import type { PresenceFrame, ReloadRequiredFrame } from "./generated/protocol.js";
+import type { PresenceFrame, ReloadRequiredFrame, TypingUsersFrame } from "./generated/protocol.js";
 import type { HistoryPage, HistoryQuery, Message } from "./http.js";
 
 export type SubscriptionState = "unsubscribed" | "subscribing" | "subscribed";
 
 /** A member came online in the channel or went offline there. */
 export type PresenceEvent = Omit<PresenceFrame, "type">;
+
+/**
+ * Who is typing in the channel now: the whole set, sorted, each time it
+ * changes. It includes this client's own user while they type.
+ */
+export type TypingEvent = Omit<TypingUsersFrame, "type">;
 
 /** The gateway could not replay `from_seq`..`to_seq`; reload them from history. */
 export interface ReloadRequiredEvent {
@@ -29,6 +35,7 @@ export interface SubscriptionEvents {
   state: [state: SubscriptionState, previous: SubscriptionState];
   message: [message: Message];
   presence: [event: PresenceEvent];
+  typing: [event: TypingEvent];
   reload_required: [event: ReloadRequiredEvent];
   error: [error: ChatError];
 }
@@ -116,6 +123,11 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** @internal */
   deliverPresence(event: PresenceEvent): void {
     this.emit("presence", event);
+  }
+
+  /** @internal */
+  deliverTyping(event: TypingEvent): void {
+    this.emit("typing", event);
   }
 
   /** @internal */

@@ -25,6 +25,10 @@ pub struct ChatMessage {
     /// What this event does to its channel: a new message, or a change to
     /// an earlier one.
     pub change: Change,
+    /// A post's thread: the sequence number of the post it replies to,
+    /// always a thread's first post (a reply to a reply joins the first
+    /// post's thread).
+    pub reply_to: Option<u64>,
     /// A posted message's current state, as history serves it; the
     /// default on live events and on everything but posts.
     pub state: MessageState,
@@ -103,6 +107,11 @@ pub struct MessageState {
     /// The sequence number of the last change applied; a change at or
     /// below it is already part of this state.
     pub version: u64,
+    /// How many replies were posted in its thread (deleted ones too).
+    pub reply_count: u32,
+    /// When the last of them was posted (milliseconds since the Unix
+    /// epoch), or 0.
+    pub last_reply_at_ms: i64,
 }
 
 /// One emoji's reactions on a message.

@@ -41,6 +41,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .route("/v1/ws", get(upgrade))
         .route("/v1/route/{channel}", get(route))
         .route("/v1/channels/{channel}/messages", get(history))
+        .route("/v1/channels/{channel}/messages/{seq}/thread", get(thread))
         .route("/v1/openapi.json", get(openapi::serve))
         .merge(channels::routes())
         .merge(messages::routes())
@@ -271,18 +272,51 @@ async fn history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    read_page(&gw, channel, None, query, headers).await
+}
+
+/// A page of the replies in the thread of message `seq`, paged as history.
+async fn thread(
+    State(gw): State<Arc<Gateway>>,
+    Path((channel, seq)): Path<(String, String)>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    read_page(&gw, channel, Some(seq), query, headers).await
+}
+
+/// A page of `channel`'s history, or of the thread of its message `root`
+/// (a `seq`, as the path gave it), for the caller.
+async fn read_page(
+    gw: &Gateway,
+    channel: String,
+    root: Option<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    use chatmesh_proto::storage::v1 as pb;
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     let token = q.token.as_deref().or_else(|| bearer(&headers));
-    let user = match authenticate(&gw, token) {
+    let user = match authenticate(gw, token) {
         Ok(user) => user,
         Err(response) => return *response,
     };
     let channel_id = match ChannelId::new(channel.as_str()) {
         Ok(c) => c,
         Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
+    };
+    let root = match root.map(|r| r.parse::<u64>().ok().filter(|r| *r > 0)) {
+        None => None,
+        Some(Some(root)) => Some(root),
+        Some(None) => {
+            return fail(
+                ErrorKind::InvalidRequest,
+                "seq must be a message's sequence number (from 1)",
+            );
+        }
     };
     let cursor = |raw: Option<String>| raw.map(|v| v.parse::<u64>()).transpose();
     let (before, after) = match (cursor(q.before), cursor(q.after)) {
@@ -294,25 +328,42 @@ async fn history(
             );
         }
     };
-    let client = chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient::new(
-        gw.storage.clone(),
-    );
-    let request = chatmesh_proto::storage::v1::GetHistoryRequest {
-        channel_id: channel,
-        user_id: user.as_str().to_owned(),
-        before,
-        after,
-        limit: q.limit.unwrap_or(0),
-    };
-    let history = gw
+    let client = pb::storage_service_client::StorageServiceClient::new(gw.storage.clone());
+    let (user_id, limit) = (user.as_str().to_owned(), q.limit.unwrap_or(0));
+    let page = gw
         .reads
         .storage
         .call(&client, |mut c| {
-            let request = request.clone();
-            async move { c.get_history(request).await }
+            let channel_id = channel.clone();
+            let user_id = user_id.clone();
+            async move {
+                match root {
+                    None => {
+                        let request = pb::GetHistoryRequest {
+                            channel_id,
+                            user_id,
+                            before,
+                            after,
+                            limit,
+                        };
+                        c.get_history(request).await
+                    }
+                    Some(root_seq) => {
+                        let request = pb::GetThreadRequest {
+                            channel_id,
+                            user_id,
+                            root_seq,
+                            before,
+                            after,
+                            limit,
+                        };
+                        c.get_thread(request).await
+                    }
+                }
+            }
         })
         .await;
-    match history {
+    match page {
         Ok(r) => {
             let messages: Vec<crate::ws::protocol::MessageBody> =
                 r.messages.iter().map(Into::into).collect();

@@ -181,6 +181,9 @@ fn schemas() -> Value {
                 "deleted": { "const": true, "description": "Present when the message was deleted: body and attachments are gone." },
                 "reactions": { "type": "array", "items": schema_ref("Reaction") },
                 "version": { "type": "integer", "description": "The `seq` of the last change applied: apply a later change only when its `seq` is above this." },
+                "reply_to": { "type": "integer", "description": "A reply: the `seq` of its thread's first message." },
+                "reply_count": { "type": "integer", "minimum": 1, "description": "A thread's first message: the replies posted in it; absent when none." },
+                "last_reply_at_ms": { "type": "integer", "description": "A thread's first message: when its last reply was posted." },
             }),
         ),
         "Reaction": object(&["emoji", "count", "me"], json!({
@@ -347,6 +350,23 @@ fn build() -> Value {
             query_param("before", "Messages before this message ID.", json!({ "type": "string" })),
             query_param("after", "Messages after this message ID.", json!({ "type": "string" })),
             query_param("limit", "Messages per page (capped by the storage service).", json!({ "type": "integer", "minimum": 0 })),
+        ],
+        answers("200", "A page.", object(&["messages", "has_more"], json!({
+            "messages": { "type": "array", "items": schema_ref("Message") },
+            "has_more": { "type": "boolean" },
+        }))),
+    ) }),
+    );
+    add(
+        "/v1/channels/{channel}/messages/{seq}/thread",
+        json!({ "get": op(
+        "A page of the replies in the thread of message `seq`, oldest first, for members; paged as the history.",
+        vec![
+            channel(),
+            seq(),
+            query_param("before", "Replies before this message ID.", json!({ "type": "string" })),
+            query_param("after", "Replies after this message ID.", json!({ "type": "string" })),
+            query_param("limit", "Replies per page (capped by the storage service).", json!({ "type": "integer", "minimum": 0 })),
         ],
         answers("200", "A page.", object(&["messages", "has_more"], json!({
             "messages": { "type": "array", "items": schema_ref("Message") },

@@ -113,6 +113,7 @@ impl Api {
             body: "hello".into(),
             attachments: Vec::new(),
             idempotency_key: None,
+            reply_to: None,
         };
         self.chat.send(command).await.expect("a post").seq
     }

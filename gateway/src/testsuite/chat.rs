@@ -73,6 +73,7 @@ fn command(channel: &ChannelId, sender: &UserId, body: &str, key: Option<&str>) 
         body: body.to_owned(),
         attachments: Vec::new(),
         idempotency_key: key.map(str::to_owned),
+        reply_to: None,
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{SuiteResult, message, unique_channel, unique_user};
-use crate::ports::Feed;
+use crate::ports::{Feed, TypingEvent};
 use crate::ws::hub::{Hub, Subscriber};
 use crate::ws::outbound::{Outbox, Outgoing};
 use crate::ws::protocol::{MessageBody, ServerFrame};
@@ -101,13 +101,18 @@ impl FeedUnderTest {
     pub(crate) fn memory() -> Self {
         let feed = Arc::new(crate::memory::MemoryFeed::default());
         let (tx, rx) = mpsc::unbounded_channel();
+        let (typing_tx, typing_rx) = mpsc::unbounded_channel();
+        feed.deliver_typing_to(typing_tx);
         let tasks = Tasks::new(CancellationToken::new());
         let publisher = Arc::new(memory::MemoryPubSub {
             feed: feed.clone(),
             pushes: tx,
         });
         let (under_test, hub) = Self::new(feed, publisher, tasks.clone());
-        tasks.spawn("memory-pushes", memory::deliver(hub, rx, tasks.clone()));
+        tasks.spawn(
+            "memory-pushes",
+            memory::deliver(hub, rx, typing_rx, tasks.clone()),
+        );
         under_test
     }
 
@@ -252,6 +257,46 @@ pub async fn presence_events_reach_the_channels_sessions(t: &FeedUnderTest) -> S
     Ok(())
 }
 
+/// Typing events published for a subscribed channel come back to its
+/// sessions as the set of typers, without disturbing presence events on
+/// the same subscription.
+pub async fn typing_events_reach_the_channels_sessions(t: &FeedUnderTest) -> SuiteResult<()> {
+    let channel = unique_channel("typing");
+    let (_, mut session) = t.watch(&channel).await?;
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let event = |user: &UserId, stop: bool| TypingEvent {
+        channel: channel.clone(),
+        user: user.clone(),
+        stop,
+    };
+    let typers = |users: &[&UserId]| {
+        let mut user_ids: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        user_ids.sort();
+        ServerFrame::Typing {
+            channel_id: channel.to_string(),
+            user_ids,
+        }
+    };
+    t.feed.publish_typing(&event(&alice, false)).await?;
+    assert_eq!(session.next().await?, typers(&[&alice]));
+    t.feed.publish_typing(&event(&bob, false)).await?;
+    assert_eq!(session.next().await?, typers(&[&alice, &bob]));
+
+    let join = PresenceEvent {
+        kind: presence_event::Kind::Join as i32,
+        channel_id: channel.to_string(),
+        user_id: unique_user("carol").to_string(),
+        at_ms: 1_800_000_000_000,
+    };
+    t.publisher.announce(&join).await?;
+    let want = ServerFrame::presence(&join).expect("a join is a presence frame");
+    assert_eq!(session.next().await?, want);
+
+    t.feed.publish_typing(&event(&alice, true)).await?;
+    assert_eq!(session.next().await?, typers(&[&bob]));
+    Ok(())
+}
+
 /// After an unsubscribe the channel's messages no longer arrive.
 pub async fn unsubscribing_stops_delivery(t: &FeedUnderTest) -> SuiteResult<()> {
     let channel = unique_channel("unsubscribed");
@@ -332,6 +377,7 @@ mod memory {
     pub(super) enum Push {
         Message(ChatMessage),
         Presence(ChannelId, ServerFrame),
+        Typing(TypingEvent),
     }
 
     pub(super) struct MemoryPubSub {
@@ -360,16 +406,24 @@ mod memory {
         }
     }
 
-    /// Delivers the pushes to `hub` until `tasks` shut down.
-    pub(super) async fn deliver(hub: Hub, mut rx: mpsc::UnboundedReceiver<Push>, tasks: Tasks) {
+    /// Delivers the pushes, and the typing events the feed publishes, to
+    /// `hub` until `tasks` shut down.
+    pub(super) async fn deliver(
+        hub: Hub,
+        mut rx: mpsc::UnboundedReceiver<Push>,
+        mut typing: mpsc::UnboundedReceiver<TypingEvent>,
+        tasks: Tasks,
+    ) {
         loop {
             let push = tokio::select! {
                 push = rx.recv() => match push { Some(p) => p, None => return },
+                Some(event) = typing.recv() => Push::Typing(event),
                 () = tasks.shutdown().cancelled() => return,
             };
             match push {
                 Push::Message(m) => hub.accept(&m.channel.clone(), m),
                 Push::Presence(channel, frame) => hub.broadcast(&channel, frame),
+                Push::Typing(event) => hub.on_typing(&event),
             }
         }
     }

@@ -51,6 +51,7 @@ pub fn message(channel: &ChannelId, sender: &UserId, seq: u64) -> ChatMessage {
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     }
 }
@@ -83,6 +84,7 @@ macro_rules! feed_suite {
             the_counter_follows_published_messages,
             a_subscribed_channel_receives_its_messages_in_order,
             presence_events_reach_the_channels_sessions,
+            typing_events_reach_the_channels_sessions,
             unsubscribing_stops_delivery,
             subscribing_twice_is_subscribing_once,
             a_channel_subscribed_again_is_delivered_again,

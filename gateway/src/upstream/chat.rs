@@ -84,6 +84,7 @@ impl ChatApi for GrpcChat {
             body: command.body,
             attachments: command.attachments,
             idempotency_key: command.idempotency_key.unwrap_or_default(),
+            reply_to: command.reply_to.unwrap_or(0),
         };
         let attempt = || {
             let mut client = self.client.clone();

@@ -1,18 +1,27 @@
 //! The Redis side of fan-out: one RESP3 cluster connection carrying the
 //! node's sharded subscriptions, and the task that turns its pushes into
 //! hub deliveries.
+//!
+//! Typing events ride the presence events channel each node already
+//! subscribes per channel, rather than a third subscription per channel:
+//! they go to the same nodes (those serving the channel), the existing
+//! subscribe, unsubscribe and re-subscribe paths carry them with no change,
+//! and a busy node holds no extra subscriptions. They are told apart from
+//! presence events by a leading zero byte, which no encoded
+//! `PresenceEvent` starts with (field number 0 is not valid Protobuf); a
+//! node that predates typing drops them as undecodable presence events.
 
 use async_trait::async_trait;
-use chatmesh_ids::{ChannelId, ChatMessage};
+use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 use chatmesh_proto::common::v1::Message;
-use chatmesh_proto::presence::v1::PresenceEvent;
+use chatmesh_proto::presence::v1::{PresenceEvent, TypingEvent as TypingProto};
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
-use crate::ports::{Feed, FeedError};
+use crate::ports::{Feed, FeedError, TypingEvent};
 use crate::ws::hub::Hub;
 use crate::ws::protocol::ServerFrame;
 
@@ -88,6 +97,52 @@ impl Feed for RedisFeed {
             .map_err(feed_error)?;
         Ok(current.unwrap_or(0))
     }
+
+    async fn publish_typing(&self, event: &TypingEvent) -> Result<(), FeedError> {
+        let mut conn = self.redis.conn().await.map_err(feed_error)?;
+        redis::cmd("SPUBLISH")
+            .arg(keys::presence_events(event.channel.as_str()))
+            .arg(encode_typing(event))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(feed_error)?;
+        Ok(())
+    }
+}
+
+/// Marks a typing event on the presence events channel.
+const TYPING_MARK: u8 = 0;
+
+/// A typing event as published: the mark, then the `TypingEvent` message.
+fn encode_typing(event: &TypingEvent) -> Vec<u8> {
+    let proto = TypingProto {
+        channel_id: event.channel.as_str().to_owned(),
+        user_id: event.user.as_str().to_owned(),
+        stop: event.stop,
+    };
+    let mut payload = Vec::with_capacity(1 + proto.encoded_len());
+    payload.push(TYPING_MARK);
+    proto
+        .encode(&mut payload)
+        .expect("a Vec grows to fit the message");
+    payload
+}
+
+/// The typing event of `channel` a payload of its presence events channel
+/// carries: `None` for a presence event, `Some(Err)` for a marked payload
+/// that is not a valid typing event.
+fn decode_typing(channel: &ChannelId, payload: &[u8]) -> Option<Result<TypingEvent, String>> {
+    let body = payload.strip_prefix(&[TYPING_MARK])?;
+    let decoded = TypingProto::decode(body).map_err(|e| e.to_string());
+    Some(decoded.and_then(|t| {
+        let user = UserId::new(t.user_id).map_err(|e| e.to_string())?;
+        Ok(TypingEvent {
+            // The channel the event came on is the one that counts.
+            channel: channel.clone(),
+            user,
+            stop: t.stop,
+        })
+    }))
 }
 
 /// Delivers the pushes of the feed's connection to `hub` until `shutdown`.
@@ -129,6 +184,14 @@ fn on_message(hub: &Hub, data: &[Value]) {
         let Ok(channel) = ChannelId::new(channel) else {
             return;
         };
+        match decode_typing(&channel, payload) {
+            Some(Ok(event)) => return hub.on_typing(&event),
+            Some(Err(err)) => {
+                tracing::warn!(channel = %channel, error = %err, "undecodable typing event dropped");
+                return;
+            }
+            None => {}
+        }
         match PresenceEvent::decode(payload.as_slice()) {
             Ok(event) => {
                 if let Some(frame) = ServerFrame::presence(&event) {
@@ -160,5 +223,51 @@ fn on_message(hub: &Hub, data: &[Value]) {
             tracing::warn!(channel, error = %err, "undecodable fan-out payload dropped")
         }
         (Err(_), _) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_proto::presence::v1::presence_event;
+
+    use super::*;
+
+    fn room() -> ChannelId {
+        ChannelId::new("room").unwrap()
+    }
+
+    #[test]
+    fn typing_events_survive_the_wire() {
+        for stop in [false, true] {
+            let event = TypingEvent {
+                channel: room(),
+                user: UserId::new("alice").unwrap(),
+                stop,
+            };
+            let decoded = decode_typing(&room(), &encode_typing(&event));
+            assert_eq!(decoded, Some(Ok(event)));
+        }
+    }
+
+    #[test]
+    fn typing_and_presence_events_are_told_apart() {
+        let presence = PresenceEvent {
+            kind: presence_event::Kind::Join as i32,
+            channel_id: "room".into(),
+            user_id: "alice".into(),
+            at_ms: 1,
+        }
+        .encode_to_vec();
+        assert_eq!(decode_typing(&room(), &presence), None);
+        let typing = encode_typing(&TypingEvent {
+            channel: room(),
+            user: UserId::new("alice").unwrap(),
+            stop: false,
+        });
+        assert!(PresenceEvent::decode(typing.as_slice()).is_err());
+        assert!(matches!(
+            decode_typing(&room(), &[TYPING_MARK, 0xff]),
+            Some(Err(_))
+        ));
     }
 }

@@ -65,6 +65,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             attachments: s.attachments,
             idempotency_key: some(s.idempotency_key),
             traceparent: some(s.traceparent),
+            reply_to: Some(s.reply_to).filter(|&r| r != 0),
         }),
         Some(Frame::Edit(e)) => Ok(ClientFrame::Edit {
             request_id,
@@ -94,6 +95,11 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
         Some(Frame::Ping(p)) => Ok(ClientFrame::Ping {
             request_id,
             client_time_ms: Some(p.client_time_ms).filter(|t| *t != 0),
+        }),
+        Some(Frame::Typing(t)) => Ok(ClientFrame::Typing {
+            request_id,
+            channel_id: t.channel_id,
+            stop: t.stop,
         }),
         None => Err(FrameError::Invalid("the frame names no kind".into())),
     }
@@ -129,6 +135,9 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                     })
                     .collect(),
                 version: m.version,
+                reply_to: m.reply_to,
+                reply_count: m.reply_count,
+                last_reply_at_ms: m.last_reply_at_ms,
                 idempotency_key: String::new(),
                 traceparent: String::new(),
             }),
@@ -242,6 +251,16 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 channel_ids,
             }),
         ),
+        ServerFrame::Typing {
+            channel_id,
+            user_ids,
+        } => (
+            None,
+            Frame::TypingUsers(pb::TypingUsers {
+                channel_id,
+                user_ids,
+            }),
+        ),
     };
     pb::ServerFrame {
         request_id: request_id.unwrap_or_default(),
@@ -299,7 +318,7 @@ mod tests {
                 ),
             ),
             (
-                json!({"type": "send", "request_id": "3", "channel_id": "general", "body": "hi", "attachments": ["m1"], "idempotency_key": "k", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
+                json!({"type": "send", "request_id": "3", "channel_id": "general", "body": "hi", "attachments": ["m1"], "idempotency_key": "k", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "reply_to": 2}),
                 client(
                     "3",
                     Frame::Send(pb::Send {
@@ -309,6 +328,7 @@ mod tests {
                         idempotency_key: "k".into(),
                         traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
                             .into(),
+                        reply_to: 2,
                     }),
                 ),
             ),
@@ -382,6 +402,26 @@ mod tests {
                 ),
             ),
             (
+                json!({"type": "typing", "request_id": "8", "channel_id": "general", "stop": true}),
+                client(
+                    "8",
+                    Frame::Typing(pb::Typing {
+                        channel_id: "general".into(),
+                        stop: true,
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "typing", "channel_id": "general"}),
+                client(
+                    "",
+                    Frame::Typing(pb::Typing {
+                        channel_id: "general".into(),
+                        stop: false,
+                    }),
+                ),
+            ),
+            (
                 json!({"type": "ping", "request_id": "4", "client_time_ms": 123}),
                 client(
                     "4",
@@ -422,6 +462,7 @@ mod tests {
         let message = |change: Change, state: MessageState| {
             let m = ChatMessage {
                 change,
+                reply_to: None,
                 state,
                 ..crate::memory::message("general", 6)
             };
@@ -459,8 +500,14 @@ mod tests {
                         me: true,
                     }],
                     version: 9,
+                    reply_count: 4,
+                    last_reply_at_ms: 1_800_000_000_200,
                 },
             ),
+            ServerFrame::Message(MessageBody {
+                reply_to: 3,
+                ..MessageBody::from(&crate::memory::message("general", 6))
+            }),
             ServerFrame::Ack {
                 request_id: Some("1".into()),
                 channel_id: "general".into(),
@@ -510,6 +557,14 @@ mod tests {
                 url: Some("ws://gw-1".into()),
                 channel_ids: vec!["general".into()],
             },
+            ServerFrame::Typing {
+                channel_id: "general".into(),
+                user_ids: vec!["alice".into(), "bob".into()],
+            },
+            ServerFrame::Typing {
+                channel_id: "general".into(),
+                user_ids: Vec::new(),
+            },
         ]
     }
 
@@ -545,6 +600,15 @@ mod tests {
                 if m.version != 0 {
                     v["version"] = m.version.into();
                 }
+                for (field, value) in [
+                    ("reply_to", m.reply_to as i64),
+                    ("reply_count", i64::from(m.reply_count)),
+                    ("last_reply_at_ms", m.last_reply_at_ms),
+                ] {
+                    if value != 0 {
+                        v[field] = value.into();
+                    }
+                }
                 v
             }
             Frame::SendAck(a) => {
@@ -571,6 +635,9 @@ mod tests {
             }
             Frame::Reconnect(r) => {
                 json!({"type": "reconnect", "reason": r.reason, "url": r.url, "channel_ids": r.channel_ids})
+            }
+            Frame::TypingUsers(t) => {
+                json!({"type": "typing", "channel_id": t.channel_id, "user_ids": t.user_ids})
             }
         };
         if !frame.request_id.is_empty() {

@@ -13,6 +13,7 @@ impl Session {
         if let Ok(channel) = ChannelId::new(channel_id.as_str())
             && self.channels.remove(&channel)
         {
+            self.leave_typing(&channel).await;
             self.ctx.hub.unsubscribe(&channel, self.id).await;
             self.alive();
         }

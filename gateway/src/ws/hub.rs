@@ -59,6 +59,8 @@ struct ChannelState {
     // Since when a fill of the gap before the first pending message has
     // been under way.
     filling: Option<Instant>,
+    // Who is typing in the channel, as the node heard it.
+    typers: typing::Typers,
 }
 
 /// Numbers the sessions of a channel missed and cannot be given:
@@ -447,13 +449,9 @@ impl Hub {
     /// Passes an unsequenced frame (a presence event) to the channel's
     /// sessions, skipping the reorder window.
     pub(crate) fn broadcast(&self, channel: &ChannelId, frame: ServerFrame) {
-        let frame = Outgoing::new(frame);
         let map = self.lock();
-        let Some(state) = map.get(channel) else {
-            return;
-        };
-        for sub in state.sessions.values() {
-            sub.outbox.offer(channel.as_str(), frame.clone());
+        if let Some(state) = map.get(channel) {
+            offer_unsequenced(channel, state, frame);
         }
     }
 
@@ -599,6 +597,15 @@ impl Hub {
     }
 }
 
+/// Queues an unsequenced frame (presence, typing) for every local session
+/// of the channel, skipping the reorder window and any replay hold.
+fn offer_unsequenced(channel: &ChannelId, state: &ChannelState, frame: ServerFrame) {
+    let frame = Outgoing::new(frame);
+    for sub in state.sessions.values() {
+        sub.outbox.offer(channel.as_str(), frame.clone());
+    }
+}
+
 /// Queues what `released` holds for every local session of the channel:
 /// first the numbers they must reload, then each message. A session whose
 /// queue is full is told to close; the others never wait for it.
@@ -643,3 +650,6 @@ fn offer_all(channel: &ChannelId, state: &mut ChannelState, frame: &Arc<Outgoing
 
 #[cfg(test)]
 mod tests;
+mod typing;
+
+pub(crate) use typing::{TYPING_INTERVAL, TYPING_TTL};

@@ -12,6 +12,7 @@ mod replay;
 mod send;
 pub(crate) mod session;
 mod subscribe;
+mod typing;
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,10 @@ pub enum ClientFrame {
         /// W3C trace context of the client's trace, continued by the send.
         #[serde(default)]
         traceparent: Option<String>,
+        /// The `seq` of the message this one replies to; 0 is none, as in
+        /// the binary form.
+        #[serde(default, deserialize_with = "nonzero")]
+        reply_to: Option<u64>,
     },
     /// Replace the text of one's own message `seq`.
     Edit {
@@ -73,6 +77,15 @@ pub enum ClientFrame {
     },
     /// The client has processed a channel up to `seq`.
     Ack { channel_id: String, seq: u64 },
+    /// The user is typing in a subscribed channel, or with `stop` stopped.
+    /// Answered only when refused.
+    Typing {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        #[serde(default)]
+        stop: bool,
+    },
     /// Keep-alive; answered with `pong`.
     Ping {
         #[serde(default)]
@@ -91,6 +104,7 @@ const TYPES: &[&str] = &[
     "react",
     "ack",
     "ping",
+    "typing",
 ];
 
 impl ClientFrame {
@@ -103,10 +117,18 @@ impl ClientFrame {
             | Self::Edit { request_id, .. }
             | Self::Delete { request_id, .. }
             | Self::React { request_id, .. }
+            | Self::Typing { request_id, .. }
             | Self::Ping { request_id, .. } => request_id.as_deref(),
             Self::Ack { .. } => None,
         }
     }
+}
+
+/// An optional number where 0 means absent, as Protobuf's zero default
+/// does in the binary form.
+fn nonzero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n: Option<u64> = serde::Deserialize::deserialize(d)?;
+    Ok(n.filter(|&n| n != 0))
 }
 
 /// Why a text frame could not be read.
@@ -221,6 +243,12 @@ pub enum ServerFrame {
         event: &'static str,
         at_ms: i64,
     },
+    /// Who is typing in a subscribed channel now, sorted; sent each time
+    /// the set changes, empty once the last typer stopped.
+    Typing {
+        channel_id: String,
+        user_ids: Vec<String>,
+    },
     /// This node does not own the channel; connect to `url` for it.
     Redirect {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,6 +318,15 @@ pub struct MessageBody {
     /// The `seq` of the last change a stored post's state includes.
     #[serde(skip_serializing_if = "is_zero")]
     pub version: u64,
+    /// A reply: the `seq` of its thread's first post.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reply_to: u64,
+    /// A stored thread's first post: how many replies were posted in it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reply_count: u32,
+    /// A stored thread's first post: when its last reply was posted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_reply_at_ms: i64,
 }
 
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
@@ -370,6 +407,9 @@ impl From<&Message> for MessageBody {
                 })
                 .collect(),
             version: m.version,
+            reply_to: m.reply_to,
+            reply_count: m.reply_count,
+            last_reply_at_ms: m.last_reply_at_ms,
         }
     }
 }
@@ -408,6 +448,9 @@ impl From<&ChatMessage> for MessageBody {
                 })
                 .collect(),
             version: m.state.version,
+            reply_to: m.reply_to.unwrap_or(0),
+            reply_count: m.state.reply_count,
+            last_reply_at_ms: m.state.last_reply_at_ms,
         }
     }
 }
@@ -476,6 +519,41 @@ mod tests {
             parse(r#"{"type":"unsubscribe","channel_id":"g"}"#),
             Ok(ClientFrame::Unsubscribe { .. })
         ));
+    }
+
+    #[test]
+    fn parses_typing_frames() {
+        assert_eq!(
+            parse(r#"{"type":"typing","channel_id":"g"}"#),
+            Ok(ClientFrame::Typing {
+                request_id: None,
+                channel_id: "g".into(),
+                stop: false,
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"typing","request_id":"t","channel_id":"g","stop":true}"#),
+            Ok(ClientFrame::Typing {
+                request_id: Some("t".into()),
+                channel_id: "g".into(),
+                stop: true,
+            })
+        );
+        for bad in [
+            r#"{"type":"typing"}"#,
+            r#"{"type":"typing","channel_id":"g","stop":"yes"}"#,
+            r#"{"type":"typing","channel_id":"g","user_id":"bob"}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code(), "invalid_frame", "{bad}");
+        }
+        let frame = ServerFrame::Typing {
+            channel_id: "g".into(),
+            user_ids: vec!["alice".into(), "bob".into()],
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"typing","channel_id":"g","user_ids":["alice","bob"]}"#
+        );
     }
 
     #[test]
@@ -588,6 +666,7 @@ mod tests {
     fn event(change: Change, body: &str) -> serde_json::Value {
         let m = ChatMessage {
             change,
+            reply_to: None,
             body: body.into(),
             ..crate::memory::message("general", 9)
         };
@@ -647,6 +726,7 @@ mod tests {
                     me: true,
                 }],
                 version: 12,
+                ..Default::default()
             },
             ..crate::memory::message("general", 3)
         };

@@ -47,6 +47,8 @@ pub(super) enum Write {
     Post {
         body: String,
         attachments: Vec<String>,
+        /// The `seq` of the message it replies to.
+        reply_to: Option<u64>,
     },
     /// A change to message `target`.
     Change { target: u64, request: ChangeRequest },
@@ -210,13 +212,18 @@ async fn send_one(
     } = frame;
     let started = Instant::now();
     let result = match write {
-        Write::Post { body, attachments } => {
+        Write::Post {
+            body,
+            attachments,
+            reply_to,
+        } => {
             chat.send(SendCommand {
                 channel: channel.clone(),
                 sender,
                 body,
                 attachments,
                 idempotency_key,
+                reply_to,
             })
             .await
         }

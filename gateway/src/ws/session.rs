@@ -22,6 +22,7 @@ use crate::ws::limits::FrameBudget;
 use crate::ws::outbound::Outbox;
 use crate::ws::protocol::{self, ClientFrame, ServerFrame};
 use crate::ws::send::{SendFrame, Sends, Write};
+use crate::ws::typing::Typing;
 
 /// Which node serves which channel, as this node sees it.
 #[derive(Debug, Clone)]
@@ -86,6 +87,8 @@ pub(crate) struct Session {
     budget: FrameBudget,
     /// The session's ID in presence state.
     pub(super) presence_id: String,
+    /// Its typing starts and stops, per channel.
+    pub(super) typing: Typing,
 }
 
 impl Session {
@@ -108,6 +111,7 @@ impl Session {
             sends: Sends::default(),
             budget,
             presence_id,
+            typing: Typing::default(),
         };
         (session, expired)
     }
@@ -200,8 +204,13 @@ impl Session {
                 attachments,
                 idempotency_key,
                 traceparent,
+                reply_to,
             } => {
-                let write = Write::Post { body, attachments };
+                let write = Write::Post {
+                    body,
+                    attachments,
+                    reply_to,
+                };
                 self.write(request_id, channel_id, write, idempotency_key, traceparent)
                     .await
             }
@@ -239,6 +248,11 @@ impl Session {
                     .await
             }
             ClientFrame::Ack { .. } => {}
+            ClientFrame::Typing {
+                request_id,
+                channel_id,
+                stop,
+            } => self.typing(request_id, channel_id, stop).await,
             ClientFrame::Ping {
                 request_id,
                 client_time_ms,
@@ -338,6 +352,7 @@ impl Session {
             .liveness
             .close(&self.presence_id, self.channel_names());
         for channel in std::mem::take(&mut self.channels) {
+            self.leave_typing(&channel).await;
             self.ctx.hub.unsubscribe(&channel, self.id).await;
         }
     }

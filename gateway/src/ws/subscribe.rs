@@ -92,6 +92,10 @@ impl Session {
             self.replay(&channel, last, seq).await;
             self.ctx.hub.release(&channel, self.id);
         }
+        // Typers renew quietly, so a newcomer would not see them otherwise.
+        if let Some(typers) = self.ctx.hub.typers(&channel) {
+            self.reply(typers).await;
+        }
     }
 
     /// Sends the messages of `channel` after `last` up to `current`. When

@@ -36,6 +36,9 @@ pub struct SendRequest {
     pub change: Change,
     /// Message text: a post's, or an edit's new text; empty otherwise.
     pub body: String,
+    /// A post's reply: the `seq` of the post it answers in the same
+    /// channel. The post joins that post's thread, or the thread it is in.
+    pub reply_to: Option<u64>,
     /// Media IDs of ready uploads.
     pub attachments: Vec<String>,
     /// Client-chosen key that makes retries idempotent.
@@ -115,10 +118,14 @@ impl SendPath {
             .directory
             .policy_for_member(&req.channel, &req.sender)
             .await?;
+        let mut thread = None;
         if req.change == Change::Post {
             b.directory
                 .check_attachments(&req.channel, &req.attachments)
                 .await?;
+            if let Some(to) = req.reply_to {
+                thread = Some(self.thread_of(&req.channel, to).await?);
+            }
         } else {
             self.check_target(&req).await?;
         }
@@ -142,7 +149,7 @@ impl SendPath {
             sender: req.sender.clone(),
             key: key.clone(),
         });
-        let (message, duplicate) = self.make_durable(&req, body, idem.as_ref()).await?;
+        let (message, duplicate) = self.make_durable(&req, body, thread, idem.as_ref()).await?;
         if duplicate {
             return Ok(Sent {
                 message,
@@ -186,6 +193,7 @@ impl SendPath {
         &self,
         req: &SendRequest,
         body: String,
+        thread: Option<u64>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<(ChatMessage, bool), ChatError> {
         let b = &self.backends;
@@ -200,6 +208,7 @@ impl SendPath {
             created_at_ms: id.unix_ms() as i64,
             idempotency_key: req.idempotency_key.clone(),
             change: req.change.clone(),
+            reply_to: thread,
             state: Default::default(),
         };
         let message = match b
@@ -260,6 +269,16 @@ impl SendPath {
             return Err(ChatError::Forbidden("only its author may edit a message"));
         }
         Ok(())
+    }
+
+    /// The thread a reply to post `to` joins: the thread `to` is in, or the
+    /// one it starts. A deleted post takes no reply.
+    async fn thread_of(&self, channel: &ChannelId, to: u64) -> Result<u64, ChatError> {
+        let post = self.find_post(channel, to).await?;
+        if post.state.deleted {
+            return Err(ChatError::MessageNotFound);
+        }
+        Ok(post.reply_to.unwrap_or(post.seq))
     }
 
     /// The stored post `seq` of `channel`. A post sent an instant ago may
@@ -328,6 +347,12 @@ const MAX_EMOJI_BYTES: usize = 32;
 
 fn validate(limits: &SendLimits, req: &SendRequest) -> Result<(), ChatError> {
     let invalid = |field, reason: String| ChatError::InvalidArgument { field, reason };
+    if req.reply_to.is_some() && req.change != Change::Post {
+        return Err(invalid("reply_to", "only a new message replies".into()));
+    }
+    if req.reply_to == Some(0) {
+        return Err(invalid("reply_to", "must name a message (from 1)".into()));
+    }
     if let Some(target) = req.change.target() {
         if target == 0 {
             return Err(invalid("target_seq", "must name a message (from 1)".into()));

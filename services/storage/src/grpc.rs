@@ -70,6 +70,20 @@ where
         }))
     }
 
+    async fn get_thread(
+        &self,
+        request: Request<pb::GetThreadRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let page = page_of(req.before, req.after)?;
+        let (channel, user) = ids(req.channel_id, req.user_id)?;
+        let read = self
+            .history
+            .thread(&channel, &user, req.root_seq, page, req.limit);
+        let (messages, has_more) = wire(read.await?);
+        Ok(Response::new(pb::GetHistoryResponse { messages, has_more }))
+    }
+
     async fn get_message(
         &self,
         request: Request<pb::GetMessageRequest>,

@@ -63,6 +63,23 @@ impl<S: MessageStore, M: Members> History<S, M> {
             .await
     }
 
+    /// A page of the replies in the thread of post `root` of `channel`, for
+    /// `user`, like [`History::page`].
+    pub async fn thread(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        root: u64,
+        page: Page,
+        limit: u32,
+    ) -> Result<HistoryPage, StorageError> {
+        column("root_seq", root)?;
+        self.authorize(channel, user).await?;
+        self.store
+            .thread(channel, Some(user), root, page, self.limit(limit))
+            .await
+    }
+
     /// `channel`'s events after sequence number `after_seq`, for `user`
     /// filling a gap: posts in their current state, and changes.
     pub async fn since(

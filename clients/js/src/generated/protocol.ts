@@ -41,6 +41,7 @@ export interface SendFrame {
   attachments?: string[];
   idempotency_key?: string;
   traceparent?: string;
+  reply_to?: number;
 }
 
 /** `ack`: the JSON form of `chatmesh.gateway.v1.Ack` (ClientFrame.ack). */
@@ -87,6 +88,14 @@ export interface ReactFrame {
   idempotency_key?: string;
 }
 
+/** `typing`: the JSON form of `chatmesh.gateway.v1.Typing` (ClientFrame.typing). */
+export interface TypingFrame {
+  type: "typing";
+  request_id?: string;
+  channel_id: string;
+  stop?: boolean;
+}
+
 export type ClientFrame =
   | SubscribeFrame
   | UnsubscribeFrame
@@ -95,20 +104,22 @@ export type ClientFrame =
   | PingFrame
   | EditFrame
   | DeleteFrame
-  | ReactFrame;
+  | ReactFrame
+  | TypingFrame;
 
-export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping", "edit", "delete", "react"] as const;
+export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping", "edit", "delete", "react", "typing"] as const;
 
 /** Every field each client frame may carry, for runtime checks. */
 export const CLIENT_FRAME_FIELDS = {
   Subscribe: { type: "subscribe", fields: ["request_id", "channel_id", "last_seq"], required: ["channel_id"] },
   Unsubscribe: { type: "unsubscribe", fields: ["request_id", "channel_id"], required: ["channel_id"] },
-  Send: { type: "send", fields: ["request_id", "channel_id", "body", "attachments", "idempotency_key", "traceparent"], required: ["channel_id", "body"] },
+  Send: { type: "send", fields: ["request_id", "channel_id", "body", "attachments", "idempotency_key", "traceparent", "reply_to"], required: ["channel_id", "body"] },
   Ack: { type: "ack", fields: ["channel_id", "seq"], required: ["channel_id", "seq"] },
   Ping: { type: "ping", fields: ["request_id", "client_time_ms"], required: [] },
   Edit: { type: "edit", fields: ["request_id", "channel_id", "seq", "body", "idempotency_key"], required: ["channel_id", "seq", "body"] },
   Delete: { type: "delete", fields: ["request_id", "channel_id", "seq", "idempotency_key"], required: ["channel_id", "seq"] },
   React: { type: "react", fields: ["request_id", "channel_id", "seq", "emoji", "remove", "idempotency_key"], required: ["channel_id", "seq", "emoji"] },
+  Typing: { type: "typing", fields: ["request_id", "channel_id", "stop"], required: ["channel_id"] },
 } as const;
 
 // Server frames (JSON text form).
@@ -131,6 +142,9 @@ export interface MessageFrame {
   deleted?: boolean;
   reactions?: Reaction[];
   version?: number;
+  reply_to?: number;
+  reply_count?: number;
+  last_reply_at_ms?: number;
 }
 
 /** `ack`: the JSON form of `chatmesh.gateway.v1.SendAck` (ServerFrame.send_ack). */
@@ -209,6 +223,13 @@ export interface ReloadRequiredFrame {
   to_seq: number;
 }
 
+/** `typing`: the JSON form of `chatmesh.gateway.v1.TypingUsers` (ServerFrame.typing_users). */
+export interface TypingUsersFrame {
+  type: "typing";
+  channel_id: string;
+  user_ids: string[];
+}
+
 export type ServerFrame =
   | MessageFrame
   | SendAckFrame
@@ -219,13 +240,14 @@ export type ServerFrame =
   | SubscribedFrame
   | UnsubscribedFrame
   | PresenceFrame
-  | ReloadRequiredFrame;
+  | ReloadRequiredFrame
+  | TypingUsersFrame;
 
-export const SERVER_FRAME_TYPES = ["message", "ack", "error", "pong", "redirect", "reconnect", "subscribed", "unsubscribed", "presence", "reload_required"] as const;
+export const SERVER_FRAME_TYPES = ["message", "ack", "error", "pong", "redirect", "reconnect", "subscribed", "unsubscribed", "presence", "reload_required", "typing"] as const;
 
 /** Every field each server frame may carry, for runtime checks. */
 export const SERVER_FRAME_FIELDS = {
-  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms", "kind", "target_seq", "emoji", "edit_count", "edited_at_ms", "deleted", "reactions", "version"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
+  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms", "kind", "target_seq", "emoji", "edit_count", "edited_at_ms", "deleted", "reactions", "version", "reply_to", "reply_count", "last_reply_at_ms"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
   SendAck: { type: "ack", fields: ["request_id", "channel_id", "message_id", "seq", "masked", "duplicate"], required: ["channel_id", "message_id", "seq", "masked", "duplicate"] },
   Error: { type: "error", fields: ["request_id", "code", "message", "retryable"], required: ["code", "message", "retryable"] },
   Pong: { type: "pong", fields: ["request_id", "client_time_ms", "server_time_ms"], required: ["server_time_ms"] },
@@ -235,6 +257,7 @@ export const SERVER_FRAME_FIELDS = {
   Unsubscribed: { type: "unsubscribed", fields: ["request_id", "channel_id"], required: ["channel_id"] },
   Presence: { type: "presence", fields: ["event", "channel_id", "user_id", "at_ms"], required: ["event", "channel_id", "user_id", "at_ms"] },
   ReloadRequired: { type: "reload_required", fields: ["channel_id", "from_seq", "to_seq"], required: ["channel_id", "from_seq", "to_seq"] },
+  TypingUsers: { type: "typing", fields: ["channel_id", "user_ids"], required: ["channel_id", "user_ids"] },
 } as const;
 
 /** The error table of docs/protocol.md: HTTP status and whether a retry may succeed. */
@@ -258,8 +281,8 @@ export const ERROR_CODES = {
   not_found: { http: 404, retryable: false }, // no such media or message (a change's `seq` names no message of the channel, or a deleted one)
   already_exists: { http: 409, retryable: false }, // a channel with this ID exists
   blocked: { http: 422, retryable: false }, // refused by the channel's moderation policy
-  failed_precondition: { http: 409, retryable: false }, // not possible yet, e.g. downloading before the upload completed
-  rate_limited: { http: 429, retryable: true }, // too many frames on this connection, or sends by this user or into this channel
+  failed_precondition: { http: 409, retryable: false }, // not possible yet, e.g. downloading before the upload completed, or typing in a channel not subscribed to
+  rate_limited: { http: 429, retryable: true }, // too many frames on this connection (or typing starts in one channel), or sends by this user or into this channel
   too_many_subscriptions: { http: 429, retryable: false }, // over `limits.max_subscriptions`
   too_many_connections: { http: 503, retryable: true }, // the node is at `limits.max_connections`
   shutting_down: { http: 503, retryable: true }, // the node is draining

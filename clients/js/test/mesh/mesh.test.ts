@@ -699,6 +699,39 @@ meshTest("message changes: a subscriber sees each edit, reaction and delete in o
   assert.equal(state.get(second.seq)?.version, deletion.seq);
 });
 
+meshTest("threads: replies name their thread's first message, which counts them, and thread() pages them", 60_000, async () => {
+  const alice = user("alice");
+  const bob = user("bob");
+  const ch = await newChannel("threads", [alice, bob]);
+  const a = track(client(mesh, alice));
+  const b = track(client(mesh, bob));
+  await Promise.all([a.connect(), b.connect()]);
+  const sub = b.subscribe(ch);
+  const got = collect(sub);
+  await sub.ready();
+
+  const root = await a.send(ch, "lunch?");
+  const yes = await b.send(ch, "yes", { replyTo: root.seq });
+  const where = await a.send(ch, "where?", { replyTo: yes.seq });
+  await waitFor("three messages", () => got.length >= 3);
+  assert.deepEqual(
+    got.map((m) => [m.seq, m.reply_to]),
+    [
+      [root.seq, undefined],
+      [yes.seq, root.seq],
+      [where.seq, root.seq],
+    ],
+  );
+  await waitFor("the thread counted", async () => (await b.history(ch)).messages[0]?.reply_count === 2, 30_000, 250);
+  const thread = await a.thread(ch, root.seq, { limit: 10 });
+  assert.deepEqual(thread.messages.map((m) => m.seq), [yes.seq, where.seq]);
+  assert.equal(thread.has_more, false);
+  await assert.rejects(
+    b.send(ch, "hello?", { replyTo: where.seq + 100 }),
+    (e: unknown) => e instanceof ChatError && e.code === "not_found" && !e.retryable,
+  );
+});
+
 meshTest("message changes over HTTP: each answers its event, and a repeated key the original", 60_000, async () => {
   const alice = user("alice");
   const bob = user("bob");
@@ -737,6 +770,7 @@ meshTest("the gateway's OpenAPI document has every route and method the SDK's HT
     ["post", "/v1/channels/{channel}/members"],
     ["delete", "/v1/channels/{channel}/members/{user}"],
     ["get", "/v1/channels/{channel}/messages"],
+    ["get", "/v1/channels/{channel}/messages/{seq}/thread"],
     ["patch", "/v1/channels/{channel}/messages/{seq}"],
     ["delete", "/v1/channels/{channel}/messages/{seq}"],
     ["put", "/v1/channels/{channel}/messages/{seq}/reactions/{emoji}"],

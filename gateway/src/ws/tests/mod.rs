@@ -136,3 +136,4 @@ mod lifecycle;
 mod replay;
 mod send;
 mod subscribe;
+mod typing;

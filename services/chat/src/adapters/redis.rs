@@ -764,6 +764,7 @@ mod tests {
             created_at_ms: 1_800_000_000_000,
             idempotency_key: None,
             change: Default::default(),
+            reply_to: None,
             state: Default::default(),
         };
         let payload = encode(&message);

@@ -14,6 +14,7 @@ use crate::memory::{
 use crate::ports::{IdempotencyKey, IdempotencyStore as _};
 
 mod changes;
+mod replies;
 
 const WORKER: u16 = 42;
 
@@ -109,6 +110,7 @@ impl Harness {
             sender: self.alice.clone(),
             change: Change::Post,
             body: body.into(),
+            reply_to: None,
             attachments: Vec::new(),
             idempotency_key: None,
             traceparent: None,

@@ -66,6 +66,7 @@ pub fn message(ids: &Snowflake, channel: &ChannelId, sender: &UserId, seq: u64) 
         created_at_ms: id.unix_ms() as i64,
         idempotency_key: Some(format!("key-{seq}")),
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     }
 }

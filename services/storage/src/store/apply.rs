@@ -190,6 +190,7 @@ mod tests {
             created_at_ms: 1_000 + seq as i64,
             idempotency_key: None,
             change,
+            reply_to: None,
             state: Default::default(),
         }
     }

@@ -191,6 +191,22 @@ impl ShardState {
             }
         }
         let inserted = new.len();
+        // Replies stored now count in their threads, once each.
+        for reply in messages.iter().filter(|m| m.change == Change::Post) {
+            let Some(root) = reply.reply_to else { continue };
+            if !new.contains(&(reply.channel.clone(), reply.id)) {
+                continue;
+            }
+            let root_post = self
+                .posts
+                .get(&(reply.channel.clone(), root))
+                .and_then(|id| self.messages.get_mut(&(reply.channel.clone(), *id)));
+            if let Some(root_post) = root_post {
+                let state = &mut root_post.state;
+                state.reply_count += 1;
+                state.last_reply_at_ms = state.last_reply_at_ms.max(reply.created_at_ms);
+            }
+        }
         for change in new_changes(messages, |channel, id| new.remove(&(channel.clone(), id))) {
             let Some(target) = change.change.target() else {
                 continue;
@@ -304,6 +320,33 @@ impl MessageStore for MemoryStore {
                 Page::Latest => page_of(posts.rev(), limit, true),
                 Page::Before(id) => page_of(posts.rev().filter(|m| m.id < id), limit, true),
                 Page::After(id) => page_of(posts.filter(|m| m.id > id), limit, false),
+            }
+        })
+    }
+
+    async fn thread(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        root: u64,
+        page: Page,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        column("root_seq", root)?;
+        match page {
+            Page::Latest => {}
+            Page::Before(id) => _ = column("before", id.get())?,
+            Page::After(id) => _ = column("after", id.get())?,
+        }
+        self.read(channel, |state| {
+            let replies = state
+                .channel(channel)
+                .filter(|m| m.change == Change::Post && m.reply_to == Some(root))
+                .map(|m| state.for_reader(m, reader));
+            match page {
+                Page::Latest => page_of(replies.rev(), limit, true),
+                Page::Before(id) => page_of(replies.rev().filter(|m| m.id < id), limit, true),
+                Page::After(id) => page_of(replies.filter(|m| m.id > id), limit, false),
             }
         })
     }

@@ -85,6 +85,18 @@ pub trait MessageStore: Send + Sync {
     /// `after_seq`, ordered by sequence number; `more` when there are
     /// others. Posts come in their current state (`me` for `reader`),
     /// changes as they were sent.
+    /// Up to `limit` replies in the thread of post `root` of `channel`
+    /// around `page`, ordered by ID, each in its current state for
+    /// `reader`, like [`MessageStore::page`].
+    async fn thread(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        root: u64,
+        page: Page,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError>;
+
     async fn since(
         &self,
         channel: &ChannelId,
@@ -127,6 +139,17 @@ impl<T: MessageStore + ?Sized> MessageStore for Arc<T> {
         (**self).page(channel, reader, page, limit).await
     }
 
+    async fn thread(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        root: u64,
+        page: Page,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        (**self).thread(channel, reader, root, page, limit).await
+    }
+
     async fn since(
         &self,
         channel: &ChannelId,
@@ -162,6 +185,9 @@ pub(crate) fn column(field: &'static str, value: u64) -> Result<i64, StorageErro
 pub fn check_storable(message: &ChatMessage) -> Result<(), StorageError> {
     column("message_id", message.id.get())?;
     column("seq", message.seq)?;
+    if let Some(root) = message.reply_to {
+        column("reply_to", root)?;
+    }
     if let Some(target) = message.change.target() {
         column("target_seq", target)?;
     }

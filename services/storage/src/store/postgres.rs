@@ -7,9 +7,9 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chatmesh_db::{Shard, ShardMap};
-use chatmesh_ids::{ChannelId, ChatMessage, UserId};
+use chatmesh_ids::{Change, ChannelId, ChatMessage, UserId};
 use diesel::dsl::sql;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
 use diesel::{
     BoolExpressionMethods as _, ExpressionMethods as _, OptionalExtension as _, QueryDsl as _,
     SelectableHelper as _,
@@ -18,7 +18,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
 use super::apply::mark_mine;
 use super::changes::apply_changes;
-use super::rows::{NewRow, Row};
+use super::rows::{NewRow, Row, timestamp};
 use super::schema::{messages, reactions};
 use super::{HistoryPage, MessageStore, Page, column};
 use crate::error::StorageError;
@@ -43,6 +43,53 @@ impl PostgresStore {
     fn shard(&self, channel: &ChannelId) -> &Shard {
         self.shards.shard_for(channel)
     }
+
+    /// A page of `channel`'s posts, or of the replies in the thread of
+    /// post `root`, for `reader`.
+    async fn read_page(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        root: Option<i64>,
+        page: Page,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        // Cursors are checked before a connection is taken.
+        let cursor = match page {
+            Page::Latest => 0,
+            Page::Before(id) => column("before", id.get())?,
+            Page::After(id) => column("after", id.get())?,
+        };
+        let mut conn = self
+            .shard(channel)
+            .pool
+            .get()
+            .await
+            .map_err(chatmesh_db::DbError::from)?;
+        let query = page_query(channel, root, page, cursor, limit);
+        // Descending scans return newest first; pages are oldest first.
+        let newest_first = !matches!(page, Page::After(_));
+        let read = async |conn: &mut AsyncPgConnection| {
+            let rows: Vec<Row> = query.load(conn).await?;
+            let mut page = into_page(rows, limit, newest_first)?;
+            if let Some(reader) = reader {
+                mark_reader(conn, channel, reader, &mut page).await?;
+            }
+            Ok::<_, StorageError>(page)
+        };
+        match reader {
+            // Counts and `me` from one snapshot, or a reaction landing
+            // between the two reads would show in one and not the other.
+            Some(_) => {
+                conn.build_transaction()
+                    .read_only()
+                    .repeatable_read()
+                    .run(read)
+                    .await
+            }
+            None => read(&mut conn).await,
+        }
+    }
 }
 
 /// Posts only. Spelled as a literal, not a bound parameter, so that the
@@ -52,11 +99,13 @@ fn is_post() -> diesel::expression::SqlLiteral<Bool> {
     sql::<Bool>("messages.kind = 0")
 }
 
-/// The posts of `channel` around `page` (whose cursor is `cursor`), one
-/// more than `limit` to tell whether there are more: one range scan of
-/// `messages_posts`.
+/// The posts of `channel` around `page` (whose cursor is `cursor`), or the
+/// replies in the thread of post `root`, one more than `limit` to tell
+/// whether there are more: one range scan of `messages_posts` (or of
+/// `messages_threads`).
 fn page_query(
     channel: &ChannelId,
+    root: Option<i64>,
     page: Page,
     cursor: i64,
     limit: usize,
@@ -65,10 +114,14 @@ fn page_query(
     diesel::pg::Pg,
     diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, diesel::pg::Pg>>,
 > {
-    let base = messages::table
+    let mut base = messages::table
         .filter(messages::channel_id.eq(channel.as_str()).and(is_post()))
         .select(Row::as_select())
         .into_boxed();
+    // A thread's page is one range scan of `messages_threads`.
+    if let Some(root) = root {
+        base = base.filter(messages::reply_to.eq(root));
+    }
     match page {
         Page::Latest => base.order(messages::message_id.desc()),
         Page::Before(_) => base
@@ -80,6 +133,62 @@ fn page_query(
     }
     .limit(limit as i64 + 1)
 }
+
+/// Adds the replies among `batch` that this insert stored (`new`) to their
+/// threads' first posts: the count, and the time of the last. Only new
+/// rows count, so a replayed batch counts nothing twice; a sum and a
+/// maximum come out the same in any order.
+async fn count_replies(
+    conn: &mut AsyncPgConnection,
+    batch: &[ChatMessage],
+    new: &HashSet<(String, i64)>,
+) -> Result<(), StorageError> {
+    let mut threads: std::collections::BTreeMap<(String, i64), (i32, i64)> = Default::default();
+    let mut seen = HashSet::new();
+    for m in batch {
+        let (Some(root), Change::Post) = (m.reply_to, &m.change) else {
+            continue;
+        };
+        let key = (
+            m.channel.as_str().to_owned(),
+            column("message_id", m.id.get())?,
+        );
+        if !new.contains(&key) || !seen.insert(key) {
+            continue;
+        }
+        let thread = threads
+            .entry((m.channel.as_str().to_owned(), column("reply_to", root)?))
+            .or_insert((0, 0));
+        thread.0 += 1;
+        thread.1 = thread.1.max(m.created_at_ms);
+    }
+    if threads.is_empty() {
+        return Ok(());
+    }
+    let (mut channels, mut roots, mut counts, mut last) = (vec![], vec![], vec![], vec![]);
+    for ((channel, root), (count, at)) in threads {
+        channels.push(channel);
+        roots.push(root);
+        counts.push(count);
+        last.push(timestamp("created_at_ms", at)?);
+    }
+    diesel::sql_query(COUNT_REPLIES)
+        .bind::<Array<Text>, _>(channels)
+        .bind::<Array<BigInt>, _>(roots)
+        .bind::<Array<Integer>, _>(counts)
+        .bind::<Array<Timestamptz>, _>(last)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+const COUNT_REPLIES: &str = "\
+    UPDATE messages m SET \
+      reply_count = m.reply_count + t.n, \
+      last_reply_at = GREATEST(m.last_reply_at, t.at) \
+    FROM unnest($1::text[], $2::bigint[], $3::int[], $4::timestamptz[]) \
+      AS t (channel_id, seq, n, at) \
+    WHERE m.channel_id = t.channel_id AND m.seq = t.seq AND m.kind = 0";
 
 /// Rows as messages, in order; `more` when a row beyond `limit` was read.
 fn into_page(
@@ -171,6 +280,7 @@ impl MessageStore for PostgresStore {
                 new.extend(keys);
             }
             let inserted = new.len();
+            count_replies(conn, messages, &new).await?;
             apply_changes(conn, messages, new).await?;
             Ok::<_, StorageError>(inserted)
         })
@@ -184,41 +294,20 @@ impl MessageStore for PostgresStore {
         page: Page,
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
-        // Cursors are checked before a connection is taken.
-        let cursor = match page {
-            Page::Latest => 0,
-            Page::Before(id) => column("before", id.get())?,
-            Page::After(id) => column("after", id.get())?,
-        };
-        let mut conn = self
-            .shard(channel)
-            .pool
-            .get()
+        self.read_page(channel, reader, None, page, limit).await
+    }
+
+    async fn thread(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        root: u64,
+        page: Page,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        let root = column("root_seq", root)?;
+        self.read_page(channel, reader, Some(root), page, limit)
             .await
-            .map_err(chatmesh_db::DbError::from)?;
-        let query = page_query(channel, page, cursor, limit);
-        // Descending scans return newest first; pages are oldest first.
-        let newest_first = !matches!(page, Page::After(_));
-        let read = async |conn: &mut AsyncPgConnection| {
-            let rows: Vec<Row> = query.load(conn).await?;
-            let mut page = into_page(rows, limit, newest_first)?;
-            if let Some(reader) = reader {
-                mark_reader(conn, channel, reader, &mut page).await?;
-            }
-            Ok::<_, StorageError>(page)
-        };
-        match reader {
-            // Counts and `me` from one snapshot, or a reaction landing
-            // between the two reads would show in one and not the other.
-            Some(_) => {
-                conn.build_transaction()
-                    .read_only()
-                    .repeatable_read()
-                    .run(read)
-                    .await
-            }
-            None => read(&mut conn).await,
-        }
     }
 
     async fn since(
@@ -293,14 +382,18 @@ mod tests {
     #[test]
     fn the_page_query_names_the_partial_index_predicate_literally() {
         let channel = ChannelId::new("c").unwrap();
-        let query = page_query(
-            &channel,
-            Page::Before(chatmesh_ids::MessageId::from_raw(9)),
-            9,
-            50,
-        );
-        let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
-        assert!(sql.contains("messages.kind = 0"), "{sql}");
-        assert!(!sql.contains("\"kind\" ="), "{sql}");
+        for root in [None, Some(3)] {
+            let query = page_query(
+                &channel,
+                root,
+                Page::Before(chatmesh_ids::MessageId::from_raw(9)),
+                9,
+                50,
+            );
+            let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+            assert!(sql.contains("messages.kind = 0"), "{sql}");
+            assert!(!sql.contains("\"kind\" ="), "{sql}");
+            assert_eq!(sql.contains("\"reply_to\" ="), root.is_some(), "{sql}");
+        }
     }
 }

@@ -36,6 +36,9 @@ pub(super) struct Row {
     pub(super) deleted: bool,
     pub(super) reactions: serde_json::Value,
     pub(super) version: i64,
+    pub(super) reply_to: Option<i64>,
+    pub(super) reply_count: i32,
+    pub(super) last_reply_at: Option<DateTime<Utc>>,
 }
 
 /// The columns an event is written with; a post's state starts at the
@@ -53,6 +56,7 @@ pub(super) struct NewRow {
     pub(super) kind: i16,
     pub(super) target_seq: Option<i64>,
     pub(super) emoji: Option<String>,
+    pub(super) reply_to: Option<i64>,
 }
 
 /// One emoji's count in the `reactions` column.
@@ -108,6 +112,10 @@ impl NewRow {
                 .map(|t| column("target_seq", t))
                 .transpose()?,
             emoji: message.change.emoji().map(str::to_owned),
+            reply_to: message
+                .reply_to
+                .map(|r| column("reply_to", r))
+                .transpose()?,
         })
     }
 }
@@ -168,7 +176,15 @@ impl Row {
                 })
                 .collect(),
             version: u64::try_from(self.version).map_err(|_| corrupt("negative version".into()))?,
+            reply_count: u32::try_from(self.reply_count)
+                .map_err(|_| corrupt("negative reply count".into()))?,
+            last_reply_at_ms: self.last_reply_at.map_or(0, |t| t.timestamp_millis()),
         };
+        let reply_to = self
+            .reply_to
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|_| corrupt("negative reply_to".into()))?;
         Ok(ChatMessage {
             id: MessageId::from_raw(id),
             channel,
@@ -179,6 +195,7 @@ impl Row {
             created_at_ms: self.created_at.timestamp_millis(),
             idempotency_key: None,
             change,
+            reply_to,
             state,
         })
     }

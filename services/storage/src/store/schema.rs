@@ -36,6 +36,12 @@ diesel::table! {
         reactions -> Jsonb,
         /// The seq of the last change applied to a post.
         version -> BigInt,
+        /// A reply's thread: the seq of its first post.
+        reply_to -> Nullable<BigInt>,
+        /// A thread's first post: the replies posted in it.
+        reply_count -> Integer,
+        /// A thread's first post: when its last reply was posted.
+        last_reply_at -> Nullable<Timestamptz>,
     }
 }
 

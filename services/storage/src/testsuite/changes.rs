@@ -16,6 +16,7 @@ fn event(channel: &ChannelId, seq: u64, sender: &str, change: Change) -> ChatMes
         sender: user(sender),
         body: String::new(),
         change,
+        reply_to: None,
         ..message(channel, seq)
     }
 }
@@ -405,4 +406,52 @@ pub async fn concurrent_copies_of_a_batch_apply_it_once<S: MessageStore>(store: 
         (counts(&reacted), reacted.state.version),
         (vec![("👍", 40, false)], 41)
     );
+}
+
+/// Post `seq` of `channel`, a reply in the thread of post `root`.
+fn reply(channel: &ChannelId, seq: u64, root: u64) -> ChatMessage {
+    ChatMessage {
+        reply_to: Some(root),
+        ..message(channel, seq)
+    }
+}
+
+/// Replies count in their thread's first post once each, however often
+/// their batch is stored; a thread page lists the replies only, paged like
+/// history; history lists them with the other posts.
+pub async fn replies_count_once_and_page_as_a_thread<S: MessageStore>(store: S) {
+    let c = unique_channel("thread");
+    let first = [message(&c, 1), reply(&c, 2, 1), message(&c, 3)];
+    insert(&store, &first).await;
+    let later = [reply(&c, 4, 1), reply(&c, 5, 3), reply(&c, 6, 1)];
+    insert(&store, &later).await;
+    // A replay of both, and of a reply alone.
+    let all: Vec<_> = first.iter().chain(&later).cloned().collect();
+    assert_eq!(insert(&store, &all).await, 0);
+    assert_eq!(insert(&store, &[reply(&c, 4, 1)]).await, 0);
+
+    let root = post(&store, &c, 1).await;
+    assert_eq!(root.state.reply_count, 3);
+    assert_eq!(root.state.last_reply_at_ms, message(&c, 6).created_at_ms);
+    assert_eq!(post(&store, &c, 3).await.state.reply_count, 1);
+    assert_eq!(post(&store, &c, 2).await.reply_to, Some(1));
+
+    let thread = store
+        .thread(&c, None, 1, Page::Latest, 2)
+        .await
+        .expect("thread");
+    assert_eq!((seqs(&thread), thread.more), (vec![4, 6], true));
+    let older = Page::Before(thread.messages[0].id);
+    let rest = store.thread(&c, None, 1, older, 2).await.expect("thread");
+    assert_eq!((seqs(&rest), rest.more), (vec![2], false));
+    let none = store
+        .thread(&c, None, 2, Page::Latest, 10)
+        .await
+        .expect("thread");
+    assert!(
+        none.messages.is_empty(),
+        "a reply starts no thread of its own"
+    );
+    let history = page(&store, &c, Page::Latest, 10).await;
+    assert_eq!(seqs(&history), vec![1, 2, 3, 4, 5, 6]);
 }

@@ -28,7 +28,7 @@ pub use changes::{
     changes_out_of_order_end_as_their_numbers_imply, concurrent_copies_of_a_batch_apply_it_once,
     get_returns_a_post_in_its_current_state_or_nothing,
     pages_list_posts_in_their_state_for_the_reader, reactions_count_each_member_once,
-    since_lists_changes_and_posts_with_their_version,
+    replies_count_once_and_page_as_a_thread, since_lists_changes_and_posts_with_their_version,
 };
 
 /// Expands to one `#[tokio::test]` per suite test, each running it on the
@@ -65,6 +65,7 @@ macro_rules! message_store_suite {
             get_returns_a_post_in_its_current_state_or_nothing,
             a_change_to_a_missing_target_is_stored_and_harmless,
             concurrent_copies_of_a_batch_apply_it_once,
+            replies_count_once_and_page_as_a_thread,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -104,6 +105,7 @@ fn message_with_id(channel: &ChannelId, seq: u64, id: u64) -> ChatMessage {
         created_at_ms: 1_800_000_000_000 + seq as i64,
         idempotency_key: None,
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     }
 }

@@ -123,6 +123,7 @@ fn flagging_counts_hits_and_records_the_message_not_its_text() {
         created_at_ms: 0,
         idempotency_key: None,
         change: Default::default(),
+        reply_to: None,
         state: Default::default(),
     };
     metrics::with_local_recorder(&counts, || record_flagged(&message, 3));
