@@ -56,6 +56,7 @@ fn to_json(frame: &ClientFrame) -> Value {
             attachments,
             idempotency_key,
             traceparent,
+            reply_to,
             ..
         } => {
             let mut v = json!({"type": "send", "channel_id": channel_id, "body": body, "attachments": attachments});
@@ -64,6 +65,9 @@ fn to_json(frame: &ClientFrame) -> Value {
             }
             if let Some(tp) = traceparent {
                 v["traceparent"] = tp.as_str().into();
+            }
+            if let Some(to) = reply_to {
+                v["reply_to"] = (*to).into();
             }
             v
         }

@@ -111,6 +111,24 @@ impl Client {
         }
     }
 
+    /// Sends `frame`, which should carry a `request_id`, and waits for its
+    /// answer: the `ack`'s `seq`, or the frame that refused it. Frames in
+    /// between are skipped.
+    pub async fn ask(&mut self, frame: Value) -> anyhow::Result<Result<u64, Value>> {
+        let request_id = frame["request_id"].clone();
+        self.send(frame).await?;
+        loop {
+            let answer = self.next().await?;
+            if answer["request_id"] != request_id {
+                continue;
+            }
+            return Ok(match answer["type"].as_str() {
+                Some("ack") => Ok(answer["seq"].as_u64().context("ack without seq")?),
+                _ => Err(answer),
+            });
+        }
+    }
+
     /// Subscribes and waits for the confirmation; returns the channel's seq.
     pub async fn subscribe(&mut self, channel: &str) -> anyhow::Result<u64> {
         self.send(json!({ "type": "subscribe", "channel_id": channel }))

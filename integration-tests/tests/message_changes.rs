@@ -186,22 +186,6 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
-/// Sends `frame` and waits for its answer: the ack's `seq`, or the error.
-async fn ask(client: &mut Client, frame: Value) -> anyhow::Result<Result<u64, Value>> {
-    let request_id = frame["request_id"].clone();
-    client.send(frame).await?;
-    loop {
-        let answer = client.next().await?;
-        if answer["request_id"] != request_id {
-            continue;
-        }
-        return Ok(match answer["type"].as_str() {
-            Some("ack") => Ok(answer["seq"].as_u64().context("ack without seq")?),
-            _ => Err(answer),
-        });
-    }
-}
-
 /// Reads `message` frames of `channel` until one numbered `upto` arrives,
 /// folding each into `view`; fails on a number out of order or repeated.
 async fn follow(
@@ -278,11 +262,7 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
     let mut posts = Vec::new();
     for (i, body) in ["first", "second", "third"].iter().enumerate() {
         let frame = json!({"type": "send", "request_id": format!("p{i}"), "channel_id": room, "body": body});
-        posts.push(
-            ask(&mut a, frame)
-                .await?
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        posts.push(a.ask(frame).await?.map_err(|e| anyhow::anyhow!("{e}"))?);
     }
     let [first, second, third] = [posts[0], posts[1], posts[2]];
 
@@ -312,7 +292,7 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
     ];
     for (outsider, frame, expected) in refusals {
         let client = if outsider { &mut m } else { &mut b };
-        let answer = ask(client, frame.clone()).await?;
+        let answer = client.ask(frame.clone()).await?;
         let error = answer
             .err()
             .with_context(|| format!("{frame} was accepted"))?;
@@ -325,8 +305,8 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
     let alice_http = Http::new(gw0, &alice).await?;
     let mut acked = Vec::new();
     let ok = |answer: Result<u64, Value>| answer.map_err(|e| anyhow::anyhow!("refused: {e}"));
-    acked.push(ok(ask(&mut a, json!({"type": "edit", "request_id": "e1", "channel_id": room, "seq": first, "body": "first, edited"})).await?)?);
-    acked.push(ok(ask(&mut b, json!({"type": "react", "request_id": "x1", "channel_id": room, "seq": second, "emoji": "👍"})).await?)?);
+    acked.push(ok(a.ask(json!({"type": "edit", "request_id": "e1", "channel_id": room, "seq": first, "body": "first, edited"})).await?)?);
+    acked.push(ok(b.ask(json!({"type": "react", "request_id": "x1", "channel_id": room, "seq": second, "emoji": "👍"})).await?)?);
     let (status, body) = carol_http
         .call(
             Method::PUT,
@@ -434,7 +414,7 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
     })
     .await?;
     assert_eq!(by_seq(&page, second)["edit_count"].as_u64().unwrap_or(0), 0);
-    ok(ask(&mut a, json!({"type": "edit", "request_id": "e2", "channel_id": room, "seq": second, "body": "second, reworded"})).await?)?;
+    ok(a.ask(json!({"type": "edit", "request_id": "e2", "channel_id": room, "seq": second, "body": "second, reworded"})).await?)?;
     history_until(&bob_http, &room, |page| {
         let m = by_seq(page, second);
         m["body"] == "second, reworded" && m["reactions"].as_array().is_none_or(Vec::is_empty)
@@ -472,7 +452,8 @@ async fn a_client_away_while_messages_change_catches_up_with_last_seq() -> anyho
         frame["request_id"] = json!(format!("q{n}"));
         frame["channel_id"] = json!(room);
         frame["idempotency_key"] = json!(format!("k{n}"));
-        ask(client, frame)
+        client
+            .ask(frame)
             .await?
             .map_err(|e| anyhow::anyhow!("refused: {e}"))
     };

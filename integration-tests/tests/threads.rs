@@ -12,22 +12,6 @@ use chatmesh_integration_tests::sandbox::Options;
 use chatmesh_proto::common::v1::ModerationPolicy;
 use serde_json::{Value, json};
 
-/// Sends `frame` and returns its ack's `seq`, or the error frame.
-async fn ask(client: &mut Client, frame: Value) -> anyhow::Result<Result<u64, Value>> {
-    let request_id = frame["request_id"].clone();
-    client.send(frame).await?;
-    loop {
-        let answer = client.next().await?;
-        if answer["request_id"] != request_id {
-            continue;
-        }
-        return Ok(match answer["type"].as_str() {
-            Some("ack") => Ok(answer["seq"].as_u64().context("ack without seq")?),
-            _ => Err(answer),
-        });
-    }
-}
-
 async fn get(gateway: std::net::SocketAddr, token: &str, path: &str) -> anyhow::Result<Value> {
     let response = reqwest::Client::new()
         .get(format!("http://{gateway}{path}"))
@@ -61,12 +45,12 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
         frame
     };
     let ok = |answer: Result<u64, Value>| answer.map_err(|e| anyhow::anyhow!("refused: {e}"));
-    let root = ok(ask(&mut a, send("1", "lunch?", None)).await?)?;
-    let other = ok(ask(&mut a, send("2", "unrelated", None)).await?)?;
-    let r1 = ok(ask(&mut b, send("3", "yes", Some(root))).await?)?;
+    let root = ok(a.ask(send("1", "lunch?", None)).await?)?;
+    let other = ok(a.ask(send("2", "unrelated", None)).await?)?;
+    let r1 = ok(b.ask(send("3", "yes", Some(root))).await?)?;
     // A reply to a reply joins the first message's thread.
-    let r2 = ok(ask(&mut a, send("4", "where?", Some(r1))).await?)?;
-    let r3 = ok(ask(&mut b, send("5", "the usual", Some(root))).await?)?;
+    let r2 = ok(a.ask(send("4", "where?", Some(r1))).await?)?;
+    let r3 = ok(b.ask(send("5", "the usual", Some(root))).await?)?;
 
     // Live frames on the other node name the thread.
     let mut live = Vec::new();
@@ -92,11 +76,10 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
 
     // A reply to a deleted message, or to none, is refused. Chat checks
     // replies against what storage holds, so wait for the delete there.
-    ok(ask(
-        &mut a,
-        json!({"type": "delete", "request_id": "6", "channel_id": room, "seq": other}),
-    )
-    .await?)?;
+    ok(
+        a.ask(json!({"type": "delete", "request_id": "6", "channel_id": room, "seq": other}))
+            .await?,
+    )?;
     let history = format!("/v1/channels/{room}/messages");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -115,7 +98,7 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (id, to) in [("7", other), ("8", r3 + 50)] {
-        let refused = ask(&mut b, send(id, "hello?", Some(to))).await?;
+        let refused = b.ask(send(id, "hello?", Some(to))).await?;
         let error = refused.err().context("a reply to nothing was accepted")?;
         assert_eq!(error["code"], "not_found", "{error}");
     }

@@ -60,15 +60,29 @@ impl PostgresStore {
             Page::Before(id) => column("before", id.get())?,
             Page::After(id) => column("after", id.get())?,
         };
+        let query = page_query(channel, root, page, cursor, limit);
+        // Descending scans return newest first; pages are oldest first.
+        let newest_first = !matches!(page, Page::After(_));
+        self.read_rows(channel, reader, query, limit, newest_first)
+            .await
+    }
+
+    /// The rows `query` reads (one more than `limit`, to tell whether there
+    /// are more) as a page for `reader`, with their reactions marked.
+    async fn read_rows(
+        &self,
+        channel: &ChannelId,
+        reader: Option<&UserId>,
+        query: RowQuery<'_>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<HistoryPage, StorageError> {
         let mut conn = self
             .shard(channel)
             .pool
             .get()
             .await
             .map_err(chatmesh_db::DbError::from)?;
-        let query = page_query(channel, root, page, cursor, limit);
-        // Descending scans return newest first; pages are oldest first.
-        let newest_first = !matches!(page, Page::After(_));
         let read = async |conn: &mut AsyncPgConnection| {
             let rows: Vec<Row> = query.load(conn).await?;
             let mut page = into_page(rows, limit, newest_first)?;
@@ -92,6 +106,13 @@ impl PostgresStore {
     }
 }
 
+/// A boxed query of whole rows.
+type RowQuery<'a> = messages::BoxedQuery<
+    'a,
+    diesel::pg::Pg,
+    diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, diesel::pg::Pg>>,
+>;
+
 /// Posts only. Spelled as a literal, not a bound parameter, so that the
 /// planner matches it to the partial index `messages_posts` in generic
 /// plans of prepared statements too.
@@ -109,11 +130,7 @@ fn page_query(
     page: Page,
     cursor: i64,
     limit: usize,
-) -> messages::BoxedQuery<
-    '_,
-    diesel::pg::Pg,
-    diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, diesel::pg::Pg>>,
-> {
+) -> RowQuery<'_> {
     let mut base = messages::table
         .filter(messages::channel_id.eq(channel.as_str()).and(is_post()))
         .select(Row::as_select())
@@ -318,36 +335,14 @@ impl MessageStore for PostgresStore {
         limit: usize,
     ) -> Result<HistoryPage, StorageError> {
         let after_seq = column("after_seq", after_seq)?;
-        let mut conn = self
-            .shard(channel)
-            .pool
-            .get()
-            .await
-            .map_err(chatmesh_db::DbError::from)?;
         let query = messages::table
             .filter(messages::channel_id.eq(channel.as_str()))
             .filter(messages::seq.gt(after_seq))
             .order(messages::seq.asc())
             .limit(limit as i64 + 1)
-            .select(Row::as_select());
-        let read = async |conn: &mut AsyncPgConnection| {
-            let rows: Vec<Row> = query.load(conn).await?;
-            let mut page = into_page(rows, limit, false)?;
-            if let Some(reader) = reader {
-                mark_reader(conn, channel, reader, &mut page).await?;
-            }
-            Ok::<_, StorageError>(page)
-        };
-        match reader {
-            Some(_) => {
-                conn.build_transaction()
-                    .read_only()
-                    .repeatable_read()
-                    .run(read)
-                    .await
-            }
-            None => read(&mut conn).await,
-        }
+            .select(Row::as_select())
+            .into_boxed();
+        self.read_rows(channel, reader, query, limit, false).await
     }
 
     async fn get(
