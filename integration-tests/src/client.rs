@@ -19,6 +19,73 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// One user's calls to one gateway's HTTP API, with a development token.
+#[derive(Debug, Clone)]
+pub struct HttpUser {
+    gateway: SocketAddr,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl HttpUser {
+    /// `user`, signed in at `gateway`.
+    pub async fn new(gateway: SocketAddr, user: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            gateway,
+            token: dev_token(gateway, user).await?,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// `method path` with `body` as JSON: the status and the JSON answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.gateway))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let value =
+            serde_json::from_str(&text).with_context(|| format!("{status} {path}: {text:?}"))?;
+        Ok((status, value))
+    }
+
+    /// The user's token, for a WebSocket of the same user.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `GET path`: the status and the JSON answer.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST path` with `body`: the status and the JSON answer.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `GET path`, which must succeed: the JSON answer.
+    pub async fn get_ok(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.get(path).await?;
+        anyhow::ensure!(status.is_success(), "{status} {path}: {body}");
+        Ok(body)
+    }
+}
+
 /// Asks a gateway's development endpoint for a token for `user`.
 pub async fn dev_token(gateway: SocketAddr, user: &str) -> anyhow::Result<String> {
     let response: Value = reqwest::Client::new()

@@ -6,55 +6,27 @@
 use std::net::SocketAddr;
 
 use chatmesh_integration_tests::Sandbox;
-use chatmesh_integration_tests::client::{Client, dev_token};
+use chatmesh_integration_tests::client::{Client, HttpUser};
 use chatmesh_integration_tests::fixtures::channel_id;
 use chatmesh_integration_tests::sandbox::Options;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// One user's calls to one gateway.
-struct User {
-    gateway: SocketAddr,
-    token: String,
-    http: reqwest::Client,
+/// One user's calls to one gateway, with the directory reads the test
+/// checks.
+struct User(HttpUser);
+
+impl std::ops::Deref for User {
+    type Target = HttpUser;
+
+    fn deref(&self) -> &HttpUser {
+        &self.0
+    }
 }
 
 impl User {
     async fn new(gateway: SocketAddr, name: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            gateway,
-            token: dev_token(gateway, name).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}{path}", self.gateway))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        let value = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{status} {path}: {e}: {text:?}"))?;
-        Ok((status, value))
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
-        self.call(Method::POST, path, Some(body)).await
+        Ok(Self(HttpUser::new(gateway, name).await?))
     }
 
     /// The caller's channels as (ID, role).
@@ -212,9 +184,9 @@ async fn owners_manage_private_channels_and_the_rules_hold_everywhere() -> anyho
         (StatusCode::OK, &json!("member"))
     );
 
-    let mut bob_ws = Client::connect(gw, &bob.token, None).await?;
+    let mut bob_ws = Client::connect(gw, bob.token(), None).await?;
     bob_ws.subscribe(&room).await?;
-    let mut alice_ws = Client::connect(gw, &alice.token, None).await?;
+    let mut alice_ws = Client::connect(gw, alice.token(), None).await?;
     alice_ws
         .send(json!({ "type": "send", "request_id": "1", "channel_id": room, "body": "welcome" }))
         .await?;
@@ -244,7 +216,7 @@ async fn owners_manage_private_channels_and_the_rules_hold_everywhere() -> anyho
     assert_eq!(bob.channels().await?, Vec::<(String, String)>::new());
     let (status, body) = bob.get(&format!("/v1/channels/{room}/messages")).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_member"));
-    let mut bob_again = Client::connect(gw, &bob.token, None).await?;
+    let mut bob_again = Client::connect(gw, bob.token(), None).await?;
     bob_again
         .send(json!({ "type": "subscribe", "request_id": "s", "channel_id": room }))
         .await?;

@@ -5,12 +5,11 @@
 //! same state as one that stayed.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chatmesh_integration_tests::Sandbox;
-use chatmesh_integration_tests::client::{Client, dev_token};
+use chatmesh_integration_tests::client::{Client, HttpUser, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::Options;
 use chatmesh_proto::common::v1::ModerationPolicy;
@@ -131,55 +130,12 @@ impl View {
     }
 }
 
-/// One user's HTTP calls to one gateway.
-struct Http {
-    gateway: SocketAddr,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Http {
-    async fn new(gateway: SocketAddr, user: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            gateway,
-            token: dev_token(gateway, user).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}{path}", self.gateway))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        let value =
-            serde_json::from_str(&text).with_context(|| format!("{status} {path}: {text:?}"))?;
-        Ok((status, value))
-    }
-
-    /// The channel's history, oldest first, every page.
-    async fn history(&self, channel: &str) -> anyhow::Result<Vec<Value>> {
-        let (status, body) = self
-            .call(
-                Method::GET,
-                &format!("/v1/channels/{channel}/messages?limit=100"),
-                None,
-            )
-            .await?;
-        anyhow::ensure!(status == StatusCode::OK, "{status} {body}");
-        Ok(body["messages"].as_array().cloned().unwrap_or_default())
-    }
+/// The channel's history as `user` reads it, oldest first.
+async fn history(user: &HttpUser, channel: &str) -> anyhow::Result<Vec<Value>> {
+    let page = user
+        .get_ok(&format!("/v1/channels/{channel}/messages?limit=100"))
+        .await?;
+    Ok(page["messages"].as_array().cloned().unwrap_or_default())
 }
 
 fn code(body: &Value) -> &str {
@@ -210,13 +166,13 @@ async fn follow(
 
 /// Polls history until `done` holds for it, for storage to catch up.
 async fn history_until(
-    http: &Http,
+    http: &HttpUser,
     channel: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> anyhow::Result<Vec<Value>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let page = http.history(channel).await?;
+        let page = history(http, channel).await?;
         if done(&page) {
             return Ok(page);
         }
@@ -300,9 +256,9 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
     }
 
     // Accepted, over both APIs and both nodes.
-    let bob_http = Http::new(gw1, &bob).await?;
-    let carol_http = Http::new(gw1, &carol).await?;
-    let alice_http = Http::new(gw0, &alice).await?;
+    let bob_http = HttpUser::new(gw1, &bob).await?;
+    let carol_http = HttpUser::new(gw1, &carol).await?;
+    let alice_http = HttpUser::new(gw0, &alice).await?;
     let mut acked = Vec::new();
     let ok = |answer: Result<u64, Value>| answer.map_err(|e| anyhow::anyhow!("refused: {e}"));
     acked.push(ok(a.ask(json!({"type": "edit", "request_id": "e1", "channel_id": room, "seq": first, "body": "first, edited"})).await?)?);
@@ -394,7 +350,7 @@ async fn changes_follow_the_rules_reach_both_nodes_and_show_in_history() -> anyh
         by_seq(&page, second)["reactions"],
         json!([{"emoji": "👍", "count": 2, "me": true}])
     );
-    let for_alice = alice_http.history(&room).await?;
+    let for_alice = history(&alice_http, &room).await?;
     assert_eq!(by_seq(&for_alice, second)["reactions"][0]["me"], false);
     let mut stored = View::default();
     page.iter().for_each(|m| stored.apply(m));
@@ -555,7 +511,7 @@ async fn a_client_away_while_messages_change_catches_up_with_last_seq() -> anyho
     assert!(shown[&posts[5]].3.is_empty(), "the reaction taken back");
 
     // History ends in the same state.
-    let http = Http::new(gw0, &otto).await?;
+    let http = HttpUser::new(gw0, &otto).await?;
     let page = history_until(&http, &room, |page| {
         page.iter().filter(|m| m["deleted"] == true).count() == 3
             && by_seq(page, posts[5])["reactions"]

@@ -6,23 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chatmesh_integration_tests::Sandbox;
-use chatmesh_integration_tests::client::{Client, dev_token};
+use chatmesh_integration_tests::client::{Client, HttpUser, dev_token};
 use chatmesh_integration_tests::fixtures::{channel_id, create_channel};
 use chatmesh_integration_tests::sandbox::Options;
 use chatmesh_proto::common::v1::ModerationPolicy;
 use serde_json::{Value, json};
-
-async fn get(gateway: std::net::SocketAddr, token: &str, path: &str) -> anyhow::Result<Value> {
-    let response = reqwest::Client::new()
-        .get(format!("http://{gateway}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    anyhow::ensure!(status.is_success(), "{status} {path}: {body}");
-    Ok(body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Result<()> {
@@ -35,6 +23,10 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
     let mut a = Client::connect(gw0, &alice_token, None).await?;
     let mut b = Client::connect(gw1, &bob_token, None).await?;
     let mut watcher = Client::connect(gw1, &bob_token, None).await?;
+    let (alice_http, bob_http) = (
+        HttpUser::new(gw0, &alice).await?,
+        HttpUser::new(gw1, &bob).await?,
+    );
     watcher.subscribe(&room).await?;
 
     let send = |id: &str, body: &str, reply_to: Option<u64>| {
@@ -83,7 +75,7 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
     let history = format!("/v1/channels/{room}/messages");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let page = get(gw1, &bob_token, &history).await?;
+        let page = bob_http.get_ok(&history).await?;
         let deleted = page["messages"]
             .as_array()
             .and_then(|m| m.iter().find(|m| m["seq"] == other))
@@ -106,7 +98,7 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
     // History counts the thread's replies on its first message.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let history = loop {
-        let page = get(gw1, &bob_token, &history).await?;
+        let page = bob_http.get_ok(&history).await?;
         let counted = page["messages"]
             .as_array()
             .and_then(|m| m.iter().find(|m| m["seq"] == root))
@@ -134,7 +126,7 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
 
     // The thread, two replies a page, from the newest back.
     let thread = format!("/v1/channels/{room}/messages/{root}/thread");
-    let newest = get(gw0, &alice_token, &format!("{thread}?limit=2")).await?;
+    let newest = alice_http.get_ok(&format!("{thread}?limit=2")).await?;
     let seqs = |page: &Value| -> Vec<u64> {
         page["messages"]
             .as_array()
@@ -149,19 +141,13 @@ async fn replies_join_flat_threads_that_history_counts_and_pages() -> anyhow::Re
         .as_str()
         .context("id")?
         .to_owned();
-    let rest = get(
-        gw0,
-        &alice_token,
-        &format!("{thread}?limit=2&before={oldest_id}"),
-    )
-    .await?;
+    let rest = alice_http
+        .get_ok(&format!("{thread}?limit=2&before={oldest_id}"))
+        .await?;
     assert_eq!((seqs(&rest), &rest["has_more"]), (vec![r1], &json!(false)));
-    let none = get(
-        gw0,
-        &alice_token,
-        &format!("/v1/channels/{room}/messages/{r1}/thread"),
-    )
-    .await?;
+    let none = alice_http
+        .get_ok(&format!("/v1/channels/{room}/messages/{r1}/thread"))
+        .await?;
     assert_eq!(seqs(&none), Vec::<u64>::new(), "a reply starts no thread");
     sb.stop().await
 }
