@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chatmesh_config::{Invalid, RedisConfig, TelemetryConfig, Validate};
+use chatmesh_upstream::UpstreamSettings;
 use serde::Deserialize;
 
 /// Configuration of a gateway node.
@@ -47,58 +48,6 @@ pub struct GatewayConfig {
     /// Limits on the node's HTTP API (the WebSocket upgrade included).
     #[serde(default)]
     pub http: HttpSettings,
-}
-
-/// How the gateway calls its services.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UpstreamSettings {
-    /// How often each instance's gRPC health is checked.
-    #[serde(with = "humantime_serde")]
-    pub health_interval: Duration,
-    /// Failed checks in a row after which an instance gets no calls, until
-    /// a check succeeds again.
-    pub health_failures: u32,
-    /// How often a `dns://` name is resolved again.
-    #[serde(with = "humantime_serde")]
-    pub dns_refresh: Duration,
-    /// How long one attempt of a read (history, presence, media,
-    /// membership) may take.
-    #[serde(with = "humantime_serde")]
-    pub call_timeout: Duration,
-    /// How long one attempt of a send may take. It waits for the broker's
-    /// acknowledgement, so it gets longer than a read.
-    #[serde(with = "humantime_serde")]
-    pub send_timeout: Duration,
-    /// Retries of a failed idempotent call, after the first attempt.
-    pub retries: u32,
-    /// Retries allowed as a percentage of calls, over the last 10 seconds.
-    pub retry_percent: u32,
-    /// Retries allowed per second whatever the percentage says.
-    pub retry_min_per_second: u32,
-    /// The response time an instance is assumed to have before its first.
-    #[serde(with = "humantime_serde")]
-    pub default_rtt: Duration,
-    /// How fast an instance's measured load forgets a slow response.
-    #[serde(with = "humantime_serde")]
-    pub load_decay: Duration,
-}
-
-impl Default for UpstreamSettings {
-    fn default() -> Self {
-        Self {
-            health_interval: Duration::from_secs(1),
-            health_failures: 2,
-            dns_refresh: Duration::from_secs(5),
-            call_timeout: Duration::from_secs(5),
-            send_timeout: Duration::from_secs(15),
-            retries: 2,
-            retry_percent: 20,
-            retry_min_per_second: 10,
-            default_rtt: Duration::from_millis(30),
-            load_decay: Duration::from_secs(10),
-        }
-    }
 }
 
 /// Limits on the node's HTTP API.
@@ -309,39 +258,17 @@ impl Default for GatewayLimits {
 #[serde(deny_unknown_fields)]
 pub struct ServiceEndpoints {
     /// The chat service.
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "chatmesh_upstream::endpoints::deserialize")]
     pub chat: String,
     /// The presence service.
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "chatmesh_upstream::endpoints::deserialize")]
     pub presence: String,
     /// The storage service.
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "chatmesh_upstream::endpoints::deserialize")]
     pub storage: String,
     /// The media service.
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "chatmesh_upstream::endpoints::deserialize")]
     pub media: String,
-}
-
-/// The instance URLs of a [`ServiceEndpoints`] field.
-pub(crate) fn instances(endpoints: &str) -> Vec<&str> {
-    endpoints
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(one) => one,
-        OneOrMany::Many(many) => many.join(","),
-    })
 }
 
 fn default_grace() -> Duration {
@@ -415,19 +342,7 @@ impl Validate for GatewayConfig {
             ("services.storage", &s.storage),
             ("services.media", &s.media),
         ] {
-            let urls = instances(value);
-            if urls.is_empty() {
-                return Err(Invalid::new(field, "needs at least one URL"));
-            }
-            for url in urls {
-                match crate::upstream::discover::Source::parse(url) {
-                    Ok(crate::upstream::discover::Source::Url(url)) => {
-                        check_url(field, &url, &["http", "https"])?;
-                    }
-                    Ok(crate::upstream::discover::Source::Dns { .. }) => {}
-                    Err(reason) => return Err(Invalid::new(field, reason)),
-                }
-            }
+            chatmesh_upstream::endpoints::validate(field, value)?;
         }
         let u = &self.upstream;
         for (field, value) in [
@@ -556,11 +471,7 @@ mod tests {
     fn a_service_takes_one_url_or_a_list() {
         assert_eq!(services("\"http://a:1\"").unwrap().chat, "http://a:1");
         let listed = services("[\"http://a:1\", \"http://b:2\"]").unwrap();
-        assert_eq!(instances(&listed.chat), ["http://a:1", "http://b:2"]);
-        assert_eq!(
-            instances("http://a:1, http://b:2,"),
-            ["http://a:1", "http://b:2"]
-        );
+        assert_eq!(listed.chat, "http://a:1,http://b:2");
     }
 
     #[test]

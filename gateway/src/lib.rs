@@ -27,18 +27,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chatmesh_server::{Probe, Readiness, Tasks};
+use chatmesh_upstream::{balance, retry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use chatmesh_upstream::health::GrpcHealthProbe;
 pub use config::{
     AuthConfig, GatewayConfig, GatewayLimits, PinMode, PresenceSettings, RoutingConfig,
     ServiceEndpoints,
 };
 pub use http::ConnectRequest;
-pub use upstream::health::GrpcHealthProbe;
 pub use ws::{CLOSE_GOING_AWAY, CLOSE_SESSION_EXPIRED, CLOSE_SLOW_CONSUMER};
 
 use crate::ws::session::{Placement, SessionContext};
@@ -57,10 +58,10 @@ pub struct Gateway {
     auth: auth::Authenticator,
     sessions: Arc<SessionContext>,
     /// The chat service's directory calls (channels and members).
-    chat: upstream::balance::Upstream,
-    storage: upstream::balance::Upstream,
-    presence_api: upstream::balance::Upstream,
-    media: upstream::balance::Upstream,
+    chat: balance::Upstream,
+    storage: balance::Upstream,
+    presence_api: balance::Upstream,
+    media: balance::Upstream,
     /// Retries of the idempotent calls of each service.
     reads: Reads,
     connections: AtomicUsize,
@@ -86,10 +87,10 @@ impl std::fmt::Debug for Gateway {
 /// The retry budgets of the reads the HTTP API makes.
 #[derive(Debug)]
 struct Reads {
-    chat: upstream::retry::Retries,
-    storage: upstream::retry::Retries,
-    presence: upstream::retry::Retries,
-    media: upstream::retry::Retries,
+    chat: retry::Retries,
+    storage: retry::Retries,
+    presence: retry::Retries,
+    media: retry::Retries,
 }
 
 /// Opens the fan-out feed, retrying while Redis is unreachable: a node
@@ -148,11 +149,11 @@ pub async fn serve(
 
     let (feed, pushes) = connect_feed(&redis, &config, &shutdown).await?;
     let up = &config.upstream;
-    let storage = upstream::balance::channel("storage", &config.services.storage, up, &background)?;
+    let storage = balance::channel("storage", &config.services.storage, up, &background)?;
     let gaps: Arc<upstream::gaps::StoredGaps> = Arc::new(upstream::gaps::StoredGaps::new(
         redis.clone(),
         storage.clone(),
-        upstream::retry::Retries::new("storage", up),
+        retry::Retries::new("storage", up),
     ));
     let hub = ws::hub::Hub::with_gaps(Arc::new(feed), gaps.clone(), config.limits.reorder_window);
     background.spawn(
@@ -208,11 +209,15 @@ pub async fn serve(
         ),
     );
 
-    let chat = upstream::balance::channel("chat", &config.services.chat, up, &background)?;
+    let chat = balance::channel("chat", &config.services.chat, up, &background)?;
     let sessions = Arc::new(SessionContext {
         chat: Arc::new(upstream::chat::GrpcChat::new(chat.clone(), up)),
         hub,
         gaps,
+        reads: Arc::new(upstream::reads::StoredReads::new(
+            storage.clone(),
+            retry::Retries::new("storage", up),
+        )),
         liveness: Arc::new(liveness),
         limits: config.limits.clone(),
         placement: Placement {
@@ -226,18 +231,13 @@ pub async fn serve(
         sessions,
         chat,
         storage,
-        presence_api: upstream::balance::channel(
-            "presence",
-            &config.services.presence,
-            up,
-            &background,
-        )?,
-        media: upstream::balance::channel("media", &config.services.media, up, &background)?,
+        presence_api: balance::channel("presence", &config.services.presence, up, &background)?,
+        media: balance::channel("media", &config.services.media, up, &background)?,
         reads: Reads {
-            chat: upstream::retry::Retries::new("chat", up),
-            storage: upstream::retry::Retries::new("storage", up),
-            presence: upstream::retry::Retries::new("presence", up),
-            media: upstream::retry::Retries::new("media", up),
+            chat: retry::Retries::new("chat", up),
+            storage: retry::Retries::new("storage", up),
+            presence: retry::Retries::new("presence", up),
+            media: retry::Retries::new("media", up),
         },
         connections: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{
-    Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, Feed, FeedError, GapSource,
-    Liveness, SendCommand, SendReceipt, TypingEvent,
+    Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChannelUnread, ChatApi, Feed, FeedError,
+    GapSource, Liveness, ReadState, SendCommand, SendReceipt, TypingEvent,
 };
 use crate::ws::outbound::{Outbox, Outgoing};
 
@@ -545,5 +545,88 @@ impl Liveness for MemoryLiveness {
 
     fn close(&self, _id: &str, channels: Vec<String>) {
         lock(&self.events).push(LivenessEvent::Close(channels));
+    }
+}
+
+/// Read positions in memory: unread counts are the messages `post`ed
+/// after a user's position, for unit tests of the session rules.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryReads {
+    positions: Mutex<HashMap<(ChannelId, UserId), u64>>,
+    posts: Mutex<HashMap<ChannelId, Vec<u64>>>,
+    writes: AtomicUsize,
+    down: Mutex<bool>,
+}
+
+impl MemoryReads {
+    /// Records a post numbered `seq` in `channel`.
+    pub(crate) fn post(&self, channel: &ChannelId, seq: u64) {
+        lock(&self.posts)
+            .entry(channel.clone())
+            .or_default()
+            .push(seq);
+    }
+
+    /// How many positions were written.
+    pub(crate) fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Makes every call fail, or work again.
+    pub(crate) fn set_down(&self, down: bool) {
+        *lock(&self.down) = down;
+    }
+
+    fn check(&self) -> Result<(), ClientError> {
+        if *lock(&self.down) {
+            return Err(ClientError::generic(ErrorKind::Unavailable));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReadState for MemoryReads {
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, ClientError> {
+        self.check()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut positions = lock(&self.positions);
+        let held = positions
+            .entry((channel.clone(), user.clone()))
+            .or_default();
+        *held = (*held).max(seq);
+        Ok(*held)
+    }
+
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<ChannelUnread>, ClientError> {
+        self.check()?;
+        let positions = lock(&self.positions);
+        let posts = lock(&self.posts);
+        Ok(channels
+            .iter()
+            .map(|channel| {
+                let read_seq = positions
+                    .get(&(channel.clone(), user.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                let seqs = posts.get(channel).cloned().unwrap_or_default();
+                ChannelUnread {
+                    channel_id: channel.as_str().to_owned(),
+                    read_seq,
+                    last_seq: seqs.iter().copied().max().unwrap_or(0),
+                    unread: seqs.iter().filter(|s| **s > read_seq).count() as u64,
+                    mentions: 0,
+                }
+            })
+            .collect())
     }
 }

@@ -107,6 +107,41 @@ pub(crate) trait ChatApi: Send + Sync {
     async fn change(&self, command: ChangeCommand) -> Result<ChangeReceipt, ClientError>;
 }
 
+/// A user's read state in one channel, as storage keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChannelUnread {
+    /// The channel.
+    pub(crate) channel_id: String,
+    /// The user's read position; 0 before they read anything.
+    pub(crate) read_seq: u64,
+    /// The `seq` of the channel's newest stored event.
+    pub(crate) last_seq: u64,
+    /// Posts after the read position that are not deleted.
+    pub(crate) unread: u64,
+    /// Those of them that mention the user.
+    pub(crate) mentions: u64,
+}
+
+/// Read positions and unread counts, kept by the storage service.
+#[async_trait]
+pub(crate) trait ReadState: Send + Sync {
+    /// Moves `user`'s read position in `channel` forward to `seq`;
+    /// answers the position held after the call.
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, ClientError>;
+    /// `user`'s read state in `channels` (every channel of theirs when
+    /// empty), by channel ID.
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<ChannelUnread>, ClientError>;
+}
+
 /// A user started or stopped typing in a channel. It travels between
 /// gateway nodes only: never stored, never through chat or Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,7 +42,7 @@ async fn chat_ejections(mesh: &Mesh) -> anyhow::Result<u64> {
         .await?;
     Ok(counter_sum(
         &text,
-        "chatmesh_gateway_upstream_ejections_total",
+        "chatmesh_upstream_ejections_total",
         "service=\"chat\"",
     ))
 }

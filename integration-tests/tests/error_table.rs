@@ -153,6 +153,30 @@ impl StorageService for StubStorage {
     ) -> Result<Response<storage::GetHistoryResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn mark_read(
+        &self,
+        _: Request<storage::MarkReadRequest>,
+    ) -> Result<Response<storage::MarkReadResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn get_read_positions(
+        &self,
+        _: Request<storage::GetReadPositionsRequest>,
+    ) -> Result<Response<storage::GetReadPositionsResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn get_unread(
+        &self,
+        _: Request<storage::GetUnreadRequest>,
+    ) -> Result<Response<storage::GetUnreadResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn list_mentions(
+        &self,
+        _: Request<storage::ListMentionsRequest>,
+    ) -> Result<Response<storage::GetHistoryResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 }
 
 async fn serve_stubs(shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {

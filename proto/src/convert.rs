@@ -82,12 +82,14 @@ impl From<&ChatMessage> for Message {
         };
         wire.fill_change(&m.change, &m.state);
         wire.reply_to = m.reply_to.unwrap_or(0);
+        wire.mentions = m.mentions().into_iter().map(String::from).collect();
         wire
     }
 }
 
 impl From<ChatMessage> for Message {
     fn from(m: ChatMessage) -> Self {
+        let mentions = m.mentions().into_iter().map(String::from).collect();
         let mut wire = Self {
             message_id: m.id.get(),
             channel_id: m.channel.into(),
@@ -101,6 +103,7 @@ impl From<ChatMessage> for Message {
         };
         wire.fill_change(&m.change, &m.state);
         wire.reply_to = m.reply_to.unwrap_or(0);
+        wire.mentions = mentions;
         wire
     }
 }

@@ -13,8 +13,11 @@ differs per pod or is secret (those arrive as CHATMESH_* variables).
 {{- $_ = set $cfg "redis" (include "chatmesh.redisSection" . | fromJson) -}}
 {{- $_ = set $cfg "kafka" (include "chatmesh.kafkaSection" . | fromJson) -}}
 {{- $_ = set $cfg "directory" (include "chatmesh.directorySection" . | fromJson) -}}
-{{- /* Edits, deletes and reactions look up the message they change. */ -}}
-{{- $_ = set $cfg "storage" (printf "http://%s.%s.svc.cluster.local:%s" (include "chatmesh.component" (list . "storage")) .Release.Namespace (include "chatmesh.grpcPort" .)) -}}
+{{- /*
+Edits, deletes and reactions look up the message they change, balanced
+over every ready storage pod as the gateways' calls are.
+*/ -}}
+{{- $_ = set $cfg "storage" (printf "dns://%s-headless.%s.svc.cluster.local:%s" (include "chatmesh.component" (list . "storage")) .Release.Namespace (include "chatmesh.grpcPort" .)) -}}
 {{- $m := $c.moderation -}}
 {{- $moderation := dict -}}
 {{- if $m.words -}}

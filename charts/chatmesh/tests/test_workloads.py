@@ -121,6 +121,22 @@ def test_gateways_discover_every_pod_of_each_service():
         assert f'{svc} = "{url}"' in config, config
 
 
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_chat_discovers_every_storage_pod(fixture):
+    # Chat's lookups for edits, deletes and reactions are balanced like the
+    # gateways' calls: over the headless name, never the ClusterIP Service.
+    docs = list(rendered(fixture))
+    headless = chart.one(docs, "Service", "cm-chatmesh-storage-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    storage_pods = chart.one(docs, "StatefulSet", "cm-chatmesh-storage")["spec"]["selector"]
+    assert headless["spec"]["selector"] == storage_pods["matchLabels"]
+    port = next(p["port"] for p in headless["spec"]["ports"] if p["name"] == "grpc")
+    namespace = headless["metadata"]["namespace"]
+    toml = chart.config_maps(docs)["cm-chatmesh-chat"]["config.toml"]
+    storage = [line for line in toml.splitlines() if line.startswith("storage = ")]
+    assert storage == [f'storage = "dns://cm-chatmesh-storage-headless.{namespace}.svc.cluster.local:{port}"'], toml
+
+
 def test_server_limits_join_the_fields_the_chart_owns():
     docs = list(rendered("production"))
     toml = chart.config_maps(docs)["cm-chatmesh-chat"]["config.toml"]

@@ -187,8 +187,11 @@ export const JSON_RULES = {
     delete: { requestId: true, optional: ["idempotency_key"] },
     // `remove: true` takes the reaction back; absent, it adds it.
     react: { requestId: true, optional: ["remove", "idempotency_key"] },
-    // The client `ack` has no reply, so it carries no request_id.
-    ack: { requestId: false },
+    // Moves the read position; answered by `read` only when it carries a
+    // request_id (and by an error when refused).
+    ack: { requestId: true },
+    // The user's unread counts; without channel_ids, every channel of theirs.
+    unread: { requestId: true, optional: ["channel_ids"] },
     ping: { requestId: true, optional: ["client_time_ms"] },
     // Answered only when refused; `stop: true` ends the user's typing.
     typing: { requestId: true, optional: ["stop"] },
@@ -212,6 +215,7 @@ export const JSON_RULES = {
         "reply_to",
         "reply_count",
         "last_reply_at_ms",
+        "mentions",
       ],
       // Internal to the services (the send's key, the fan-out copy's trace
       // context); not sent to clients.
@@ -237,12 +241,18 @@ export const JSON_RULES = {
     // The case is `typing_users` so it does not clash with the client's
     // `typing`; in JSON both are `typing`. `user_ids` is always present.
     typing_users: { type: "typing", requestId: false },
+    // The read position held after an `ack` with a request_id.
+    read_position: { type: "read", requestId: true },
+    // `total_mentions` travels as `mentions`.
+    unread_counts: { type: "unread", requestId: true, rename: { total_mentions: "mentions" } },
   },
   // Messages carried inside frames (by full name), each an interface of its
   // own; the same keys as a frame's rule but `type` and `requestId`.
   nested: {
     // Every field always present: `{emoji, count, me}`.
     "chatmesh.common.v1.Reaction": {},
+    // Every field always present.
+    "chatmesh.gateway.v1.ChannelUnread": {},
   },
 };
 

@@ -31,6 +31,7 @@ import {
   type PublicChannelsPage,
   type PublicChannelsQuery,
   type RouteInfo,
+  type UnreadCounts,
   type UploadBody,
   type UserPresence,
 } from "./http.js";
@@ -198,6 +199,12 @@ const SEND_BACKOFF: BackoffOptions = { initialDelayMs: 100, maxDelayMs: 5_000, f
 const TYPING_REPEAT_MS = 3_000;
 
 const encoder = new TextEncoder();
+
+/** The error a request's unexpected reply stands for. */
+function replyError(reply: ServerFrame): ChatError {
+  if (reply.type === "error") return new ChatError(reply.code, reply.message, { retryable: reply.retryable });
+  return new ChatError("protocol", `unexpected ${reply.type} reply`, { retryable: false });
+}
 
 /**
  * A chatmesh client: one WebSocket per gateway node it needs (a channel
@@ -493,11 +500,57 @@ export class ChatClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** Tells the gateway the client has processed `channel` up to `seq`. */
+  /**
+   * The user has read `channel` up to `seq`: moves their read position
+   * forward, fire and forget (a refusal arrives as an `error`). Use
+   * `markRead` to wait until it is stored.
+   */
   ack(channel: string, seq: number): void {
     const sub = this.subs.get(channel);
     const link = (sub?.linkUrl && this.links.get(sub.linkUrl)) || this.links.get(this.primaryUrl);
     link?.send({ type: "ack", channel_id: channel, seq });
+  }
+
+  /**
+   * Moves the user's read position in `channel` forward to `seq` (never
+   * back) and resolves with the position held once stored; unread counts
+   * and other members' receipts follow it. Over the channel's connection
+   * when open, over HTTP otherwise.
+   */
+  markRead(channel: string, seq: number): Promise<number> {
+    const link = this.openLinkFor(channel);
+    if (!link) return this.api.markRead(channel, seq);
+    return new Promise((resolve, reject) => {
+      link.request({ type: "ack", channel_id: channel, seq }, (reply) => {
+        if (reply.type === "read") resolve(reply.seq);
+        else reject(replyError(reply));
+      });
+    });
+  }
+
+  /**
+   * The user's unread posts and unread mentions in `channels` (every
+   * channel of theirs when omitted), and the sums: over the connection when
+   * open, over HTTP otherwise.
+   */
+  unread(channels?: string[]): Promise<UnreadCounts> {
+    const link = this.links.get(this.primaryUrl);
+    if (!link?.isOpen) return this.api.unread(channels);
+    const frame: { type: "unread"; channel_ids?: string[] } = { type: "unread" };
+    if (channels && channels.length > 0) frame.channel_ids = channels;
+    return new Promise((resolve, reject) => {
+      link.request(frame, (reply) => {
+        if (reply.type === "unread") resolve({ channels: reply.channels, total: reply.total, mentions: reply.mentions });
+        else reject(replyError(reply));
+      });
+    });
+  }
+
+  /** The open connection serving `channel`, or the primary one if open. */
+  private openLinkFor(channel: string): Link | undefined {
+    const sub = this.subs.get(channel);
+    const link = (sub?.linkUrl && this.links.get(sub.linkUrl)) || this.links.get(this.primaryUrl);
+    return link?.isOpen ? link : undefined;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { ChatError } from "./errors.js";
-import type { MessageFrame } from "./generated/protocol.js";
+import type { ChannelUnread, MessageFrame } from "./generated/protocol.js";
 import { randomKey } from "./keys.js";
 import type { TokenManager } from "./token.js";
 
@@ -27,6 +27,31 @@ export interface HttpChangeOptions {
 }
 
 /** A page of `GET /v1/channels/<id>/messages`, oldest first. */
+/** A member's read position in a channel: a read receipt. */
+export interface ReadPosition {
+  user_id: string;
+  seq: number;
+  updated_at_ms: number;
+}
+
+/** A user's unread counts per channel and in total. */
+export interface UnreadCounts {
+  channels: ChannelUnread[];
+  /** Unread posts in every channel listed. */
+  total: number;
+  /** Unread posts that mention the user. */
+  mentions: number;
+}
+
+/** Which page of mentions to read. */
+export interface MentionsQuery {
+  /** Only this channel's mentions. */
+  channel?: string;
+  /** Messages before this message ID. */
+  before?: string;
+  limit?: number;
+}
+
 export interface HistoryPage {
   messages: Message[];
   /** Whether another page exists in the direction asked for. */
@@ -437,6 +462,44 @@ export class HttpApi {
       `/v1/channels/${encodeURIComponent(channel)}/online`,
     );
     return r.user_ids;
+  }
+
+  /**
+   * Moves the caller's read position in `channel` forward to `seq` (never
+   * back); resolves with the position held now.
+   */
+  async markRead(channel: string, seq: number): Promise<number> {
+    const r = await this.request<{ channel_id: string; seq: number }>(
+      "PUT",
+      `/v1/channels/${encodeURIComponent(channel)}/read`,
+      { body: { seq } },
+    );
+    return r.seq;
+  }
+
+  /** Every member's read position in `channel` (read receipts), by user. */
+  async readPositions(channel: string): Promise<ReadPosition[]> {
+    const r = await this.request<{ channel_id: string; positions: ReadPosition[] }>(
+      "GET",
+      `/v1/channels/${encodeURIComponent(channel)}/reads`,
+    );
+    return r.positions;
+  }
+
+  /**
+   * The caller's unread posts and unread mentions in `channels` (every
+   * channel of theirs when omitted), and the sums.
+   */
+  unread(channels?: string[]): Promise<UnreadCounts> {
+    const query = channels && channels.length > 0 ? { channel_ids: channels.join(",") } : {};
+    return this.request<UnreadCounts>("GET", "/v1/unread", { query });
+  }
+
+  /** The messages that mention the caller, newest first; `channel` narrows it to one channel. */
+  mentions(query: MentionsQuery = {}): Promise<HistoryPage> {
+    return this.request<HistoryPage>("GET", "/v1/mentions", {
+      query: { channel_id: query.channel, before: query.before, limit: query.limit },
+    });
   }
 
   /** Online status and last-seen time of 1 to 100 users. */

@@ -112,3 +112,15 @@ pub async fn is_member(pool: &Pool, channel: &str, user: &str) -> Result<bool, D
     .await?;
     Ok(found)
 }
+
+/// The channels `user` belongs to, by ID: one range of `memberships_by_user`.
+pub async fn channels_of(pool: &Pool, user: &str) -> Result<Vec<String>, DbError> {
+    let mut conn = pool.get().await?;
+    let channels = memberships::table
+        .filter(memberships::user_id.eq(user))
+        .order(memberships::channel_id)
+        .select(memberships::channel_id)
+        .load(&mut *conn)
+        .await?;
+    Ok(channels)
+}

@@ -34,6 +34,20 @@ pub struct ChatMessage {
     pub state: MessageState,
 }
 
+impl ChatMessage {
+    /// The users the text mentions (see [`crate::mentions`]): those of a
+    /// post or of an edit's new text, never the sender; none for other
+    /// changes or a deleted post.
+    pub fn mentions(&self) -> Vec<UserId> {
+        match self.change {
+            Change::Post | Change::Edit { .. } if !self.state.deleted => {
+                crate::mentions(&self.body, Some(&self.sender))
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What a channel event does. Every event, a post or a change, takes the
 /// channel's next sequence number, so replay and gap filling carry changes
 /// exactly as they carry messages, in order and once.

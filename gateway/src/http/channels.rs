@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::http::{TokenQuery, ask, bearer, caller, fail, render};
-use crate::upstream::balance::Upstream;
+use chatmesh_upstream::balance::Upstream;
 
 /// The directory routes, merged into the gateway's router.
 pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {

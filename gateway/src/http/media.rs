@@ -29,7 +29,7 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/v1/media/{media}/download", get(download_url))
 }
 
-fn client(gw: &Gateway) -> MediaServiceClient<crate::upstream::balance::Upstream> {
+fn client(gw: &Gateway) -> MediaServiceClient<chatmesh_upstream::balance::Upstream> {
     MediaServiceClient::new(gw.media.clone())
 }
 

@@ -10,6 +10,7 @@ mod media;
 mod messages;
 mod openapi;
 mod presence;
+mod reads;
 #[cfg(test)]
 mod tests;
 
@@ -30,7 +31,7 @@ use serde_json::json;
 use crate::Gateway;
 use crate::auth::AuthError;
 use crate::ports::Access;
-use crate::upstream::retry::Retries;
+use chatmesh_upstream::retry::Retries;
 
 pub use connect::ConnectRequest;
 pub(crate) use layers::cors_origins;
@@ -46,6 +47,7 @@ pub(crate) fn routes(gw: Arc<Gateway>) -> axum::Router {
         .merge(channels::routes())
         .merge(messages::routes())
         .merge(presence::routes())
+        .merge(reads::routes())
         .merge(media::routes());
     if gw.config.auth.dev_tokens {
         router = router.route("/v1/dev/token", post(dev_token));

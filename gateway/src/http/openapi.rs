@@ -25,12 +25,12 @@ pub(crate) fn document() -> &'static Value {
     DOC.get_or_init(build)
 }
 
-fn schema_ref(name: &str) -> Value {
+pub(super) fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 /// A 200 (or `status`) JSON answer with `schema`, plus the error answers.
-fn answers(status: &str, description: &str, schema: Value) -> Value {
+pub(super) fn answers(status: &str, description: &str, schema: Value) -> Value {
     json!({
         status: {
             "description": description,
@@ -40,7 +40,7 @@ fn answers(status: &str, description: &str, schema: Value) -> Value {
     })
 }
 
-fn object(required: &[&str], properties: Value) -> Value {
+pub(super) fn object(required: &[&str], properties: Value) -> Value {
     json!({
         "type": "object",
         "required": required,
@@ -48,7 +48,7 @@ fn object(required: &[&str], properties: Value) -> Value {
     })
 }
 
-fn path_param(name: &str, description: &str, schema: Value) -> Value {
+pub(super) fn path_param(name: &str, description: &str, schema: Value) -> Value {
     json!({
         "name": name, "in": "path", "required": true,
         "description": description,
@@ -56,7 +56,7 @@ fn path_param(name: &str, description: &str, schema: Value) -> Value {
     })
 }
 
-fn query_param(name: &str, description: &str, schema: Value) -> Value {
+pub(super) fn query_param(name: &str, description: &str, schema: Value) -> Value {
     json!({
         "name": name, "in": "query", "required": false,
         "description": description, "schema": schema,
@@ -72,7 +72,7 @@ fn token_param() -> Value {
 }
 
 /// An operation that needs a token.
-fn op(summary: &str, mut parameters: Vec<Value>, responses: Value) -> Value {
+pub(super) fn op(summary: &str, mut parameters: Vec<Value>, responses: Value) -> Value {
     parameters.push(token_param());
     json!({
         "summary": summary,
@@ -82,7 +82,7 @@ fn op(summary: &str, mut parameters: Vec<Value>, responses: Value) -> Value {
     })
 }
 
-fn with_body(mut operation: Value, schema: Value) -> Value {
+pub(super) fn with_body(mut operation: Value, schema: Value) -> Value {
     operation["requestBody"] = json!({
         "required": true,
         "content": { "application/json": { "schema": schema } },
@@ -90,7 +90,7 @@ fn with_body(mut operation: Value, schema: Value) -> Value {
     operation
 }
 
-fn channel() -> Value {
+pub(super) fn channel() -> Value {
     path_param("channel", "Channel ID.", schema_ref("ChannelId"))
 }
 
@@ -184,6 +184,7 @@ fn schemas() -> Value {
                 "reply_to": { "type": "integer", "description": "A reply: the `seq` of its thread's first message." },
                 "reply_count": { "type": "integer", "minimum": 1, "description": "A thread's first message: the replies posted in it; absent when none." },
                 "last_reply_at_ms": { "type": "integer", "description": "A thread's first message: when its last reply was posted." },
+                "mentions": { "type": "array", "items": { "type": "string" }, "description": "The users the text @-mentions, sender left out." },
             }),
         ),
         "Reaction": object(&["emoji", "count", "me"], json!({
@@ -499,6 +500,9 @@ fn build() -> Value {
         "responses": { "200": { "description": "OpenAPI 3.1.", "content": { "application/json": { "schema": { "type": "object" } } } } },
     } }),
     );
+    for (path, item) in super::reads::openapi_paths() {
+        add(path, item);
+    }
     add(
         "/livez",
         json!({ "get": { "summary": "Liveness: the process serves requests.", "responses": text("ok") } }),
@@ -555,6 +559,7 @@ mod tests {
             include_str!("media.rs"),
             include_str!("messages.rs"),
             include_str!("presence.rs"),
+            include_str!("reads.rs"),
             include_str!("../../../crates/server/src/admin.rs"),
         ];
         let mut routes = BTreeSet::new();

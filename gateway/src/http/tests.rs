@@ -17,10 +17,10 @@ use tower::ServiceExt as _;
 use crate::memory::{MemoryChat, MemoryFeed, MemoryGaps, MemoryLiveness};
 use crate::ports::{ChatApi, SendCommand};
 use crate::ring::nodes::Routes;
-use crate::upstream::{balance, retry::Retries};
 use crate::ws::hub::Hub;
 use crate::ws::session::{Placement, SessionContext};
 use crate::{Gateway, GatewayConfig, Reads};
+use chatmesh_upstream::{balance, retry::Retries};
 
 const CONFIG: &str = r#"
 node_id = "gw-0"
@@ -64,6 +64,7 @@ fn api() -> Api {
         chat: chat.clone(),
         hub,
         gaps,
+        reads: Arc::new(crate::memory::MemoryReads::default()),
         liveness: Arc::new(MemoryLiveness::default()),
         limits: config.limits.clone(),
         placement: Placement {

@@ -39,8 +39,8 @@ impl ChatUnderTest {
     pub fn grpc(chat: tonic::transport::Channel, directory: impl ChatDirectory + 'static) -> Self {
         Self {
             chat: Arc::new(crate::upstream::chat::GrpcChat::new(
-                crate::upstream::balance::single(chat),
-                &crate::config::UpstreamSettings::default(),
+                chatmesh_upstream::balance::single(chat),
+                &chatmesh_upstream::UpstreamSettings::default(),
             )),
             directory: Arc::new(directory),
         }

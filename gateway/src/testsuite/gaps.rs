@@ -55,10 +55,10 @@ impl GapsUnderTest {
         Self {
             gaps: Arc::new(crate::upstream::gaps::StoredGaps::new(
                 redis,
-                crate::upstream::balance::single(storage),
-                crate::upstream::retry::Retries::new(
+                chatmesh_upstream::balance::single(storage),
+                chatmesh_upstream::retry::Retries::new(
                     "storage",
-                    &crate::config::UpstreamSettings::default(),
+                    &chatmesh_upstream::UpstreamSettings::default(),
                 ),
             )),
             writer: Arc::new(writer),

@@ -1,8 +1,5 @@
 //! The chat service over gRPC, as [`ChatApi`].
 
-use super::balance::Upstream;
-use super::retry::Retries;
-use crate::config::UpstreamSettings;
 use crate::ports::{
     Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChatApi, SendCommand, SendReceipt,
 };
@@ -11,6 +8,9 @@ use chatmesh_error::{ClientError, ErrorKind};
 use chatmesh_ids::{ChannelId, ChatMessage, MessageId, UserId};
 use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::chat::v1::chat_service_client::ChatServiceClient;
+use chatmesh_upstream::UpstreamSettings;
+use chatmesh_upstream::balance::Upstream;
+use chatmesh_upstream::retry::Retries;
 
 /// A gRPC client of the chat service. Membership reads, and sends and
 /// changes that carry an idempotency key, are retried on another instance

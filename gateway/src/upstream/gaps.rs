@@ -12,9 +12,9 @@ use chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 
-use super::balance::Upstream;
-use super::retry::Retries;
 use crate::ports::GapSource;
+use chatmesh_upstream::balance::Upstream;
+use chatmesh_upstream::retry::Retries;
 
 /// Redis for the recent window, storage for older messages.
 #[derive(Debug, Clone)]

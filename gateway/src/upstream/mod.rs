@@ -1,9 +1,6 @@
 //! Adapters from the gateway's ports to the services and Redis behind them.
 
-pub(crate) mod balance;
 pub(crate) mod chat;
-pub(crate) mod discover;
 pub(crate) mod feed;
 pub(crate) mod gaps;
-pub(crate) mod health;
-pub(crate) mod retry;
+pub(crate) mod reads;

@@ -89,8 +89,13 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             idempotency_key: some(r.idempotency_key),
         }),
         Some(Frame::Ack(a)) => Ok(ClientFrame::Ack {
+            request_id,
             channel_id: a.channel_id,
             seq: a.seq,
+        }),
+        Some(Frame::Unread(u)) => Ok(ClientFrame::Unread {
+            request_id,
+            channel_ids: u.channel_ids,
         }),
         Some(Frame::Ping(p)) => Ok(ClientFrame::Ping {
             request_id,
@@ -138,6 +143,7 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 reply_to: m.reply_to,
                 reply_count: m.reply_count,
                 last_reply_at_ms: m.last_reply_at_ms,
+                mentions: m.mentions,
                 idempotency_key: String::new(),
                 traceparent: String::new(),
             }),
@@ -219,6 +225,36 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
                 }),
             )
         }
+        ServerFrame::Read {
+            request_id,
+            channel_id,
+            seq,
+        } => (
+            request_id,
+            Frame::ReadPosition(pb::ReadPosition { channel_id, seq }),
+        ),
+        ServerFrame::Unread {
+            request_id,
+            channels,
+            total,
+            mentions,
+        } => (
+            request_id,
+            Frame::UnreadCounts(pb::UnreadCounts {
+                channels: channels
+                    .into_iter()
+                    .map(|c| pb::ChannelUnread {
+                        channel_id: c.channel_id,
+                        read_seq: c.read_seq,
+                        last_seq: c.last_seq,
+                        unread: c.unread,
+                        mentions: c.mentions,
+                    })
+                    .collect(),
+                total,
+                total_mentions: mentions,
+            }),
+        ),
         ServerFrame::Redirect {
             request_id,
             channel_id,
@@ -402,6 +438,25 @@ mod tests {
                 ),
             ),
             (
+                json!({"type": "ack", "request_id": "a", "channel_id": "general", "seq": 10}),
+                client(
+                    "a",
+                    Frame::Ack(pb::Ack {
+                        channel_id: "general".into(),
+                        seq: 10,
+                    }),
+                ),
+            ),
+            (
+                json!({"type": "unread", "request_id": "u", "channel_ids": ["general", "random"]}),
+                client(
+                    "u",
+                    Frame::Unread(pb::Unread {
+                        channel_ids: vec!["general".into(), "random".into()],
+                    }),
+                ),
+            ),
+            (
                 json!({"type": "typing", "request_id": "8", "channel_id": "general", "stop": true}),
                 client(
                     "8",
@@ -508,6 +563,10 @@ mod tests {
                 reply_to: 3,
                 ..MessageBody::from(&crate::memory::message("general", 6))
             }),
+            ServerFrame::Message(MessageBody {
+                mentions: vec!["ana".into(), "bo b".into()],
+                ..MessageBody::from(&crate::memory::message("general", 7))
+            }),
             ServerFrame::Ack {
                 request_id: Some("1".into()),
                 channel_id: "general".into(),
@@ -520,6 +579,23 @@ mod tests {
                 request_id: Some("2".into()),
                 channel_id: "general".into(),
                 seq: 4,
+            },
+            ServerFrame::Read {
+                request_id: Some("7".into()),
+                channel_id: "general".into(),
+                seq: 12,
+            },
+            ServerFrame::Unread {
+                request_id: Some("8".into()),
+                channels: vec![crate::ws::protocol::UnreadBody {
+                    channel_id: "general".into(),
+                    read_seq: 3,
+                    last_seq: 9,
+                    unread: 4,
+                    mentions: 1,
+                }],
+                total: 4,
+                mentions: 1,
             },
             ServerFrame::Unsubscribed {
                 request_id: None,
@@ -609,6 +685,9 @@ mod tests {
                         v[field] = value.into();
                     }
                 }
+                if !m.mentions.is_empty() {
+                    v["mentions"] = m.mentions.into();
+                }
                 v
             }
             Frame::SendAck(a) => {
@@ -635,6 +714,17 @@ mod tests {
             }
             Frame::Reconnect(r) => {
                 json!({"type": "reconnect", "reason": r.reason, "url": r.url, "channel_ids": r.channel_ids})
+            }
+            Frame::ReadPosition(r) => {
+                json!({"type": "read", "channel_id": r.channel_id, "seq": r.seq})
+            }
+            Frame::UnreadCounts(u) => {
+                let channels: Vec<Value> = u
+                    .channels
+                    .iter()
+                    .map(|c| json!({"channel_id": c.channel_id, "read_seq": c.read_seq, "last_seq": c.last_seq, "unread": c.unread, "mentions": c.mentions}))
+                    .collect();
+                json!({"type": "unread", "channels": channels, "total": u.total, "mentions": u.total_mentions})
             }
             Frame::TypingUsers(t) => {
                 json!({"type": "typing", "channel_id": t.channel_id, "user_ids": t.user_ids})

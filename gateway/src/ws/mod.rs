@@ -8,6 +8,7 @@ pub(crate) mod hub;
 mod limits;
 pub(crate) mod outbound;
 pub(crate) mod protocol;
+pub(crate) mod read;
 mod replay;
 mod send;
 pub(crate) mod session;

@@ -75,8 +75,22 @@ pub enum ClientFrame {
         #[serde(default)]
         idempotency_key: Option<String>,
     },
-    /// The client has processed a channel up to `seq`.
-    Ack { channel_id: String, seq: u64 },
+    /// The user has read a channel up to `seq`: their read position moves
+    /// forward. Answered by `read` when it has a `request_id`.
+    Ack {
+        #[serde(default)]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+    },
+    /// The user's unread counts, in `channel_ids` or every channel of
+    /// theirs; answered by `unread`.
+    Unread {
+        #[serde(default)]
+        request_id: Option<String>,
+        #[serde(default)]
+        channel_ids: Vec<String>,
+    },
     /// The user is typing in a subscribed channel, or with `stop` stopped.
     /// Answered only when refused.
     Typing {
@@ -105,6 +119,7 @@ const TYPES: &[&str] = &[
     "ack",
     "ping",
     "typing",
+    "unread",
 ];
 
 impl ClientFrame {
@@ -118,8 +133,9 @@ impl ClientFrame {
             | Self::Delete { request_id, .. }
             | Self::React { request_id, .. }
             | Self::Typing { request_id, .. }
+            | Self::Ack { request_id, .. }
+            | Self::Unread { request_id, .. }
             | Self::Ping { request_id, .. } => request_id.as_deref(),
-            Self::Ack { .. } => None,
         }
     }
 }
@@ -249,6 +265,21 @@ pub enum ServerFrame {
         channel_id: String,
         user_ids: Vec<String>,
     },
+    /// A read position was stored: the user's position in the channel now.
+    Read {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channel_id: String,
+        seq: u64,
+    },
+    /// The user's read state per channel, and the sums.
+    Unread {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        channels: Vec<UnreadBody>,
+        total: u64,
+        mentions: u64,
+    },
     /// This node does not own the channel; connect to `url` for it.
     Redirect {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -327,6 +358,9 @@ pub struct MessageBody {
     /// A stored thread's first post: when its last reply was posted.
     #[serde(skip_serializing_if = "is_zero")]
     pub last_reply_at_ms: i64,
+    /// The users a post's or an edit's text mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
@@ -371,6 +405,20 @@ impl ChangeKind {
     }
 }
 
+/// A user's read state in one channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnreadBody {
+    pub channel_id: String,
+    /// Their read position; 0 before they read anything.
+    pub read_seq: u64,
+    /// The `seq` of the channel's newest stored event.
+    pub last_seq: u64,
+    /// Posts after the read position that are not deleted.
+    pub unread: u64,
+    /// Those of them that mention the user.
+    pub mentions: u64,
+}
+
 /// One emoji's reactions on a stored post.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReactionBody {
@@ -410,6 +458,7 @@ impl From<&Message> for MessageBody {
             reply_to: m.reply_to,
             reply_count: m.reply_count,
             last_reply_at_ms: m.last_reply_at_ms,
+            mentions: m.mentions.clone(),
         }
     }
 }
@@ -451,6 +500,7 @@ impl From<&ChatMessage> for MessageBody {
             reply_to: m.reply_to.unwrap_or(0),
             reply_count: m.state.reply_count,
             last_reply_at_ms: m.state.last_reply_at_ms,
+            mentions: m.mentions().into_iter().map(String::from).collect(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Nothing here touches a socket or a network client directly, so the
 //! session's rules are unit-tested against in-memory ports.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GatewayLimits, PinMode};
-use crate::ports::{ChangeRequest, ChatApi, GapSource, Liveness};
+use crate::ports::{ChangeRequest, ChatApi, GapSource, Liveness, ReadState};
 use crate::ring::nodes::Routes;
 use crate::ws::codec;
 use crate::ws::hub::Hub;
@@ -58,6 +58,8 @@ pub(crate) struct SessionContext {
     pub(crate) hub: Hub,
     /// Missed messages, for replay.
     pub(crate) gaps: Arc<dyn GapSource>,
+    /// Read positions and unread counts.
+    pub(crate) reads: Arc<dyn ReadState>,
     /// Session liveness for presence.
     pub(crate) liveness: Arc<dyn Liveness>,
     /// Per-connection limits.
@@ -89,6 +91,9 @@ pub(crate) struct Session {
     pub(super) presence_id: String,
     /// Its typing starts and stops, per channel.
     pub(super) typing: Typing,
+    /// The read position last stored per channel, so repeated acks of one
+    /// position cost no call.
+    pub(super) read_marks: HashMap<ChannelId, u64>,
 }
 
 impl Session {
@@ -112,6 +117,7 @@ impl Session {
             budget,
             presence_id,
             typing: Typing::default(),
+            read_marks: HashMap::new(),
         };
         (session, expired)
     }
@@ -247,7 +253,15 @@ impl Session {
                 self.write(request_id, channel_id, write, idempotency_key, None)
                     .await
             }
-            ClientFrame::Ack { .. } => {}
+            ClientFrame::Ack {
+                request_id,
+                channel_id,
+                seq,
+            } => self.ack(request_id, channel_id, seq).await,
+            ClientFrame::Unread {
+                request_id,
+                channel_ids,
+            } => self.unread(request_id, channel_ids).await,
             ClientFrame::Typing {
                 request_id,
                 channel_id,

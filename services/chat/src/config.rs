@@ -39,11 +39,19 @@ pub struct ChatConfig {
     /// Send rights cached in the instance.
     #[serde(default)]
     pub member_cache: crate::MemberCacheConfig,
-    /// The storage service's gRPC URL (`http://host:port`), where edits,
-    /// deletes and reactions look up the message they change. Without it
-    /// those changes are refused as unavailable; sends are unaffected.
-    #[serde(default)]
+    /// The storage service's instances, where edits, deletes and
+    /// reactions look up the message they change: one gRPC URL
+    /// (`http://host:port`), a list of them, or `dns://name:port` with
+    /// every address of the name an instance (see
+    /// [`chatmesh_upstream::endpoints`]). Lookups are balanced over the
+    /// healthy instances and retried on another one. Without it those
+    /// changes are refused as unavailable; sends are unaffected.
+    #[serde(default, deserialize_with = "storage_endpoints")]
     pub storage: Option<String>,
+}
+
+fn storage_endpoints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    chatmesh_upstream::endpoints::deserialize(d).map(Some)
 }
 
 fn default_lease_ttl() -> Duration {
@@ -113,13 +121,8 @@ impl Default for ModerationConfig {
 
 impl Validate for ChatConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        if let Some(url) = &self.storage
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(Invalid::new(
-                "storage",
-                "must be an http:// or https:// URL",
-            ));
+        if let Some(endpoints) = &self.storage {
+            chatmesh_upstream::endpoints::validate("storage", endpoints)?;
         }
         self.server.validate().map_err(|e| e.within("server"))?;
         self.telemetry
@@ -177,5 +180,47 @@ impl Validate for ChatConfig {
 impl chatmesh_server::ServiceConfig for ChatConfig {
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_storage(storage: &str) -> Result<ChatConfig, chatmesh_config::ConfigError> {
+        let env: chatmesh_config::Env = [
+            ("CHATMESH_SERVER__GRPC_ADDR", "127.0.0.1:0"),
+            ("CHATMESH_SERVER__ADMIN_ADDR", "127.0.0.1:0"),
+            ("CHATMESH_REDIS__NODES", "redis://127.0.0.1:1"),
+            ("CHATMESH_KAFKA__BROKERS", "127.0.0.1:1"),
+            (
+                "CHATMESH_DIRECTORY__URL",
+                "postgres://chatmesh@127.0.0.1:1/directory",
+            ),
+            ("CHATMESH_STORAGE", storage),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        chatmesh_config::load(None, &env)
+    }
+
+    #[test]
+    fn storage_takes_a_url_a_list_or_a_dns_name() {
+        for storage in [
+            "http://storage:50051",
+            "http://storage-0:50051,http://storage-1:50051",
+            "[\"http://storage-0:50051\", \"http://storage-1:50051\"]",
+            "dns://storage-headless.default.svc.cluster.local:50051",
+        ] {
+            let config = with_storage(storage).unwrap_or_else(|e| panic!("{storage}: {e}"));
+            assert!(config.storage.is_some(), "{storage}");
+        }
+        let listed = with_storage("[\"http://a:1\", \"http://b:2\"]").unwrap();
+        assert_eq!(listed.storage.as_deref(), Some("http://a:1,http://b:2"));
+        for bad in ["ftp://storage:50051", "dns://storage", "http://a:1,dns://b"] {
+            let err = with_storage(bad).unwrap_err();
+            assert_eq!(err.field(), Some("storage"), "{bad}: {err}");
+        }
     }
 }

@@ -86,8 +86,14 @@ pub async fn serve(
         shutdown.clone(),
     );
 
+    // Discovery and health checks of the storage instances. They stop only
+    // once the server has drained, so calls still in flight during the
+    // grace period keep being balanced; nothing runs if the URLs are bad.
+    let upstream = Tasks::new(CancellationToken::new());
     let posts: Arc<dyn ports::PostLookup> = match &config.storage {
-        Some(url) => Arc::new(adapters::StorageLookup::new(url).context("storage")?),
+        Some(endpoints) => {
+            Arc::new(adapters::StorageLookup::new(endpoints, &upstream).context("storage")?)
+        }
         None => Arc::new(NoStorage),
     };
 
@@ -163,5 +169,6 @@ pub async fn serve(
     .await;
     // Past the grace period the lease is left to expire; `drain` logs it.
     tasks.drain(config.server.shutdown_grace).await;
+    upstream.drain(config.server.shutdown_grace).await;
     served
 }

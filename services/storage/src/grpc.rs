@@ -95,6 +95,86 @@ where
             message: Some(Message::from(message)),
         }))
     }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, user) = ids(req.channel_id, req.user_id)?;
+        let seq = self.history.mark_read(&channel, &user, req.seq).await?;
+        Ok(Response::new(pb::MarkReadResponse { seq }))
+    }
+
+    async fn get_read_positions(
+        &self,
+        request: Request<pb::GetReadPositionsRequest>,
+    ) -> Result<Response<pb::GetReadPositionsResponse>, Status> {
+        let req = request.into_inner();
+        let (channel, user) = ids(req.channel_id, req.user_id)?;
+        let positions = self
+            .history
+            .read_positions(&channel, &user)
+            .await?
+            .into_iter()
+            .map(|p| pb::ReadPosition {
+                user_id: p.user.into(),
+                seq: p.seq,
+                updated_at_ms: p.updated_at_ms,
+            })
+            .collect();
+        Ok(Response::new(pb::GetReadPositionsResponse { positions }))
+    }
+
+    async fn get_unread(
+        &self,
+        request: Request<pb::GetUnreadRequest>,
+    ) -> Result<Response<pb::GetUnreadResponse>, Status> {
+        let req = request.into_inner();
+        let user = UserId::new(req.user_id).map_err(StorageError::InvalidUser)?;
+        let requested = req
+            .channel_ids
+            .into_iter()
+            .map(ChannelId::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StorageError::InvalidChannel)?;
+        let channels: Vec<pb::ChannelUnread> = self
+            .history
+            .unread(&user, &requested)
+            .await?
+            .into_iter()
+            .map(|u| pb::ChannelUnread {
+                channel_id: u.channel.into(),
+                read_seq: u.read_seq,
+                last_seq: u.last_seq,
+                unread: u.unread,
+                mentions: u.mentions,
+            })
+            .collect();
+        Ok(Response::new(pb::GetUnreadResponse {
+            total: channels.iter().map(|c| c.unread).sum(),
+            total_mentions: channels.iter().map(|c| c.mentions).sum(),
+            channels,
+        }))
+    }
+
+    async fn list_mentions(
+        &self,
+        request: Request<pb::ListMentionsRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let req = request.into_inner();
+        let user = UserId::new(req.user_id).map_err(StorageError::InvalidUser)?;
+        let channel = Some(req.channel_id)
+            .filter(|c| !c.is_empty())
+            .map(ChannelId::new)
+            .transpose()
+            .map_err(StorageError::InvalidChannel)?;
+        let read = self
+            .history
+            .mentions(&user, channel.as_ref(), req.before, req.limit);
+        let (messages, has_more) = wire(read.await?);
+        Ok(Response::new(pb::GetHistoryResponse { messages, has_more }))
+    }
 }
 
 #[cfg(test)]

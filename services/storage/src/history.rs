@@ -5,7 +5,7 @@ use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 
 use crate::error::StorageError;
 use crate::members::Members;
-use crate::store::{HistoryPage, MessageStore, Page, column};
+use crate::store::{HistoryPage, MessageStore, Page, ReadPosition, Unread, column};
 
 /// Page size when the request asks for none.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -109,6 +109,95 @@ impl<S: MessageStore, M: Members> History<S, M> {
             .get(channel, seq)
             .await?
             .ok_or(StorageError::MessageNotFound)
+    }
+}
+
+/// Read state as members see it: positions only for members, counts only
+/// for the channels one belongs to.
+impl<S: MessageStore, M: Members> History<S, M> {
+    /// Moves `user`'s read position in `channel` up to `seq`; returns the
+    /// position it holds now.
+    pub async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, StorageError> {
+        column("seq", seq)?;
+        self.authorize(channel, user).await?;
+        self.store.mark_read(channel, user, seq).await
+    }
+
+    /// Every member's read position in `channel`, for `user`, a member.
+    pub async fn read_positions(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> Result<Vec<ReadPosition>, StorageError> {
+        self.authorize(channel, user).await?;
+        self.store.read_positions(channel).await
+    }
+
+    /// The channels of `requested` that `user` belongs to, or all of
+    /// theirs when `requested` is empty: one directory query either way.
+    async fn channels(
+        &self,
+        user: &UserId,
+        requested: &[ChannelId],
+    ) -> Result<Vec<ChannelId>, StorageError> {
+        let mine = self.members.channels_of(user).await?;
+        if requested.is_empty() {
+            return Ok(mine);
+        }
+        let mut wanted: Vec<ChannelId> = requested
+            .iter()
+            .filter(|c| mine.binary_search(c).is_ok())
+            .cloned()
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        Ok(wanted)
+    }
+
+    /// `user`'s read state in each channel of `requested` they belong to
+    /// (every channel of theirs when empty), by channel ID.
+    pub async fn unread(
+        &self,
+        user: &UserId,
+        requested: &[ChannelId],
+    ) -> Result<Vec<Unread>, StorageError> {
+        let channels = self.channels(user, requested).await?;
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.unread(user, &channels).await
+    }
+
+    /// A page of the posts mentioning `user`, newest first, in `channel`
+    /// or every channel of theirs.
+    pub async fn mentions(
+        &self,
+        user: &UserId,
+        channel: Option<&ChannelId>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, StorageError> {
+        let before = before
+            .map(|raw| column("before", raw).map(|_| chatmesh_ids::MessageId::from_raw(raw)))
+            .transpose()?;
+        let channels = match channel {
+            Some(channel) => {
+                self.authorize(channel, user).await?;
+                vec![channel.clone()]
+            }
+            None => self.channels(user, &[]).await?,
+        };
+        if channels.is_empty() {
+            return Ok(HistoryPage::default());
+        }
+        self.store
+            .mentions(user, &channels, before, self.limit(limit))
+            .await
     }
 }
 

@@ -14,12 +14,19 @@ use crate::error::StorageError;
 pub trait Members: Send + Sync {
     /// True if `user` is a member of `channel`.
     async fn is_member(&self, channel: &ChannelId, user: &UserId) -> Result<bool, StorageError>;
+
+    /// The channels `user` belongs to, by ID.
+    async fn channels_of(&self, user: &UserId) -> Result<Vec<ChannelId>, StorageError>;
 }
 
 #[async_trait]
 impl<T: Members + ?Sized> Members for Arc<T> {
     async fn is_member(&self, channel: &ChannelId, user: &UserId) -> Result<bool, StorageError> {
         (**self).is_member(channel, user).await
+    }
+
+    async fn channels_of(&self, user: &UserId) -> Result<Vec<ChannelId>, StorageError> {
+        (**self).channels_of(user).await
     }
 }
 
@@ -43,6 +50,16 @@ impl Members for DirectoryMembers {
             chatmesh_db::directory::is_member(&self.directory, channel.as_str(), user.as_str())
                 .await?,
         )
+    }
+
+    async fn channels_of(&self, user: &UserId) -> Result<Vec<ChannelId>, StorageError> {
+        let ids = chatmesh_db::directory::channels_of(&self.directory, user.as_str()).await?;
+        // The directory only holds channel IDs that were checked on the way
+        // in; one that no longer parses is left out rather than failing all.
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| ChannelId::new(id).ok())
+            .collect())
     }
 }
 
@@ -90,6 +107,19 @@ mod memory {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&(channel.clone(), user.clone())))
+        }
+
+        async fn channels_of(&self, user: &UserId) -> Result<Vec<ChannelId>, StorageError> {
+            let mut channels: Vec<ChannelId> = self
+                .members
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, u)| u == user)
+                .map(|(c, _)| c.clone())
+                .collect();
+            channels.sort();
+            Ok(channels)
         }
     }
 }

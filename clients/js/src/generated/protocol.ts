@@ -15,6 +15,15 @@ export interface Reaction {
   me: boolean;
 }
 
+/** The JSON form of `chatmesh.gateway.v1.ChannelUnread`. */
+export interface ChannelUnread {
+  channel_id: string;
+  read_seq: number;
+  last_seq: number;
+  unread: number;
+  mentions: number;
+}
+
 // Client frames (JSON text form).
 
 /** `subscribe`: the JSON form of `chatmesh.gateway.v1.Subscribe` (ClientFrame.subscribe). */
@@ -47,6 +56,7 @@ export interface SendFrame {
 /** `ack`: the JSON form of `chatmesh.gateway.v1.Ack` (ClientFrame.ack). */
 export interface AckFrame {
   type: "ack";
+  request_id?: string;
   channel_id: string;
   seq: number;
 }
@@ -96,6 +106,13 @@ export interface TypingFrame {
   stop?: boolean;
 }
 
+/** `unread`: the JSON form of `chatmesh.gateway.v1.Unread` (ClientFrame.unread). */
+export interface UnreadFrame {
+  type: "unread";
+  request_id?: string;
+  channel_ids?: string[];
+}
+
 export type ClientFrame =
   | SubscribeFrame
   | UnsubscribeFrame
@@ -105,21 +122,23 @@ export type ClientFrame =
   | EditFrame
   | DeleteFrame
   | ReactFrame
-  | TypingFrame;
+  | TypingFrame
+  | UnreadFrame;
 
-export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping", "edit", "delete", "react", "typing"] as const;
+export const CLIENT_FRAME_TYPES = ["subscribe", "unsubscribe", "send", "ack", "ping", "edit", "delete", "react", "typing", "unread"] as const;
 
 /** Every field each client frame may carry, for runtime checks. */
 export const CLIENT_FRAME_FIELDS = {
   Subscribe: { type: "subscribe", fields: ["request_id", "channel_id", "last_seq"], required: ["channel_id"] },
   Unsubscribe: { type: "unsubscribe", fields: ["request_id", "channel_id"], required: ["channel_id"] },
   Send: { type: "send", fields: ["request_id", "channel_id", "body", "attachments", "idempotency_key", "traceparent", "reply_to"], required: ["channel_id", "body"] },
-  Ack: { type: "ack", fields: ["channel_id", "seq"], required: ["channel_id", "seq"] },
+  Ack: { type: "ack", fields: ["request_id", "channel_id", "seq"], required: ["channel_id", "seq"] },
   Ping: { type: "ping", fields: ["request_id", "client_time_ms"], required: [] },
   Edit: { type: "edit", fields: ["request_id", "channel_id", "seq", "body", "idempotency_key"], required: ["channel_id", "seq", "body"] },
   Delete: { type: "delete", fields: ["request_id", "channel_id", "seq", "idempotency_key"], required: ["channel_id", "seq"] },
   React: { type: "react", fields: ["request_id", "channel_id", "seq", "emoji", "remove", "idempotency_key"], required: ["channel_id", "seq", "emoji"] },
   Typing: { type: "typing", fields: ["request_id", "channel_id", "stop"], required: ["channel_id"] },
+  Unread: { type: "unread", fields: ["request_id", "channel_ids"], required: [] },
 } as const;
 
 // Server frames (JSON text form).
@@ -145,6 +164,7 @@ export interface MessageFrame {
   reply_to?: number;
   reply_count?: number;
   last_reply_at_ms?: number;
+  mentions?: string[];
 }
 
 /** `ack`: the JSON form of `chatmesh.gateway.v1.SendAck` (ServerFrame.send_ack). */
@@ -230,6 +250,23 @@ export interface TypingUsersFrame {
   user_ids: string[];
 }
 
+/** `read`: the JSON form of `chatmesh.gateway.v1.ReadPosition` (ServerFrame.read_position). */
+export interface ReadPositionFrame {
+  type: "read";
+  request_id?: string;
+  channel_id: string;
+  seq: number;
+}
+
+/** `unread`: the JSON form of `chatmesh.gateway.v1.UnreadCounts` (ServerFrame.unread_counts). */
+export interface UnreadCountsFrame {
+  type: "unread";
+  request_id?: string;
+  channels: ChannelUnread[];
+  total: number;
+  mentions: number;
+}
+
 export type ServerFrame =
   | MessageFrame
   | SendAckFrame
@@ -241,13 +278,15 @@ export type ServerFrame =
   | UnsubscribedFrame
   | PresenceFrame
   | ReloadRequiredFrame
-  | TypingUsersFrame;
+  | TypingUsersFrame
+  | ReadPositionFrame
+  | UnreadCountsFrame;
 
-export const SERVER_FRAME_TYPES = ["message", "ack", "error", "pong", "redirect", "reconnect", "subscribed", "unsubscribed", "presence", "reload_required", "typing"] as const;
+export const SERVER_FRAME_TYPES = ["message", "ack", "error", "pong", "redirect", "reconnect", "subscribed", "unsubscribed", "presence", "reload_required", "typing", "read", "unread"] as const;
 
 /** Every field each server frame may carry, for runtime checks. */
 export const SERVER_FRAME_FIELDS = {
-  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms", "kind", "target_seq", "emoji", "edit_count", "edited_at_ms", "deleted", "reactions", "version", "reply_to", "reply_count", "last_reply_at_ms"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
+  Message: { type: "message", fields: ["message_id", "channel_id", "sender_id", "seq", "body", "attachments", "created_at_ms", "kind", "target_seq", "emoji", "edit_count", "edited_at_ms", "deleted", "reactions", "version", "reply_to", "reply_count", "last_reply_at_ms", "mentions"], required: ["message_id", "channel_id", "sender_id", "seq", "body", "created_at_ms"] },
   SendAck: { type: "ack", fields: ["request_id", "channel_id", "message_id", "seq", "masked", "duplicate"], required: ["channel_id", "message_id", "seq", "masked", "duplicate"] },
   Error: { type: "error", fields: ["request_id", "code", "message", "retryable"], required: ["code", "message", "retryable"] },
   Pong: { type: "pong", fields: ["request_id", "client_time_ms", "server_time_ms"], required: ["server_time_ms"] },
@@ -258,6 +297,8 @@ export const SERVER_FRAME_FIELDS = {
   Presence: { type: "presence", fields: ["event", "channel_id", "user_id", "at_ms"], required: ["event", "channel_id", "user_id", "at_ms"] },
   ReloadRequired: { type: "reload_required", fields: ["channel_id", "from_seq", "to_seq"], required: ["channel_id", "from_seq", "to_seq"] },
   TypingUsers: { type: "typing", fields: ["channel_id", "user_ids"], required: ["channel_id", "user_ids"] },
+  ReadPosition: { type: "read", fields: ["request_id", "channel_id", "seq"], required: ["channel_id", "seq"] },
+  UnreadCounts: { type: "unread", fields: ["request_id", "channels", "total", "mentions"], required: ["channels", "total", "mentions"] },
 } as const;
 
 /** The error table of docs/protocol.md: HTTP status and whether a retry may succeed. */

@@ -755,6 +755,35 @@ meshTest("message changes over HTTP: each answers its event, and a repeated key 
   assert.equal((await a.history(ch)).messages[0]?.version, deleted.event.seq);
 });
 
+meshTest("read state: markRead moves the position, unread counts posts and mentions on every session", 60_000, async () => {
+  const alice = user("alice");
+  const bob = user("bob");
+  const ch = await newChannel("reads", [alice, bob]);
+  const a1 = track(client(mesh, alice));
+  const a2 = track(client(mesh, alice));
+  const b = track(client(mesh, bob));
+  await Promise.all([a1.connect(), a2.connect(), b.connect()]);
+  const first = await b.send(ch, "one");
+  await b.react(ch, first.seq, "👍");
+  const second = await b.send(ch, `two @${alice}`);
+  await b.send(ch, "three");
+  const counts = async (c: ChatClient) => {
+    const u = await c.unread([ch]);
+    return [u.channels[0]?.unread, u.channels[0]?.mentions, u.total, u.mentions];
+  };
+  await waitFor("three unread posts", async () => JSON.stringify(await counts(a2)) === JSON.stringify([3, 1, 3, 1]), 30_000, 100);
+  assert.equal(await a1.markRead(ch, second.seq), second.seq);
+  // The other session sees it at once; an older position is kept.
+  assert.deepEqual(await counts(a2), [1, 0, 1, 0]);
+  assert.equal(await a2.markRead(ch, first.seq), second.seq);
+  assert.deepEqual(await a1.http.unread([ch]).then((u) => u.channels.map((c) => c.read_seq)), [second.seq]);
+  const receipts = await b.http.readPositions(ch);
+  assert.equal(receipts.find((r) => r.user_id === alice)?.seq, second.seq);
+  const mentions = await a1.http.mentions({ channel: ch });
+  assert.deepEqual(mentions.messages.map((m) => [m.seq, m.mentions]), [[second.seq, [alice]]]);
+  await assert.rejects(track(client(mesh, user("mallory"))).http.markRead(ch, 1), refused("not_member", 403));
+});
+
 meshTest("the gateway's OpenAPI document has every route and method the SDK's HTTP helpers call", 30_000, async () => {
   const c = track(client(mesh, user("otto")));
   const doc = await c.openApi();
@@ -783,6 +812,10 @@ meshTest("the gateway's OpenAPI document has every route and method the SDK's HT
     ["post", "/v1/media/{media}/complete"],
     ["get", "/v1/media/{media}/download"],
     ["post", "/v1/dev/token"],
+    ["put", "/v1/channels/{channel}/read"],
+    ["get", "/v1/channels/{channel}/reads"],
+    ["get", "/v1/unread"],
+    ["get", "/v1/mentions"],
   ];
   const missing = calls.filter(([method, path]) => doc.paths[path]?.[method] === undefined);
   assert.deepEqual(missing, []);

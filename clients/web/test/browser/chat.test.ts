@@ -8,10 +8,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 
 import { Mesh } from "../../../js/test/harness/mesh.js";
 import { ensureResultsDir, makePng, sleep, startChromium, startPageServer, waitFor, type Chromium, type PageServer } from "../support.js";
+import { pendingCount, say, shown, signInAs, waitShown, type Person, type Shown } from "./pages.js";
 
 const mesh = new Mesh({ gateways: 2, mode: "redirect" });
 const results = ensureResultsDir();
@@ -28,45 +29,12 @@ let chrome: Chromium | undefined;
 let browser: Browser | undefined;
 let failed = false;
 
-interface Person {
-  user: string;
-  context: BrowserContext;
-  page: Page;
-  errors: string[];
-  console: string[];
-}
 const people: Partial<Record<"alice" | "bob", Person>> = {};
 
 function person(name: "alice" | "bob"): Person {
   const p = people[name];
   if (!p) throw new Error(`${name} has no page`);
   return p;
-}
-
-/** What a page shows, oldest first. */
-interface Shown {
-  seq: number;
-  id: string;
-  sender: string;
-  body: string;
-}
-
-async function shown(page: Page): Promise<Shown[]> {
-  return page.$$eval(".message-list > .message", (items) =>
-    items.map((li) => {
-      const el = li as HTMLElement;
-      return {
-        seq: Number(el.dataset["seq"]),
-        id: el.dataset["messageId"] ?? "",
-        sender: el.dataset["sender"] ?? "",
-        body: el.querySelector(".body")?.textContent ?? "",
-      };
-    }),
-  );
-}
-
-async function pendingCount(page: Page): Promise<number> {
-  return page.locator(".pending-list > .pending").count();
 }
 
 async function connState(page: Page): Promise<string> {
@@ -107,38 +75,9 @@ function assertInOrderOnce(list: Shown[], what: string): void {
 /** Opens a fresh context and page for `name` and signs in. */
 async function signIn(name: "alice" | "bob"): Promise<Person> {
   if (!browser || !server) throw new Error("no browser");
-  const user = name === "alice" ? alice : bob;
-  const context = await browser.newContext({ viewport: { width: 1180, height: 760 } });
-  const page = await context.newPage();
-  const p: Person = { user, context, page, errors: [], console: [] };
-  page.on("pageerror", (err) => p.errors.push(String(err)));
-  page.on("console", (m) => p.console.push(`[${m.type()}] ${m.text()}`));
+  const p = await signInAs(browser, server.url, name === "alice" ? alice : bob);
   people[name] = p;
-  await page.goto(server.url);
-  await page.waitForSelector("body[data-ready=true]");
-  await page.fill("#user-id", user);
-  await page.click("#sign-in-button");
-  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 30_000 });
-  await page.waitForSelector('#sub-state[data-state="subscribed"]', { timeout: 30_000 });
   return p;
-}
-
-/** Types `body` into the composer and sends it. */
-async function say(page: Page, body: string): Promise<void> {
-  await page.fill("#body", body);
-  await page.press("#body", "Enter");
-}
-
-async function waitShown(page: Page, bodies: string[], what: string, timeoutMs = 30_000): Promise<void> {
-  await waitFor(
-    what,
-    async () => {
-      const have = new Set((await shown(page)).map((m) => m.body));
-      return bodies.every((b) => have.has(b));
-    },
-    timeoutMs,
-    100,
-  );
 }
 
 before(

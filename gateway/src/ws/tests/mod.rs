@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{GatewayLimits, PinMode};
 use crate::memory::{
-    LivenessEvent, MemoryChat, MemoryFeed, MemoryGaps, MemoryLiveness, message, outbox,
+    LivenessEvent, MemoryChat, MemoryFeed, MemoryGaps, MemoryLiveness, MemoryReads, message, outbox,
 };
 use crate::ring::Ring;
 use crate::ring::nodes::Routes;
@@ -24,6 +24,7 @@ struct Harness {
     chat: Arc<MemoryChat>,
     feed: Arc<MemoryFeed>,
     gaps: Arc<MemoryGaps>,
+    reads: Arc<MemoryReads>,
     liveness: Arc<MemoryLiveness>,
     hub: Hub,
     ctx: Arc<SessionContext>,
@@ -35,6 +36,7 @@ fn harness_with(chat: MemoryChat, limits: GatewayLimits, mode: PinMode) -> Harne
     let feed = Arc::new(MemoryFeed::default());
     let gaps = Arc::new(MemoryGaps::default());
     let liveness = Arc::new(MemoryLiveness::default());
+    let reads = Arc::new(MemoryReads::default());
     let hub = Hub::with_gaps(
         feed.clone(),
         gaps.clone(),
@@ -45,6 +47,7 @@ fn harness_with(chat: MemoryChat, limits: GatewayLimits, mode: PinMode) -> Harne
         chat: chat.clone(),
         hub: hub.clone(),
         gaps: gaps.clone(),
+        reads: reads.clone(),
         liveness: liveness.clone(),
         limits,
         placement: Placement {
@@ -57,6 +60,7 @@ fn harness_with(chat: MemoryChat, limits: GatewayLimits, mode: PinMode) -> Harne
         chat,
         feed,
         gaps,
+        reads,
         liveness,
         hub,
         ctx,
@@ -133,6 +137,7 @@ fn assert_error(frame: &Value, kind: ErrorKind) {
 mod changes;
 mod frames;
 mod lifecycle;
+mod reads;
 mod replay;
 mod send;
 mod subscribe;

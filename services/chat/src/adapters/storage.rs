@@ -5,33 +5,39 @@ use async_trait::async_trait;
 use chatmesh_ids::{ChannelId, ChatMessage};
 use chatmesh_proto::storage::v1::GetMessageRequest;
 use chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use chatmesh_server::Tasks;
+use chatmesh_upstream::UpstreamSettings;
+use chatmesh_upstream::balance::{self, Upstream};
+use chatmesh_upstream::retry::Retries;
 
 use crate::ChatError;
 use crate::ports::PostLookup;
 
-/// The storage service's `GetMessage`, over one lazily connected channel.
+/// The storage service's `GetMessage`, balanced over every instance and
+/// retried on another one when an instance fails (it only reads, so it is
+/// safe to repeat).
 #[derive(Debug, Clone)]
 pub struct StorageLookup {
-    client: StorageServiceClient<Channel>,
+    client: StorageServiceClient<Upstream>,
+    retries: Retries,
 }
 
 impl StorageLookup {
-    /// A client of the storage service at `url` (`http://host:port`); it
-    /// connects on first use and reconnects on its own.
-    pub fn new(url: &str) -> Result<Self, ChatError> {
-        let endpoint =
-            Endpoint::from_shared(url.to_owned()).map_err(|e| ChatError::InvalidArgument {
+    /// A client of the storage instances at `endpoints` (one URL, a
+    /// comma-separated list, or `dns://name:port`; see
+    /// [`chatmesh_upstream::endpoints`]). It connects on first use;
+    /// discovery and health checks run on `tasks`.
+    pub fn new(endpoints: &str, tasks: &Tasks) -> Result<Self, ChatError> {
+        let settings = UpstreamSettings::default();
+        let upstream = balance::channel("storage", endpoints, &settings, tasks).map_err(|e| {
+            ChatError::InvalidArgument {
                 field: "storage",
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self {
-            client: StorageServiceClient::new(
-                endpoint
-                    .connect_timeout(std::time::Duration::from_secs(2))
-                    .timeout(std::time::Duration::from_secs(5))
-                    .connect_lazy(),
-            ),
+            client: StorageServiceClient::new(upstream),
+            retries: Retries::new("storage", &settings),
         })
     }
 }
@@ -43,15 +49,25 @@ impl PostLookup for StorageLookup {
             channel_id: channel.as_str().to_owned(),
             seq,
         };
-        match self.client.clone().get_message(request).await {
-            Ok(answer) => answer
-                .into_inner()
-                .message
-                .map(ChatMessage::try_from)
-                .transpose()
-                .map_err(|e| ChatError::StorageUnavailable(format!("unreadable message: {e}"))),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(ChatError::StorageUnavailable(status.to_string())),
-        }
+        let found = self
+            .retries
+            .run(|| {
+                let mut client = self.client.clone();
+                let request = request.clone();
+                async move {
+                    match client.get_message(request).await {
+                        Ok(answer) => Ok(answer.into_inner().message),
+                        // An answer, not a failure: not retried.
+                        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .await
+            .map_err(|e| ChatError::StorageUnavailable(e.to_string()))?;
+        found
+            .map(ChatMessage::try_from)
+            .transpose()
+            .map_err(|e| ChatError::StorageUnavailable(format!("unreadable message: {e}")))
     }
 }

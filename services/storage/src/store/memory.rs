@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::apply::{ReactionKey, ReactionSet, Register, apply, mark_mine, new_changes};
-use super::{HistoryPage, MessageStore, Page, check_storable, column};
+use super::{HistoryPage, MessageStore, Page, ReadPosition, Unread, check_storable, column};
 use crate::error::StorageError;
 
 /// Messages in memory, split into shards the way a [`ShardMapConfig`]
@@ -38,6 +38,8 @@ struct ShardState {
     /// Posts by sequence number, as changes find their targets.
     posts: BTreeMap<(ChannelId, u64), MessageId>,
     reactions: Reactions,
+    /// Read positions: the seq and when it last moved.
+    reads: BTreeMap<(ChannelId, UserId), (u64, i64)>,
     down: bool,
     failing_writes: usize,
     attempts: Vec<Instant>,
@@ -191,6 +193,12 @@ impl ShardState {
             }
         }
         let inserted = new.len();
+        // Posting moves the author's read position to the post.
+        for post in messages.iter().filter(|m| m.change == Change::Post) {
+            if new.contains(&(post.channel.clone(), post.id)) {
+                self.move_read(&post.channel, &post.sender, post.seq);
+            }
+        }
         // Replies stored now count in their threads, once each.
         for reply in messages.iter().filter(|m| m.change == Change::Post) {
             let Some(root) = reply.reply_to else { continue };
@@ -219,6 +227,43 @@ impl ShardState {
             }
         }
         inserted
+    }
+}
+
+impl ShardState {
+    /// Moves `user`'s read position in `channel` up to `seq`; returns it.
+    fn move_read(&mut self, channel: &ChannelId, user: &UserId, seq: u64) -> u64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        let read = self
+            .reads
+            .entry((channel.clone(), user.clone()))
+            .or_insert((seq, now));
+        if seq > read.0 {
+            *read = (seq, now);
+        }
+        read.0
+    }
+
+    /// `user`'s read state in `channel`, counted the slow way: the
+    /// database's counters must agree with it.
+    fn unread(&self, channel: &ChannelId, user: &UserId) -> Unread {
+        let read_seq = self
+            .reads
+            .get(&(channel.clone(), user.clone()))
+            .map_or(0, |r| r.0);
+        let mut state = Unread::empty(channel.clone());
+        state.read_seq = read_seq;
+        for event in self.channel(channel) {
+            state.last_seq = state.last_seq.max(event.seq);
+            if event.change != Change::Post || event.seq <= read_seq || event.state.deleted {
+                continue;
+            }
+            state.unread += 1;
+            if event.mentions().contains(user) {
+                state.mentions += 1;
+            }
+        }
+        state
     }
 }
 
@@ -379,6 +424,77 @@ impl MessageStore for MemoryStore {
         self.read(channel, |state| {
             let id = state.posts.get(&(channel.clone(), seq))?;
             state.messages.get(&(channel.clone(), *id)).cloned()
+        })
+    }
+
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, StorageError> {
+        column("seq", seq)?;
+        let shard = self.shard_of(channel);
+        let mut shards = self.lock();
+        if shards[shard].down {
+            return Err(self.down(shard));
+        }
+        Ok(shards[shard].move_read(channel, user, seq))
+    }
+
+    async fn read_positions(&self, channel: &ChannelId) -> Result<Vec<ReadPosition>, StorageError> {
+        self.read(channel, |state| {
+            state
+                .reads
+                .iter()
+                .filter(|((c, _), _)| c == channel)
+                .map(|((_, user), (seq, at))| ReadPosition {
+                    user: user.clone(),
+                    seq: *seq,
+                    updated_at_ms: *at,
+                })
+                .collect()
+        })
+    }
+
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<Unread>, StorageError> {
+        channels
+            .iter()
+            .map(|channel| self.read(channel, |state| state.unread(channel, user)))
+            .collect()
+    }
+
+    async fn mentions(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        if let Some(id) = before {
+            column("before", id.get())?;
+        }
+        let mut found = Vec::new();
+        for channel in channels {
+            found.extend(self.read(channel, |state| {
+                state
+                    .channel(channel)
+                    .filter(|m| m.change == Change::Post && before.is_none_or(|b| m.id < b))
+                    .filter(|m| m.mentions().contains(user))
+                    .map(|m| state.for_reader(m, Some(user)))
+                    .collect::<Vec<_>>()
+            })?);
+        }
+        found.sort_by_key(|m| std::cmp::Reverse(m.id));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok(HistoryPage {
+            messages: found,
+            more,
         })
     }
 }

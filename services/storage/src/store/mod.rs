@@ -8,6 +8,7 @@ mod changes;
 #[cfg(any(test, feature = "testsuite"))]
 mod memory;
 mod postgres;
+mod reads;
 mod rows;
 mod schema;
 
@@ -81,10 +82,6 @@ pub trait MessageStore: Send + Sync {
         limit: usize,
     ) -> Result<HistoryPage, StorageError>;
 
-    /// Up to `limit` events of `channel` with a sequence number above
-    /// `after_seq`, ordered by sequence number; `more` when there are
-    /// others. Posts come in their current state (`me` for `reader`),
-    /// changes as they were sent.
     /// Up to `limit` replies in the thread of post `root` of `channel`
     /// around `page`, ordered by ID, each in its current state for
     /// `reader`, like [`MessageStore::page`].
@@ -97,6 +94,10 @@ pub trait MessageStore: Send + Sync {
         limit: usize,
     ) -> Result<HistoryPage, StorageError>;
 
+    /// Up to `limit` events of `channel` with a sequence number above
+    /// `after_seq`, ordered by sequence number; `more` when there are
+    /// others. Posts come in their current state (`me` for `reader`),
+    /// changes as they were sent.
     async fn since(
         &self,
         channel: &ChannelId,
@@ -109,6 +110,77 @@ pub trait MessageStore: Send + Sync {
     /// when nothing, or a change, has that number.
     async fn get(&self, channel: &ChannelId, seq: u64)
     -> Result<Option<ChatMessage>, StorageError>;
+
+    /// Moves `user`'s read position in `channel` up to `seq`; a position
+    /// never moves back. Returns the position after the call.
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, StorageError>;
+
+    /// Every read position kept for `channel`, by user.
+    async fn read_positions(&self, channel: &ChannelId) -> Result<Vec<ReadPosition>, StorageError>;
+
+    /// `user`'s read state in each of `channels`, in their order: one
+    /// query per shard holding any of them, reading counters and index
+    /// entries, never the channels' messages.
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<Unread>, StorageError>;
+
+    /// Up to `limit` posts of `channels` that mention `user`, newest
+    /// first, older than `before` when given, each in its current state
+    /// for `user`; `more` when there are others.
+    async fn mentions(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError>;
+}
+
+/// A member's read position in a channel: a read receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPosition {
+    /// The member.
+    pub user: UserId,
+    /// The highest sequence number they have read.
+    pub seq: u64,
+    /// When it last moved, in milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+}
+
+/// A member's read state in one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The member's read position; 0 before they read anything.
+    pub read_seq: u64,
+    /// The sequence number of the channel's newest stored event.
+    pub last_seq: u64,
+    /// Stored posts after the read position that are not deleted.
+    pub unread: u64,
+    /// Those of them that mention the member.
+    pub mentions: u64,
+}
+
+impl Unread {
+    /// The state of a channel with nothing stored and nothing read.
+    pub fn empty(channel: ChannelId) -> Self {
+        Self {
+            channel,
+            read_seq: 0,
+            last_seq: 0,
+            unread: 0,
+            mentions: 0,
+        }
+    }
 }
 
 #[async_trait]
@@ -166,6 +238,37 @@ impl<T: MessageStore + ?Sized> MessageStore for Arc<T> {
         seq: u64,
     ) -> Result<Option<ChatMessage>, StorageError> {
         (**self).get(channel, seq).await
+    }
+
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, StorageError> {
+        (**self).mark_read(channel, user, seq).await
+    }
+
+    async fn read_positions(&self, channel: &ChannelId) -> Result<Vec<ReadPosition>, StorageError> {
+        (**self).read_positions(channel).await
+    }
+
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<Unread>, StorageError> {
+        (**self).unread(user, channels).await
+    }
+
+    async fn mentions(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        (**self).mentions(user, channels, before, limit).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chatmesh_db::{Shard, ShardMap};
-use chatmesh_ids::{Change, ChannelId, ChatMessage, UserId};
+use chatmesh_ids::{Change, ChannelId, ChatMessage, MessageId, UserId};
 use diesel::dsl::sql;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
 use diesel::{
@@ -18,9 +18,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
 use super::apply::mark_mine;
 use super::changes::apply_changes;
+use super::reads;
 use super::rows::{NewRow, Row, timestamp};
 use super::schema::{messages, reactions};
-use super::{HistoryPage, MessageStore, Page, column};
+use super::{HistoryPage, MessageStore, Page, ReadPosition, Unread, column};
 use crate::error::StorageError;
 
 /// Rows per INSERT: 10 columns each keeps a statement far below Postgres'
@@ -42,6 +43,31 @@ impl PostgresStore {
 
     fn shard(&self, channel: &ChannelId) -> &Shard {
         self.shards.shard_for(channel)
+    }
+
+    async fn connect(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<
+        diesel_async::pooled_connection::bb8::PooledConnection<'_, AsyncPgConnection>,
+        StorageError,
+    > {
+        Ok(self
+            .shard(channel)
+            .pool
+            .get()
+            .await
+            .map_err(chatmesh_db::DbError::from)?)
+    }
+
+    /// `channels` by the shard holding them, in shard order.
+    fn by_shard<'a>(&self, channels: &'a [ChannelId]) -> Vec<Vec<&'a ChannelId>> {
+        let mut shards: Vec<Vec<&ChannelId>> = vec![Vec::new(); self.shards.shards().len()];
+        for channel in channels {
+            shards[self.shards.shard_index(channel)].push(channel);
+        }
+        shards.retain(|s| !s.is_empty());
+        shards
     }
 
     /// A page of `channel`'s posts, or of the replies in the thread of
@@ -229,7 +255,7 @@ fn into_page(
 
 /// Marks `reader`'s reactions on the posts of `page`: one range scan of
 /// `reactions_reader` over the seq span of the posts that have any.
-async fn mark_reader(
+pub(super) async fn mark_reader(
     conn: &mut AsyncPgConnection,
     channel: &ChannelId,
     reader: &UserId,
@@ -298,7 +324,9 @@ impl MessageStore for PostgresStore {
             }
             let inserted = new.len();
             count_replies(conn, messages, &new).await?;
+            let retargeted = reads::record(conn, messages, &new).await?;
             apply_changes(conn, messages, new).await?;
+            reads::refresh_mentions(conn, retargeted).await?;
             Ok::<_, StorageError>(inserted)
         })
         .await
@@ -367,6 +395,86 @@ impl MessageStore for PostgresStore {
             .await
             .optional()?;
         row.map(Row::into_message).transpose()
+    }
+
+    async fn mark_read(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<u64, StorageError> {
+        let mut conn = self.connect(channel).await?;
+        reads::mark_read(&mut conn, channel, user, seq).await
+    }
+
+    async fn read_positions(&self, channel: &ChannelId) -> Result<Vec<ReadPosition>, StorageError> {
+        let mut conn = self.connect(channel).await?;
+        reads::read_positions(&mut conn, channel).await
+    }
+
+    async fn unread(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+    ) -> Result<Vec<Unread>, StorageError> {
+        let reads = self.by_shard(channels).into_iter().map(|shard| async move {
+            let owned: Vec<ChannelId> = shard.into_iter().cloned().collect();
+            let mut conn = self.connect(&owned[0]).await?;
+            reads::unread(&mut conn, user, &owned).await
+        });
+        let mut found = std::collections::HashMap::new();
+        for shard in futures::future::try_join_all(reads).await? {
+            found.extend(shard);
+        }
+        Ok(channels
+            .iter()
+            .map(|c| found.remove(c).unwrap_or_else(|| Unread::empty(c.clone())))
+            .collect())
+    }
+
+    async fn mentions(
+        &self,
+        user: &UserId,
+        channels: &[ChannelId],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, StorageError> {
+        let reads = self.by_shard(channels).into_iter().map(|shard| async move {
+            let owned: Vec<ChannelId> = shard.into_iter().cloned().collect();
+            let mut conn = self.connect(&owned[0]).await?;
+            let posts = reads::mentions(&mut conn, user, &owned, before, limit + 1).await?;
+            // `me` per channel, as history marks it.
+            let mut marked = Vec::with_capacity(posts.len());
+            let mut by_channel: std::collections::BTreeMap<ChannelId, Vec<ChatMessage>> =
+                Default::default();
+            for post in posts {
+                by_channel
+                    .entry(post.channel.clone())
+                    .or_default()
+                    .push(post);
+            }
+            for (channel, messages) in by_channel {
+                let mut page = HistoryPage {
+                    messages,
+                    more: false,
+                };
+                mark_reader(&mut conn, &channel, user, &mut page).await?;
+                marked.extend(page.messages);
+            }
+            Ok::<_, StorageError>(marked)
+        });
+        let mut posts: Vec<ChatMessage> = futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        posts.sort_by_key(|m| std::cmp::Reverse(m.id));
+        let more = posts.len() > limit;
+        posts.truncate(limit);
+        Ok(HistoryPage {
+            messages: posts,
+            more,
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! `#[tokio::test]` per test.
 
 mod changes;
+mod reads;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher as _;
@@ -29,6 +30,13 @@ pub use changes::{
     get_returns_a_post_in_its_current_state_or_nothing,
     pages_list_posts_in_their_state_for_the_reader, reactions_count_each_member_once,
     replies_count_once_and_page_as_a_thread, since_lists_changes_and_posts_with_their_version,
+};
+
+pub use reads::{
+    a_post_stored_late_is_counted_in_its_place, deleted_posts_leave_the_unread_count,
+    mentions_follow_the_text_and_count_until_read,
+    posting_reads_the_channel_and_replays_count_once, unread_counts_posts_after_the_read_position,
+    unread_spans_shards_and_positions_are_listed,
 };
 
 /// Expands to one `#[tokio::test]` per suite test, each running it on the
@@ -66,6 +74,12 @@ macro_rules! message_store_suite {
             a_change_to_a_missing_target_is_stored_and_harmless,
             concurrent_copies_of_a_batch_apply_it_once,
             replies_count_once_and_page_as_a_thread,
+            unread_counts_posts_after_the_read_position,
+            deleted_posts_leave_the_unread_count,
+            a_post_stored_late_is_counted_in_its_place,
+            posting_reads_the_channel_and_replays_count_once,
+            mentions_follow_the_text_and_count_until_read,
+            unread_spans_shards_and_positions_are_listed,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -1,7 +1,7 @@
 //! Calls spread over every instance of a service.
 //!
 //! One plain URL gets a plain lazy channel. Several instances (a list, or a
-//! `dns://` name, see [`super::discover`]) get tower's power-of-two-choices
+//! `dns://` name, see [`crate::endpoints`]) get tower's power-of-two-choices
 //! balancer over one connection per instance, each instance's load measured
 //! as the peak-EWMA of its response times times its calls in flight, so a
 //! slow instance loses nearly every comparison and gets few calls while it
@@ -37,8 +37,9 @@ use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
 use tower::util::BoxCloneSyncService;
 
-use super::discover::{Resolve, Source, SystemDns, resolve_all, sources};
-use crate::config::UpstreamSettings;
+use crate::UpstreamSettings;
+use crate::discover::{Resolve, Source, SystemDns, resolve_all, sources};
+use crate::endpoints::InvalidEndpoints;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -47,7 +48,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// `unavailable`). A named type rather than a boxed trait object, which
 /// the generated clients' futures could not be proven `Send` with.
 #[derive(Debug)]
-pub(crate) struct UpstreamError(BoxError);
+pub struct UpstreamError(BoxError);
 
 impl UpstreamError {
     fn new(err: impl Into<BoxError>) -> Self {
@@ -69,8 +70,7 @@ impl std::error::Error for UpstreamError {
 
 /// A cloneable gRPC transport to every instance of one service, for the
 /// generated clients (`ChatServiceClient::new(upstream)`).
-pub(crate) type Upstream =
-    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
+pub type Upstream = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
 
 /// Calls waiting for the balancer; a call beyond this waits for room.
 const BUFFER: usize = 1024;
@@ -78,21 +78,23 @@ const BUFFER: usize = 1024;
 const RECHECK: Duration = Duration::from_millis(100);
 
 /// An endpoint to `url` that connects on first use.
-pub(crate) fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+pub(crate) fn endpoint(url: &str) -> Result<Endpoint, InvalidEndpoints> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|e| InvalidEndpoints(format!("`{url}` is not a valid URL: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true))
 }
 
-/// A transport to the service at `endpoints` (see
-/// [`crate::config::ServiceEndpoints`]); `service` names it in logs and
-/// metrics, and discovery and health checks run on `tasks`.
-pub(crate) fn channel(
+/// A transport to the service at `endpoints` (see [`crate::endpoints`]);
+/// `service` names it in logs and metrics, and discovery and health
+/// checks run on `tasks` until their shutdown token is cancelled. Every
+/// entry is checked before anything starts, so on error nothing runs.
+pub fn channel(
     service: &'static str,
     endpoints: &str,
     settings: &UpstreamSettings,
     tasks: &Tasks,
-) -> anyhow::Result<Upstream> {
+) -> Result<Upstream, InvalidEndpoints> {
     channel_with(service, endpoints, settings, tasks, Arc::new(SystemDns))
 }
 
@@ -103,8 +105,8 @@ pub(crate) fn channel_with(
     settings: &UpstreamSettings,
     tasks: &Tasks,
     resolver: Arc<dyn Resolve>,
-) -> anyhow::Result<Upstream> {
-    let sources = sources(endpoints).map_err(anyhow::Error::msg)?;
+) -> Result<Upstream, InvalidEndpoints> {
+    let sources = sources(endpoints).map_err(InvalidEndpoints)?;
     if let [Source::Url(url)] = sources.as_slice() {
         return Ok(single(endpoint(url)?.connect_lazy()));
     }
@@ -142,7 +144,7 @@ pub(crate) fn channel_with(
 }
 
 /// A transport over one channel, unbalanced.
-pub(crate) fn single(channel: Channel) -> Upstream {
+pub fn single(channel: Channel) -> Upstream {
     BoxCloneSyncService::new(channel.map_err(UpstreamError::new))
 }
 
@@ -293,7 +295,7 @@ impl Pool {
             }
             tracing::info!(service = self.service, instance = %url, "instance no longer listed; no calls go to it");
         }
-        metrics::gauge!("chatmesh_gateway_upstream_instances", "service" => self.service)
+        metrics::gauge!("chatmesh_upstream_instances", "service" => self.service)
             .set(self.shared.lock().len() as f64);
     }
 }
@@ -320,7 +322,7 @@ impl Watcher {
                 () = self.suspect.notified() => {}
                 () = stop.cancelled() => return,
             }
-            let check = super::health::serving(self.channel.clone());
+            let check = crate::health::serving(self.channel.clone());
             let serving = matches!(tokio::time::timeout(self.interval, check).await, Ok(Ok(())));
             if stop.is_cancelled() {
                 return;
@@ -356,7 +358,7 @@ impl Watcher {
         let change = Change::Insert(self.url.clone(), tracked);
         if self.shared.changes.send(change).is_ok() {
             members.insert(self.url.clone());
-            metrics::gauge!("chatmesh_gateway_upstream_instances", "service" => self.service)
+            metrics::gauge!("chatmesh_upstream_instances", "service" => self.service)
                 .set(members.len() as f64);
             tracing::info!(service = self.service, instance = %self.url, "instance healthy; calls go to it");
         }
@@ -369,9 +371,9 @@ impl Watcher {
             return;
         }
         let _ = self.shared.changes.send(Change::Remove(self.url.clone()));
-        metrics::gauge!("chatmesh_gateway_upstream_instances", "service" => self.service)
+        metrics::gauge!("chatmesh_upstream_instances", "service" => self.service)
             .set(members.len() as f64);
-        metrics::counter!("chatmesh_gateway_upstream_ejections_total", "service" => self.service)
+        metrics::counter!("chatmesh_upstream_ejections_total", "service" => self.service)
             .increment(1);
         tracing::warn!(service = self.service, instance = %self.url, "instance failed its health checks; no calls go to it");
     }

@@ -1,15 +1,16 @@
-//! Connections to the services the gateway calls.
+//! Whether a service's instances are serving, by their gRPC health.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chatmesh_server::{Probe, ProbeFuture};
+use chatmesh_probe::{Probe, ProbeFuture};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::discover::{Resolve, Source, SystemDns, resolve_all, sources};
+use crate::discover::{Resolve, Source, SystemDns, resolve_all, sources};
+use crate::endpoints::InvalidEndpoints;
 
 /// Asks a service's gRPC health endpoint whether it is SERVING; with
 /// several instances, whether any is. A `dns://` name is resolved at each
@@ -33,13 +34,13 @@ impl std::fmt::Debug for GrpcHealthProbe {
 }
 
 impl GrpcHealthProbe {
-    /// A probe of the service at `endpoints` (see
-    /// [`crate::ServiceEndpoints`]); connects lazily.
-    pub fn new(service: &str, endpoints: &str) -> anyhow::Result<Self> {
-        let sources = sources(endpoints).map_err(anyhow::Error::msg)?;
+    /// A probe of the service at `endpoints` (see [`crate::endpoints`]);
+    /// connects lazily.
+    pub fn new(service: &str, endpoints: &str) -> Result<Self, InvalidEndpoints> {
+        let sources = sources(endpoints).map_err(InvalidEndpoints)?;
         for source in &sources {
             if let Source::Url(url) = source {
-                Endpoint::from_shared(url.clone())?;
+                crate::balance::endpoint(url)?;
             }
         }
         Ok(Self {

@@ -1,7 +1,8 @@
-//! Retries of the gateway's idempotent calls, within a budget.
+//! Retries of idempotent calls, within a budget.
 //!
-//! Reads (history, presence, media downloads, membership) and sends that
-//! carry an idempotency key may run twice without harm, so one that fails
+//! Reads (history, presence, media downloads, membership, a stored
+//! message) and sends that carry an idempotency key may run twice without
+//! harm, so one that fails
 //! in a way another instance may not (`unavailable`, `overloaded`, a
 //! timeout, an instance dying mid-call) is tried again after a short
 //! jittered backoff, on whichever instance the balancer picks. Each call
@@ -18,11 +19,11 @@ use backon::{ExponentialBuilder, Retryable as _};
 use chatmesh_error::{ClientError, ErrorKind};
 use tower::retry::budget::{Budget as _, TpsBudget};
 
-use crate::config::UpstreamSettings;
+use crate::UpstreamSettings;
 
 /// The retry policy and budget of one service's calls.
 #[derive(Clone, Debug)]
-pub(crate) struct Retries {
+pub struct Retries {
     service: &'static str,
     budget: Arc<TpsBudget>,
     backoff: ExponentialBuilder,
@@ -31,7 +32,7 @@ pub(crate) struct Retries {
 
 impl Retries {
     /// Retries of calls to `service` as `settings` say.
-    pub(crate) fn new(service: &'static str, settings: &UpstreamSettings) -> Self {
+    pub fn new(service: &'static str, settings: &UpstreamSettings) -> Self {
         Self {
             service,
             budget: Arc::new(TpsBudget::new(
@@ -52,7 +53,7 @@ impl Retries {
     /// cannot fix, or the attempts, the budget or the timeout run out; the
     /// whole run takes at most the timeout. `attempt` must be safe to run
     /// more than once.
-    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClientError>
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -82,7 +83,7 @@ impl Retries {
                 f.elsewhere && tokio::time::Instant::now() < deadline && self.budget.withdraw()
             })
             .notify(|f, delay| {
-                metrics::counter!("chatmesh_gateway_upstream_retries_total", "service" => service)
+                metrics::counter!("chatmesh_upstream_retries_total", "service" => service)
                     .increment(1);
                 tracing::debug!(service, error = %f.error, retry_in = ?delay, "retrying a call");
             })
@@ -92,7 +93,7 @@ impl Retries {
 
     /// One attempt of `call`, never repeated, within the timeout: for
     /// calls that are not safe to run twice.
-    pub(crate) async fn once<T>(
+    pub async fn once<T>(
         &self,
         call: impl Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, ClientError> {
@@ -105,7 +106,7 @@ impl Retries {
     /// `call` on a clone of `client`, retried as [`Retries::run`] does:
     /// for reads through a generated client, e.g.
     /// `|mut c| async move { c.get_media(req).await }`.
-    pub(crate) async fn call<C, T, F, Fut>(&self, client: &C, call: F) -> Result<T, ClientError>
+    pub async fn call<C, T, F, Fut>(&self, client: &C, call: F) -> Result<T, ClientError>
     where
         C: Clone,
         F: Fn(C) -> Fut,

@@ -2,17 +2,17 @@
 //! addresses are the instances (a Kubernetes headless Service resolves to
 //! one address per ready pod).
 //!
-//! `services.chat = "dns://chat-headless:50051"` makes every address the
-//! name resolves to an instance at port 50051, reread every
-//! `upstream.dns_refresh`; `http://host:port` is one instance however many
-//! addresses `host` has. A list may mix both.
+//! `dns://chat-headless:50051` makes every address the name resolves to
+//! an instance at port 50051, reread every `upstream.dns_refresh`;
+//! `http://host:port` is one instance however many addresses `host` has.
+//! A list may mix both.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 
-/// One entry of a `services.*` field.
+/// One entry of an endpoints value (see [`crate::endpoints`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
     /// One instance at this URL.
@@ -45,15 +45,15 @@ impl Source {
         })
     }
 
-    /// Whether the instances can change while the gateway runs.
+    /// Whether the instances can change while the caller runs.
     pub(crate) fn is_dynamic(&self) -> bool {
         matches!(self, Self::Dns { .. })
     }
 }
 
-/// Every entry of a `services.*` field.
+/// Every entry of an endpoints value.
 pub(crate) fn sources(endpoints: &str) -> Result<Vec<Source>, String> {
-    crate::config::instances(endpoints)
+    crate::endpoints::instances(endpoints)
         .into_iter()
         .map(Source::parse)
         .collect()
