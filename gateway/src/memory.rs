@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ports::{
     Access, ChangeCommand, ChangeReceipt, ChangeRequest, ChannelUnread, ChatApi, Feed, FeedError,
-    GapSource, Liveness, ReadState, SendCommand, SendReceipt, TypingEvent,
+    GapSource, Liveness, ReadEvent, ReadState, SendCommand, SendReceipt, TypingEvent,
 };
 use crate::ws::outbound::{Outbox, Outgoing};
 
@@ -326,6 +326,8 @@ pub(crate) struct MemoryFeed {
     seqs: Mutex<HashMap<ChannelId, u64>>,
     failures: AtomicUsize,
     typing: Mutex<Vec<TypingEvent>>,
+    /// Read receipts published, in order.
+    read_events: Mutex<Vec<ReadEvent>>,
     typing_down: Mutex<bool>,
     /// Where published typing events of subscribed channels go, as Redis
     /// would deliver them back.
@@ -367,6 +369,11 @@ impl MemoryFeed {
     }
 
     /// Typing publishes fail while `down`.
+    /// The read receipts published so far.
+    pub(crate) fn read_events(&self) -> Vec<ReadEvent> {
+        lock(&self.read_events).clone()
+    }
+
     pub(crate) fn typing_down(&self, down: bool) {
         *lock(&self.typing_down) = down;
     }
@@ -401,6 +408,14 @@ impl Feed for MemoryFeed {
 
     async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError> {
         Ok(lock(&self.seqs).get(channel).copied().unwrap_or(0))
+    }
+
+    async fn publish_read(&self, event: &ReadEvent) -> Result<(), FeedError> {
+        if *lock(&self.typing_down) {
+            return Err(FeedError("connection refused".into()));
+        }
+        lock(&self.read_events).push(event.clone());
+        Ok(())
     }
 
     async fn publish_typing(&self, event: &TypingEvent) -> Result<(), FeedError> {

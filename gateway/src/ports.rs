@@ -154,6 +154,19 @@ pub(crate) struct TypingEvent {
     pub(crate) stop: bool,
 }
 
+/// A member's read position in a channel moved: a read receipt for the
+/// channel's sessions on every node. Never stored by the feed (storage
+/// keeps the position); it only tells the sessions watching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadEvent {
+    /// The channel read.
+    pub(crate) channel: ChannelId,
+    /// Who read it.
+    pub(crate) user: UserId,
+    /// Their position now.
+    pub(crate) seq: u64,
+}
+
 /// The Redis side of fan-out: the node's subscriptions and the channels'
 /// counters. Messages come back through [`crate::ws::hub::Hub::accept`],
 /// typing events through [`crate::ws::hub::Hub::on_typing`].
@@ -168,6 +181,9 @@ pub(crate) trait Feed: Send + Sync {
     /// Tells every node subscribed to `event.channel`, this one included,
     /// that its user is typing or stopped.
     async fn publish_typing(&self, event: &TypingEvent) -> Result<(), FeedError>;
+    /// Tells every node subscribed to `event.channel`, this one included,
+    /// that a member's read position moved.
+    async fn publish_read(&self, event: &ReadEvent) -> Result<(), FeedError>;
 }
 
 /// A fan-out failure. The text is for logs; clients get `unavailable`.

@@ -1,8 +1,8 @@
 //! Read state against the real services: read positions set over the
 //! WebSocket and HTTP, unread counts and unread mentions per channel that
 //! count posts (not changes), leave deleted posts out and agree between
-//! two sessions of one user on two gateway nodes; receipts and the
-//! mentions list.
+//! two sessions of one user on two gateway nodes; receipts, live and
+//! listed, and the mentions list.
 
 use std::time::Duration;
 
@@ -123,13 +123,21 @@ async fn unread_counts_follow_reads_deletes_and_both_sessions() -> anyhow::Resul
     }
     wait_for(&alice_http, &rooms, (vec![(5, 1), (2, 0), (4, 1)], 11, 2)).await?;
 
-    // Session 1 reads room 0 up to its third post over the WebSocket.
+    // Session 1 reads room 0 up to its third post over the WebSocket;
+    // bob, watching the room on the other node, gets the receipt.
+    let mut watcher = Client::connect(gw1, &bob_token, None).await?;
+    watcher.subscribe(&rooms[0]).await?;
     let ack = json!({"type": "ack", "request_id": "r1", "channel_id": rooms[0], "seq": seqs0[2]});
     a1.send(ack).await?;
     let read = a1.expect("read").await?;
     assert_eq!(
         (&read["request_id"], &read["seq"]),
         (&json!("r1"), &json!(seqs0[2]))
+    );
+    let receipt = watcher.expect("read").await?;
+    assert_eq!(
+        receipt,
+        json!({"type": "read", "channel_id": rooms[0], "user_id": alice, "seq": seqs0[2]})
     );
     // Session 2, on the other node, sees it at once, over the WebSocket.
     a2.send(json!({"type": "unread", "request_id": "u1", "channel_ids": rooms}))

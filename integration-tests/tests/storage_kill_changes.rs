@@ -5,7 +5,8 @@
 //! the restarted process replays the batch, and no change in it is applied
 //! twice (a reaction counted twice would show here as a wrong count).
 //! Changes are produced many at a time, so changes to one post also reach
-//! storage out of order, as they can from several gateways.
+//! storage out of order, as they can from several gateways. The unread
+//! counters (posts per channel, each post's number) come out exact too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -180,6 +181,48 @@ async fn stored_posts(
     Ok(out)
 }
 
+#[derive(diesel::QueryableByName)]
+struct Numbered {
+    #[diesel(sql_type = Text)]
+    channel_id: String,
+    #[diesel(sql_type = BigInt)]
+    posts: i64,
+    #[diesel(sql_type = Array<BigInt>)]
+    numbers: Vec<i64>,
+}
+
+/// The read-state bookkeeping of `channels`: each must count `POSTS`
+/// posts, numbered 1 to `POSTS` in seq order. A replay that counted or
+/// numbered a post twice shows here.
+async fn check_counters(shards: &Shards, channels: &[String]) -> anyhow::Result<()> {
+    let mut seen = 0;
+    for shard in shards.map().shards() {
+        let mut conn = shard.pool.get().await?;
+        let rows: Vec<Numbered> = diesel::sql_query(
+            "SELECT c.channel_id, c.posts, \
+               (SELECT array_agg(m.post_no ORDER BY m.seq) FROM messages m \
+                WHERE m.channel_id = c.channel_id AND m.kind = 0) AS numbers \
+             FROM channel_counts c WHERE c.channel_id = ANY($1)",
+        )
+        .bind::<Array<Text>, _>(channels)
+        .load(&mut *conn)
+        .await?;
+        let dense: Vec<i64> = (1..=POSTS as i64).collect();
+        for row in rows {
+            anyhow::ensure!(
+                row.posts == POSTS as i64 && row.numbers == dense,
+                "{}: {} posts counted, numbered {:?}",
+                row.channel_id,
+                row.posts,
+                row.numbers
+            );
+            seen += 1;
+        }
+    }
+    anyhow::ensure!(seen == channels.len(), "{seen} channels counted");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storage_killed_while_changes_flow_applies_each_exactly_once() -> anyhow::Result<()> {
     let infra = Infra::load()?;
@@ -296,6 +339,7 @@ async fn storage_killed_while_changes_flow_applies_each_exactly_once() -> anyhow
     eprintln!("after the last kill: {read} records read, {inserted} new");
     let after_kills = stored_posts(&shards, &channels).await?;
     check(&events, &after_kills, all_changes.len())?;
+    check_counters(&shards, &channels).await?;
 
     // Every event read again by a consumer of a new group, as a lost group
     // or an operator's reset would: all of it is a replay, and applies
@@ -335,6 +379,7 @@ async fn storage_killed_while_changes_flow_applies_each_exactly_once() -> anyhow
         after_replay == after_kills,
         "the replay changed stored posts"
     );
+    check_counters(&shards, &channels).await?;
     check(&events, &after_replay, all_changes.len())
 }
 

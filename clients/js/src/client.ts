@@ -13,6 +13,7 @@ import type {
   SendAckFrame,
   SendFrame,
   ServerFrame,
+  ReadPositionFrame,
   TypingUsersFrame,
 } from "./generated/protocol.js";
 import {
@@ -37,7 +38,7 @@ import {
 } from "./http.js";
 import { randomKey } from "./keys.js";
 import { Link, type LinkClosed, type LinkHost, type TransportHooks, type WebSocketConstructor } from "./link.js";
-import { Subscription, type PresenceEvent, type ReloadRequiredEvent, type TypingEvent } from "./subscription.js";
+import { Subscription, type PresenceEvent, type ReadEvent, type ReloadRequiredEvent, type TypingEvent } from "./subscription.js";
 import { TokenManager, type GetToken } from "./token.js";
 
 /**
@@ -152,6 +153,7 @@ export interface ClientEvents {
   message: [message: Message, subscription: Subscription];
   presence: [event: PresenceEvent, subscription: Subscription];
   typing: [event: TypingEvent, subscription: Subscription];
+  read: [event: ReadEvent, subscription: Subscription];
   reload_required: [event: ReloadRequiredEvent, subscription: Subscription];
   /** A connection was lost or refused and will be opened again after `delayMs`. */
   reconnecting: [info: ReconnectingInfo];
@@ -1112,6 +1114,9 @@ export class ChatClient extends Emitter<ClientEvents> {
       case "typing":
         this.onTyping(link, frame);
         return;
+      case "read":
+        this.onRead(link, frame);
+        return;
       case "reload_required":
         this.onReload(link, frame);
         return;
@@ -1168,6 +1173,14 @@ export class ChatClient extends Emitter<ClientEvents> {
     const { type: _type, ...event } = frame;
     sub.deliverTyping(event);
     this.emit("typing", event, sub);
+  }
+
+  private onRead(link: Link, frame: ReadPositionFrame): void {
+    const sub = this.receiving(link, frame.channel_id);
+    if (!sub) return;
+    const event = { channel_id: frame.channel_id, user_id: frame.user_id, seq: frame.seq };
+    sub.deliverRead(event);
+    this.emit("read", event, sub);
   }
 
   private onReload(link: Link, frame: ReloadRequiredFrame): void {

@@ -12,7 +12,7 @@ export type {
 export { isChange, MessageState } from "./changes.js";
 export type { Change, ChangeKind, MessageStateOptions } from "./changes.js";
 export { Subscription } from "./subscription.js";
-export type { PresenceEvent, ReloadRequiredEvent, SubscriptionEvents, SubscriptionState, TypingEvent } from "./subscription.js";
+export type { PresenceEvent, ReadEvent, ReloadRequiredEvent, SubscriptionEvents, SubscriptionState, TypingEvent } from "./subscription.js";
 export { ChatError, isRetryableCode } from "./errors.js";
 export type { LocalErrorCode } from "./errors.js";
 export { HttpApi, fetchDevToken, httpBase, wsBase } from "./http.js";

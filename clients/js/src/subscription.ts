@@ -1,6 +1,6 @@
 import { Emitter } from "./emitter.js";
 import type { ChatError } from "./errors.js";
-import type { PresenceFrame, ReloadRequiredFrame, TypingUsersFrame } from "./generated/protocol.js";
+import type { PresenceFrame, ReadPositionFrame, ReloadRequiredFrame, TypingUsersFrame } from "./generated/protocol.js";
 import type { HistoryPage, HistoryQuery, Message } from "./http.js";
 
 export type SubscriptionState = "unsubscribed" | "subscribing" | "subscribed";
@@ -13,6 +13,12 @@ export type PresenceEvent = Omit<PresenceFrame, "type">;
  * changes. It includes this client's own user while they type.
  */
 export type TypingEvent = Omit<TypingUsersFrame, "type">;
+
+/**
+ * A member's read position in the channel moved (a read receipt): they
+ * have read it up to `seq`. Includes this client's own user.
+ */
+export type ReadEvent = Omit<ReadPositionFrame, "type" | "request_id">;
 
 /** The gateway could not replay `from_seq`..`to_seq`; reload them from history. */
 export interface ReloadRequiredEvent {
@@ -36,6 +42,7 @@ export interface SubscriptionEvents {
   message: [message: Message];
   presence: [event: PresenceEvent];
   typing: [event: TypingEvent];
+  read: [event: ReadEvent];
   reload_required: [event: ReloadRequiredEvent];
   error: [error: ChatError];
 }
@@ -128,6 +135,11 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** @internal */
   deliverTyping(event: TypingEvent): void {
     this.emit("typing", event);
+  }
+
+  /** @internal */
+  deliverRead(event: ReadEvent): void {
+    this.emit("read", event);
   }
 
   /** @internal */

@@ -1,6 +1,6 @@
 // The sidebar's channels: the configured ones, those opened by ID (kept per
 // user in localStorage) and the user's own from `GET /v1/channels`, each
-// with its visibility, the user's role and an unread count; reloaded
+// with its visibility, the user's role and its unread badge; reloaded
 // periodically, since nothing tells the page when an owner adds or removes
 // the user. Leaving the open channel.
 
@@ -8,6 +8,7 @@ import { ChatError, type ChatClient, type Channel, type ChannelRole } from "../.
 import type { PageConfig } from "./config.js";
 import { channelLabel, sidebarChannels } from "./directory.js";
 import { byId, describe, h } from "./dom.js";
+import { badgeText } from "./unread.js";
 
 /**
  * How often the page reloads the user's channels and the open channel's
@@ -165,10 +166,19 @@ export class ChannelList {
     }
   }
 
-  showUnread(id: string, unread: number): void {
-    const badge = this.item(id)?.querySelector<HTMLElement>(".unread");
-    if (!badge) return;
-    badge.textContent = String(unread);
+  /** Channel `id`'s badge: `unread` posts, highlighted when some of them (`mentions`) mention the user. */
+  showUnread(id: string, unread: number, mentions: number): void {
+    const item = this.item(id);
+    const badge = item?.querySelector<HTMLElement>(".unread");
+    if (!item || !badge) return;
+    const shown = badgeText(unread, mentions);
+    item.dataset["unread"] = String(unread);
+    item.dataset["mentions"] = String(mentions);
+    item.classList.toggle("has-unread", unread > 0);
+    badge.classList.toggle("mention", mentions > 0);
+    badge.textContent = shown.text;
+    badge.title = shown.title;
+    badge.setAttribute("aria-label", shown.title);
     badge.hidden = unread === 0;
   }
 

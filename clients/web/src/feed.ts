@@ -24,7 +24,12 @@ export interface FeedHost {
   posted(view: ChannelView, post: Message): void;
   /** Post `seq` of `view` is new or changed: the open thread may show it. */
   threadShows(view: ChannelView, post: Message): void;
+  /** A change arrived live and applied to `post`. */
+  changed(view: ChannelView, change: Message, post: Message): void;
 }
+
+/** Changes kept for posts a channel's history has not brought yet. */
+const EARLY_KEPT = 1_000;
 
 /** Where the posts taken come from. */
 interface Source {
@@ -59,7 +64,12 @@ export class Feed {
       return;
     }
     const post = view.state.apply(m);
-    if (!post) return;
+    if (!post) {
+      // A channel watched before its history is loaded: the change may be to a post that history brings.
+      if (!view.loaded && view.early.length < EARLY_KEPT) view.early.push(m);
+      return;
+    }
+    this.host.changed(view, m, post);
     const pinned = view === this.host.active() && this.isPinned();
     this.redraw(view, post.seq);
     // Replies quote the text of their thread's first message.
@@ -80,6 +90,12 @@ export class Feed {
     if (!shown) return;
     if (older) box.scrollTop = top + (box.scrollHeight - height);
     else this.scrollToBottom();
+  }
+
+  /** The history is in: the changes that came before it apply now, unless it holds them already. */
+  replayEarly(view: ChannelView): void {
+    const early = view.early.splice(0);
+    for (const m of early) this.receive(view, m);
   }
 
   /** Replies loaded for an opened thread: their state is taken, the list is left as it is. */
@@ -114,7 +130,17 @@ export class Feed {
     const index = view.timeline.insert(post);
     if (index < 0) return;
     const node = this.renderer.render(view, post, "channel");
-    view.list.insertBefore(node, view.list.children[index] ?? null);
+    // Before the next post's node.
+    const next = view.timeline.at(index + 1);
+    const before = next === undefined ? null : (view.nodes.get(next.seq) ?? null);
+    const divider = view.divider;
+    if (before && divider && before.previousElementSibling === divider) {
+      // Older than the first unread post shown: above the "New messages" line, which moves up over it if it is unread too (an older page).
+      view.list.insertBefore(node, divider);
+      if (post.seq > Number(divider.dataset["after"])) node.before(divider);
+    } else {
+      view.list.insertBefore(node, before);
+    }
     view.nodes.set(post.seq, node);
   }
 

@@ -1,13 +1,15 @@
 // The demo chat page: sign in with a development token, list, create, join
 // and leave channels and manage their members, chat with resumable
 // subscriptions, presence and typing, image attachments, history paging,
-// edits, deletes, reactions and threads, on the chatmesh SDK.
+// edits, deletes, reactions and threads, unread badges, read receipts and
+// mentions, on the chatmesh SDK.
 
 import { ChatClient, ChatError, fetchDevToken, type ConnectionState, type Message, type Subscription } from "../../js/src/index.js";
 import { Attachments } from "./attachments.js";
 import { BrowsePanel } from "./browse.js";
 import { ChannelList, explainOpen } from "./channels.js";
 import { Composer } from "./composer.js";
+import { ConnectionIndicator } from "./connection.js";
 import { loadConfig, type PageConfig } from "./config.js";
 import { byId, describe, h, hueOf } from "./dom.js";
 import { Feed } from "./feed.js";
@@ -15,16 +17,11 @@ import { MembersPanel } from "./members.js";
 import { MessageRenderer } from "./message.js";
 import { PresencePanel } from "./presence.js";
 import { proxiedFetch } from "./proxy.js";
+import { ReadTracker } from "./reading.js";
+import { Receipts } from "./receipts.js";
 import { ThreadPanel } from "./thread.js";
+import { titleWith } from "./unread.js";
 import { ChannelView, type Place } from "./view.js";
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return url;
-  }
-}
 
 class ChatPage {
   private client: ChatClient | undefined;
@@ -32,8 +29,7 @@ class ChatPage {
   private readonly views = new Map<string, ChannelView>();
   private active: ChannelView | undefined;
   private readonly pageFetch = proxiedFetch(location.origin);
-  private everConnected = false;
-  private reconnects = 0;
+  private readonly connection = new ConnectionIndicator();
   private readonly channels: ChannelList;
   private readonly membersPanel: MembersPanel;
   private readonly browse: BrowsePanel;
@@ -42,6 +38,8 @@ class ChatPage {
   private readonly feed: Feed;
   private readonly composer: Composer;
   private readonly thread: ThreadPanel;
+  private readonly reads: ReadTracker;
+  private readonly receipts: Receipts;
 
   private readonly el = {
     signIn: byId<HTMLElement>("sign-in"),
@@ -52,10 +50,6 @@ class ChatPage {
     app: byId<HTMLElement>("app"),
     me: byId<HTMLElement>("me"),
     signOut: byId<HTMLButtonElement>("sign-out"),
-    conn: byId<HTMLElement>("conn"),
-    connLabel: byId<HTMLElement>("conn-label"),
-    connDetail: byId<HTMLElement>("conn-detail"),
-    banner: byId<HTMLElement>("offline-banner"),
     title: byId<HTMLElement>("channel-title"),
     subState: byId<HTMLElement>("sub-state"),
     messages: byId<HTMLElement>("messages"),
@@ -77,7 +71,11 @@ class ChatPage {
       open: (id) => void this.open(id),
       drop: (id, note) => this.dropChannel(id, note),
       left: (id) => this.left(id),
-      membershipChanged: (id) => this.browse.update(id),
+      membershipChanged: (id) => {
+        this.browse.update(id);
+        // Once the listing or join that told is done: a channel it opened subscribes as it opens.
+        queueMicrotask(() => this.watch(id));
+      },
       refreshMembers: () => this.membersPanel.refresh(),
       setStatus,
     });
@@ -106,6 +104,10 @@ class ChatPage {
       active,
       posted: (view, post) => this.posted(view, post),
       threadShows: (view, post) => this.thread.shows(view, post),
+      changed: (view, change, post) => {
+        this.reads.changed(view, change);
+        if (post.sender_id === this.user) this.receipts.update(view);
+      },
     });
     this.composer = new Composer({
       client,
@@ -122,6 +124,18 @@ class ChatPage {
       typing: this.composer.typing,
       shown: (open) => this.el.app.classList.toggle("thread-open", open),
     });
+    this.reads = new ReadTracker({
+      client,
+      user,
+      active,
+      badge: (id, unread, mentions) => this.channels.showUnread(id, unread, mentions),
+      total: (unread) => {
+        document.title = titleWith(unread, this.client ? `${this.user} · chatmesh` : "chatmesh");
+      },
+      scroller: () => this.el.messages,
+    });
+    this.receipts = new Receipts({ client, user, redraw: (view, seq) => this.feed.redraw(view, seq) });
+    document.addEventListener("visibilitychange", () => this.reads.visibility());
     this.el.signInForm.addEventListener("submit", (e) => {
       e.preventDefault();
       void this.signIn(this.el.userId.value.trim());
@@ -157,17 +171,11 @@ class ChatPage {
     this.user = user;
     const client = new ChatClient({ url: this.config.gateways, token, getToken, fetch: this.pageFetch, reload: "fill" });
     this.client = client;
-    this.everConnected = false;
-    this.reconnects = 0;
-    client.on("state", (state) => this.setConnection(state));
-    client.on("reconnecting", (info) => {
-      this.reconnects += 1;
-      this.el.conn.dataset["reconnects"] = String(this.reconnects);
-      this.el.connDetail.textContent = `retrying ${hostOf(info.url)} in ${(info.delayMs / 1000).toFixed(1)} s (attempt ${info.attempt}): ${info.reason}`;
-    });
-    client.on("open", () => this.showConnections());
-    client.on("moved", (info) => {
-      this.el.connDetail.textContent = `${info.channels.join(", ")} moved to ${hostOf(info.to)} (${info.reason})`;
+    this.connection.follow(client);
+    client.on("state", (state) => {
+      this.setConnection(state);
+      // Signed in or connected again: the counts may have moved meanwhile.
+      if (state === "connected") void this.reads.refresh();
     });
     client.on("error", (err) => this.setStatus(`Connection: ${describe(err)}`, "connection"));
 
@@ -198,6 +206,7 @@ class ChatPage {
     this.channels.stop();
     this.membersPanel.clear();
     this.browse.clear();
+    this.reads.clear();
     for (const view of this.views.values()) view.observer?.disconnect();
     this.views.clear();
     this.attachments.clear();
@@ -211,7 +220,7 @@ class ChatPage {
     this.el.me.textContent = "";
     this.el.subState.textContent = "";
     delete this.el.subState.dataset["state"];
-    this.el.conn.dataset["reconnects"] = "0";
+    this.connection.follow(undefined);
     this.setStatus("");
     this.setConnection("disconnected");
     document.title = "chatmesh";
@@ -220,35 +229,10 @@ class ChatPage {
   // -- connection state -----------------------------------------------------
 
   private setConnection(state: ConnectionState): void {
-    const conn = this.el.conn;
-    conn.dataset["state"] = state;
-    const connected = state === "connected";
-    if (connected) this.everConnected = true;
-    const labels: Record<ConnectionState, string> = {
-      connected: "Connected",
-      connecting: this.everConnected ? "Reconnecting…" : "Connecting…",
-      disconnected: "Disconnected",
-      closed: "Signed out",
-    };
-    this.el.connLabel.textContent = labels[state];
-    if (connected) {
-      this.showConnections();
-      // A connection problem reported earlier is over.
-      if (this.el.status.dataset["kind"] === "connection") this.setStatus("");
-    }
-    if (state === "disconnected" && this.client?.lastError) this.el.connDetail.textContent = describe(this.client.lastError);
-    if (state === "closed" || (state === "disconnected" && !this.client)) this.el.connDetail.textContent = "";
-    // The banner appears once a connection that worked is lost.
-    const lost = this.client !== undefined && this.everConnected && !connected;
-    this.el.banner.hidden = !lost;
+    this.connection.show(state);
+    // A connection problem reported earlier is over.
+    if (state === "connected" && this.el.status.dataset["kind"] === "connection") this.setStatus("");
     for (const view of this.views.values()) this.composer.refresh(view);
-  }
-
-  private showConnections(): void {
-    const client = this.client;
-    if (!client || client.state !== "connected") return;
-    const parts = client.connections.map((c) => `${hostOf(c.url)}${c.channels.length > 0 ? ` (${c.channels.join(", ")})` : ""}`);
-    this.el.connDetail.textContent = parts.length > 0 ? `via ${parts.join(", ")}` : "";
   }
 
   private setStatus(text: string, kind = "page"): void {
@@ -265,6 +249,7 @@ class ChatPage {
     view = new ChannelView(id, this.user);
     this.views.set(id, view);
     this.channels.addItem(id);
+    this.reads.display(id);
     const current = view;
     view.observer = new IntersectionObserver(
       (entries) => {
@@ -285,6 +270,7 @@ class ChatPage {
     view.sub = undefined;
     void sub?.unsubscribe();
     this.views.delete(id);
+    this.reads.forget(id);
     if (this.thread.open?.view === view) this.thread.close();
     this.composer.left(view);
     this.channels.removeItem(id);
@@ -303,17 +289,31 @@ class ChatPage {
     const sub = view.sub;
     view.sub = undefined;
     await sub?.unsubscribe();
+    this.reads.forget(id);
     this.presence.typing(view, undefined);
     view.showNotice(`You left # ${id}.`);
     this.showSubState(view);
     void this.membersPanel.refresh();
   }
 
+  /**
+   * Subscribes to channel `id` of the user's without loading its history,
+   * so its badge counts what arrives: its history loads when it opens.
+   */
+  private watch(id: string): void {
+    const client = this.client;
+    const view = this.views.get(id);
+    if (!client || !view || !this.channels.has(id) || view.sub || view.opening) return;
+    const sub = client.subscribe(id);
+    view.sub = sub;
+    this.wire(view, sub);
+  }
+
   /** Shows `id` and, the first time, loads its newest history page and subscribes. */
   private async open(id: string): Promise<void> {
     const view = this.addChannel(id);
     this.showChannel(view);
-    if (view.sub && view.sub.state !== "unsubscribed") return;
+    if (view.loaded && view.sub && view.sub.state !== "unsubscribed") return;
     if (view.opening) return view.opening;
     view.opening = this.subscribe(view).finally(() => {
       view.opening = undefined;
@@ -328,12 +328,17 @@ class ChatPage {
     try {
       // The newest page first, then subscribe after its last message: the
       // gateway replays whatever storage did not have yet (changes
-      // included), then goes live.
+      // included), then goes live. A watched channel is subscribed already:
+      // the page joins what came live since.
       const lastSeq = await this.feed.loadNewest(client, view);
       if (this.client !== client) return;
-      const sub = client.subscribe(view.id, { lastSeq: Math.max(lastSeq, view.timeline.newest?.seq ?? 0) });
-      view.sub = sub;
-      this.wire(view, sub);
+      let sub = view.sub;
+      if (!sub) {
+        sub = client.subscribe(view.id, { lastSeq: Math.max(lastSeq, view.timeline.newest?.seq ?? 0) });
+        view.sub = sub;
+        this.wire(view, sub);
+      }
+      this.loaded(view);
       this.showSubState(view);
       await sub.ready();
       view.showNotice("");
@@ -383,13 +388,32 @@ class ChatPage {
     );
   }
 
+  /** `view`'s newest history page is in: what came before it applies, the user reads it, receipts load. */
+  private loaded(view: ChannelView): void {
+    view.loaded = true;
+    this.feed.replayEarly(view);
+    this.reads.update(view);
+    void this.receipts.load(view);
+  }
+
   private wire(view: ChannelView, sub: Subscription): void {
     sub.on("message", (m) => this.feed.receive(view, m));
+    sub.on("read", (e) => {
+      this.reads.read(view, e);
+      this.receipts.read(view, e);
+    });
     sub.on("presence", (p) => this.presence.event(view, p));
     sub.on("typing", (e) => this.presence.typing(view, e));
+    let resumed = false;
     sub.on("state", (state) => {
       this.showSubState(view);
-      if (state === "subscribed") void this.presence.refresh(view);
+      if (state === "subscribed") {
+        void this.presence.refresh(view);
+        // Receipts are not replayed: read the positions again after a gap.
+        if (resumed && view.loaded) void this.receipts.load(view);
+        else if (!resumed && !view.loaded) this.reads.watched(view.id);
+        resumed = true;
+      }
       // Who was typing is unknown until the gateway says it again.
       else this.presence.typing(view, undefined);
     });
@@ -407,10 +431,8 @@ class ChatPage {
   private posted(view: ChannelView, post: Message): void {
     view.notEmpty();
     this.composer.arrived(view, post);
-    if (view !== this.active) {
-      view.unread += 1;
-      this.channels.showUnread(view.id, view.unread);
-    }
+    this.reads.posted(view, post);
+    this.receipts.update(view);
   }
 
   /** The user chose to answer post `seq`: in the thread when it is open there, else from the composer. */
@@ -439,6 +461,7 @@ class ChatPage {
       this.channels.showNone();
       void this.membersPanel.show(undefined);
       this.presence.render(undefined);
+      this.reads.shown(previous, undefined);
       return;
     }
     this.el.composer.hidden = false;
@@ -446,12 +469,11 @@ class ChatPage {
     this.channels.showInfo(view.id);
     void this.membersPanel.show(view.id);
     this.el.messages.replaceChildren(view.root);
-    view.unread = 0;
-    this.channels.showUnread(view.id, 0);
     this.showSubState(view);
     this.presence.render(view);
     if (view.scrollTop !== undefined) this.el.messages.scrollTop = view.scrollTop;
     else this.feed.scrollToBottom();
+    this.reads.shown(previous, view);
   }
 
   private showSubState(view: ChannelView): void {

@@ -1,10 +1,13 @@
-// One message as the page draws it, in its current state: its text and
-// "(edited)", or a tombstone once deleted; what it replies to; its
-// reactions; its thread's reply count; and what the user can do with it:
-// reply, react, and for their own messages edit in place and delete.
+// One message as the page draws it, in its current state: its text (its
+// mentions emphasized) and "(edited)", or a tombstone once deleted; what it
+// replies to; its reactions; its thread's reply count; who has read it,
+// under the user's latest; and what the user can do with it: reply, react,
+// and for their own messages edit in place and delete.
 
 import { ChatError, type ChatClient, type Message } from "../../js/src/index.js";
 import { describe, h, hueOf, timeOf } from "./dom.js";
+import { mentionParts, mentionsOf } from "./mentions.js";
+import { seenText } from "./receipts.js";
 import type { ChannelView, Editing, Place } from "./view.js";
 
 /** The emoji the picker offers. */
@@ -67,6 +70,10 @@ export class MessageRenderer {
     const classes = ["message"];
     if (post.sender_id === user) classes.push("mine");
     if (deleted) classes.push("deleted");
+    if (post.sender_id !== user && mentionsOf(post).includes(user)) {
+      classes.push("mentions-me");
+      data["mentionsMe"] = "true";
+    }
     const item = h("li", { class: classes.join(" "), data });
     item.style.setProperty("--hue", String(hueOf(post.sender_id)));
 
@@ -88,7 +95,7 @@ export class MessageRenderer {
     const editing = view.ui.editing;
     if (deleted) item.append(h("div", { class: "body tombstone", text: "message deleted" }));
     else if (editing?.seq === post.seq && editing.place === place) item.append(this.editor(view, editing));
-    else item.append(h("div", { class: "body", text: saved?.body ?? post.body }));
+    else item.append(this.body(saved?.body ?? post.body));
     if (!deleted) for (const id of post.attachments ?? []) item.append(this.host.attachment(id));
     if (!deleted && (post.reactions?.length ?? 0) > 0) item.append(this.reactions(view, post));
     const picking = view.ui.picking;
@@ -96,7 +103,22 @@ export class MessageRenderer {
     const confirming = view.ui.confirming;
     if (!deleted && confirming?.seq === post.seq && confirming.place === place) item.append(this.confirmation(view, post));
     if (replies > 0 && place === "channel") item.append(this.threadLink(view, post, replies));
+    const receipt = view.receipt;
+    if (place === "channel" && receipt?.seq === post.seq) {
+      item.append(h("div", { class: "seen-by", text: seenText(receipt.users), data: { users: receipt.users.join(",") } }));
+    }
     return item;
+  }
+
+  /** A message's text, its `@user` mentions emphasized (the user's own more). */
+  private body(text: string): HTMLElement {
+    const me = this.host.user();
+    const body = h("div", { class: "body" });
+    for (const part of mentionParts(text)) {
+      if (part.user === undefined) body.append(part.text);
+      else body.append(h("strong", { class: part.user === me ? "mention me" : "mention", text: part.text, data: { user: part.user } }));
+    }
+    return body;
   }
 
   /** The edit the user saved, while its event is on its way. */

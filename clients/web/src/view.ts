@@ -1,6 +1,6 @@
 // What the page holds for one channel: its messages in their current
-// state, what it is sending, who is online and typing, and where the user
-// is in editing, deleting or reacting to a message.
+// state, what it is sending, who is online and typing, who has read what,
+// and where the user is in editing, deleting or reacting to a message.
 
 import { MessageState, type HistoryPage, type Message, type Subscription } from "../../js/src/index.js";
 import { h } from "./dom.js";
@@ -93,7 +93,18 @@ export class ChannelView {
   opening: Promise<void> | undefined;
   loadingOlder = false;
   reachedStart = false;
-  unread = 0;
+  /** Whether its newest page of history is in: a channel only watched for its badge holds what arrived live. */
+  loaded = false;
+  /** Changes that came before the history holding their posts: applied again once it is in. */
+  readonly early: Message[] = [];
+  /** Whether the user is reading it now: open, loaded, and the page visible. */
+  reading = false;
+  /** The "New messages" line above the first post the user had not read. */
+  divider: HTMLLIElement | undefined;
+  /** Members' read positions, by user: the receipts. */
+  readonly positions = new Map<string, number>();
+  /** Who has read the user's latest post, shown under it. */
+  receipt: { seq: number; users: string[] } | undefined;
   scrollTop: number | undefined;
   observer: IntersectionObserver | undefined;
 

@@ -22,7 +22,7 @@ use crate::Gateway;
 use crate::http::{TokenQuery, authenticate, bearer, caller, fail, render};
 use crate::ports::Access;
 use crate::ws::protocol::MessageBody;
-use crate::ws::read::MAX_UNREAD_CHANNELS;
+use crate::ws::read::{MAX_UNREAD_CHANNELS, publish_receipt};
 
 pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new()
@@ -73,7 +73,12 @@ async fn mark_read(
         Err(e) => return fail(ErrorKind::InvalidRequest, e.body_text()),
     };
     match gw.sessions.reads.mark_read(&channel, &user, seq).await {
-        Ok(held) => Json(json!({ "channel_id": channel.as_str(), "seq": held })).into_response(),
+        Ok(held) => {
+            if held == seq {
+                publish_receipt(&gw.sessions.hub, &channel, &user, held).await;
+            }
+            Json(json!({ "channel_id": channel.as_str(), "seq": held })).into_response()
+        }
         Err(err) => refusal(&gw, &channel, &user, err).await,
     }
 }

@@ -14,6 +14,7 @@
 use async_trait::async_trait;
 use chatmesh_ids::{ChannelId, ChatMessage, UserId};
 use chatmesh_proto::common::v1::Message;
+use chatmesh_proto::gateway::v1::ReadPosition as ReadPositionProto;
 use chatmesh_proto::presence::v1::{PresenceEvent, TypingEvent as TypingProto};
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
@@ -21,7 +22,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
-use crate::ports::{Feed, FeedError, TypingEvent};
+use crate::ports::{Feed, FeedError, ReadEvent, TypingEvent};
 use crate::ws::hub::Hub;
 use crate::ws::protocol::ServerFrame;
 
@@ -108,10 +109,55 @@ impl Feed for RedisFeed {
             .map_err(feed_error)?;
         Ok(())
     }
+
+    async fn publish_read(&self, event: &ReadEvent) -> Result<(), FeedError> {
+        let mut conn = self.redis.conn().await.map_err(feed_error)?;
+        redis::cmd("SPUBLISH")
+            .arg(keys::presence_events(event.channel.as_str()))
+            .arg(encode_read(event))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(feed_error)?;
+        Ok(())
+    }
 }
 
 /// Marks a typing event on the presence events channel.
 const TYPING_MARK: u8 = 0;
+
+/// Marks a read receipt on the presence events channel. Presence events
+/// are Protobuf messages whose first byte is a field tag, never 0 or 1.
+const READ_MARK: u8 = 1;
+
+/// A read receipt as published: the mark, then a `ReadPosition` message.
+fn encode_read(event: &ReadEvent) -> Vec<u8> {
+    let proto = ReadPositionProto {
+        channel_id: event.channel.as_str().to_owned(),
+        seq: event.seq,
+        user_id: event.user.as_str().to_owned(),
+    };
+    let mut payload = Vec::with_capacity(1 + proto.encoded_len());
+    payload.push(READ_MARK);
+    proto
+        .encode(&mut payload)
+        .expect("a Vec grows to fit the message");
+    payload
+}
+
+/// The read receipt of `channel` a payload carries: `None` for anything
+/// else, `Some(Err)` for a marked payload that is not a valid receipt.
+fn decode_read(channel: &ChannelId, payload: &[u8]) -> Option<Result<ReadEvent, String>> {
+    let body = payload.strip_prefix(&[READ_MARK])?;
+    let decoded = ReadPositionProto::decode(body).map_err(|e| e.to_string());
+    Some(decoded.and_then(|r| {
+        let user = UserId::new(r.user_id).map_err(|e| e.to_string())?;
+        Ok(ReadEvent {
+            channel: channel.clone(),
+            user,
+            seq: r.seq,
+        })
+    }))
+}
 
 /// A typing event as published: the mark, then the `TypingEvent` message.
 fn encode_typing(event: &TypingEvent) -> Vec<u8> {
@@ -192,6 +238,14 @@ fn on_message(hub: &Hub, data: &[Value]) {
             }
             None => {}
         }
+        match decode_read(&channel, payload) {
+            Some(Ok(event)) => return hub.on_read(&event),
+            Some(Err(err)) => {
+                tracing::warn!(channel = %channel, error = %err, "undecodable read receipt dropped");
+                return;
+            }
+            None => {}
+        }
         match PresenceEvent::decode(payload.as_slice()) {
             Ok(event) => {
                 if let Some(frame) = ServerFrame::presence(&event) {
@@ -267,6 +321,37 @@ mod tests {
         assert!(PresenceEvent::decode(typing.as_slice()).is_err());
         assert!(matches!(
             decode_typing(&room(), &[TYPING_MARK, 0xff]),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn read_receipts_survive_the_wire_and_are_told_apart() {
+        let event = ReadEvent {
+            channel: room(),
+            user: UserId::new("alice").unwrap(),
+            seq: 42,
+        };
+        let payload = encode_read(&event);
+        assert_eq!(decode_read(&room(), &payload), Some(Ok(event)));
+        assert_eq!(decode_typing(&room(), &payload), None);
+        assert!(PresenceEvent::decode(payload.as_slice()).is_err());
+        let typing = encode_typing(&TypingEvent {
+            channel: room(),
+            user: UserId::new("alice").unwrap(),
+            stop: true,
+        });
+        assert_eq!(decode_read(&room(), &typing), None);
+        let presence = PresenceEvent {
+            kind: presence_event::Kind::Leave as i32,
+            channel_id: "room".into(),
+            user_id: "alice".into(),
+            at_ms: 1,
+        }
+        .encode_to_vec();
+        assert_eq!(decode_read(&room(), &presence), None);
+        assert!(matches!(
+            decode_read(&room(), &[READ_MARK, 0xff]),
             Some(Err(_))
         ));
     }

@@ -228,10 +228,15 @@ pub fn encode(frame: &ServerFrame) -> Vec<u8> {
         ServerFrame::Read {
             request_id,
             channel_id,
+            user_id,
             seq,
         } => (
             request_id,
-            Frame::ReadPosition(pb::ReadPosition { channel_id, seq }),
+            Frame::ReadPosition(pb::ReadPosition {
+                channel_id,
+                seq,
+                user_id,
+            }),
         ),
         ServerFrame::Unread {
             request_id,
@@ -583,11 +588,12 @@ mod tests {
             ServerFrame::Read {
                 request_id: Some("7".into()),
                 channel_id: "general".into(),
+                user_id: "ana".into(),
                 seq: 12,
             },
             ServerFrame::Unread {
                 request_id: Some("8".into()),
-                channels: vec![crate::ws::protocol::UnreadBody {
+                channels: vec![crate::ws::protocol::ChannelUnreadBody {
                     channel_id: "general".into(),
                     read_seq: 3,
                     last_seq: 9,
@@ -716,7 +722,7 @@ mod tests {
                 json!({"type": "reconnect", "reason": r.reason, "url": r.url, "channel_ids": r.channel_ids})
             }
             Frame::ReadPosition(r) => {
-                json!({"type": "read", "channel_id": r.channel_id, "seq": r.seq})
+                json!({"type": "read", "channel_id": r.channel_id, "user_id": r.user_id, "seq": r.seq})
             }
             Frame::UnreadCounts(u) => {
                 let channels: Vec<Value> = u

@@ -70,16 +70,21 @@ pub(crate) async fn run(
     let overflow = outbox.overflow.clone();
     let (mut session, expired) = Session::open(gw.sessions.clone(), id, user, outbox);
     if let Some(channel) = initial {
-        session.on_initial_channel(channel).await;
+        Box::pin(session.on_initial_channel(channel)).await;
     }
     let mut routes = gw.sessions.placement.routes.clone();
     let going_away = gw.going_away.clone();
+    // An idle connection's cost is mostly this future, which is as large
+    // as the largest state it can await in. Handling a frame takes about
+    // 2 KiB of state (a send, a subscribe with its replay), so those
+    // branches are boxed: the memory is taken per frame, for the frame's
+    // time, instead of being held by every connection for its lifetime.
     let reason = loop {
         tokio::select! {
             // At the send window, no more frames are read until an answer.
             frame = stream.next(), if !session.sends_full() => match frame {
-                Some(Ok(WsMessage::Text(text))) => session.on_text(&text).await,
-                Some(Ok(WsMessage::Binary(bytes))) => session.on_binary(&bytes).await,
+                Some(Ok(WsMessage::Text(text))) => Box::pin(session.on_text(&text)).await,
+                Some(Ok(WsMessage::Binary(bytes))) => Box::pin(session.on_binary(&bytes)).await,
                 Some(Ok(WsMessage::Close(_))) | None => break None,
                 Some(Ok(WsMessage::Ping(_))) => session.alive(),
                 Some(Ok(WsMessage::Pong(_))) => {}
@@ -90,7 +95,7 @@ pub(crate) async fn run(
                 }
             },
             channel = session.sends.answered() => session.on_send_answered(channel),
-            Ok(()) = routes.changed() => session.on_ring_change().await,
+            Ok(()) = routes.changed() => Box::pin(session.on_ring_change()).await,
             () = overflow.cancelled() => break None,
             () = expired.cancelled() => {
                 let ttl = gw.config.presence.session_ttl;
@@ -98,8 +103,11 @@ pub(crate) async fn run(
             }
             () = going_away.cancelled() => {
                 // What was sent is answered before the node says goodbye.
-                session.settle_sends(SETTLE_SENDS).await;
-                session.going_away().await;
+                Box::pin(async {
+                    session.settle_sends(SETTLE_SENDS).await;
+                    session.going_away().await;
+                })
+                .await;
                 break Some((CLOSE_GOING_AWAY, "node shutting down".to_owned()));
             }
         }
@@ -108,7 +116,7 @@ pub(crate) async fn run(
         *close_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
     }
     close.cancel();
-    session.close().await;
+    Box::pin(session.close()).await;
     let _ = writer.await;
     metrics::gauge!("chatmesh_gateway_connections").decrement(1.0);
     gw.connections.fetch_sub(1, Ordering::Relaxed);

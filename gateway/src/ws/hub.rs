@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{Feed, FeedError, GapSource};
+use crate::ports::{Feed, FeedError, GapSource, ReadEvent};
 use crate::ws::outbound::{Outbox, Outgoing};
 use crate::ws::protocol::{MessageBody, ServerFrame};
 use crate::ws::replay;
@@ -453,6 +453,24 @@ impl Hub {
         if let Some(state) = map.get(channel) {
             offer_unsequenced(channel, state, frame);
         }
+    }
+
+    /// Tells every node serving `event.channel` that a member's read
+    /// position moved.
+    pub(crate) async fn publish_read(&self, event: &ReadEvent) -> Result<(), FeedError> {
+        self.inner.feed.publish_read(event).await
+    }
+
+    /// A read receipt heard on the channel's subscription: every session
+    /// subscribed to the channel gets it.
+    pub(crate) fn on_read(&self, event: &ReadEvent) {
+        let frame = ServerFrame::Read {
+            request_id: None,
+            channel_id: event.channel.as_str().to_owned(),
+            user_id: event.user.as_str().to_owned(),
+            seq: event.seq,
+        };
+        self.broadcast(&event.channel, frame);
     }
 
     /// Re-subscribes every channel in passes spread over a few seconds,

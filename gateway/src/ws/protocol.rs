@@ -265,18 +265,20 @@ pub enum ServerFrame {
         channel_id: String,
         user_ids: Vec<String>,
     },
-    /// A read position was stored: the user's position in the channel now.
+    /// A member's read position moved: the answer to an `ack` with a
+    /// `request_id`, or a receipt of any member's.
     Read {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
         channel_id: String,
+        user_id: String,
         seq: u64,
     },
     /// The user's read state per channel, and the sums.
     Unread {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
-        channels: Vec<UnreadBody>,
+        channels: Vec<ChannelUnreadBody>,
         total: u64,
         mentions: u64,
     },
@@ -407,7 +409,7 @@ impl ChangeKind {
 
 /// A user's read state in one channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UnreadBody {
+pub struct ChannelUnreadBody {
     pub channel_id: String,
     /// Their read position; 0 before they read anything.
     pub read_seq: u64,

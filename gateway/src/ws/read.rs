@@ -5,13 +5,31 @@
 //! write per new position, not one per frame.
 
 use chatmesh_error::{ClientError, ErrorKind};
-use chatmesh_ids::ChannelId;
+use chatmesh_ids::{ChannelId, UserId};
 
-use crate::ws::protocol::{ServerFrame, UnreadBody};
+use crate::ports::ReadEvent;
+use crate::ws::hub::Hub;
+use crate::ws::protocol::{ChannelUnreadBody, ServerFrame};
 use crate::ws::session::Session;
 
 /// Most channels one `unread` frame may name.
 pub(crate) const MAX_UNREAD_CHANNELS: usize = 500;
+
+/// Tells the channel's sessions on every node that `user` has read it up
+/// to `seq`. The position is stored already; a receipt that cannot be
+/// published is logged and counted, and members still read it with
+/// `GET .../reads`.
+pub(crate) async fn publish_receipt(hub: &Hub, channel: &ChannelId, user: &UserId, seq: u64) {
+    let event = ReadEvent {
+        channel: channel.clone(),
+        user: user.clone(),
+        seq,
+    };
+    if let Err(err) = hub.publish_read(&event).await {
+        metrics::counter!("chatmesh_gateway_receipts_unpublished_total").increment(1);
+        tracing::warn!(channel = %channel, error = %err, "read receipt not published");
+    }
+}
 
 impl Session {
     pub(super) async fn ack(&mut self, request_id: Option<String>, channel_id: String, seq: u64) {
@@ -31,6 +49,9 @@ impl Session {
             _ => match self.ctx.reads.mark_read(&channel, &self.user, seq).await {
                 Ok(held) => {
                     self.read_marks.insert(channel.clone(), held);
+                    if held == seq {
+                        publish_receipt(&self.ctx.hub, &channel, &self.user, held).await;
+                    }
                     held
                 }
                 Err(err) => return self.fail(request_id, err).await,
@@ -40,6 +61,7 @@ impl Session {
             self.reply(ServerFrame::Read {
                 request_id,
                 channel_id: channel.as_str().to_owned(),
+                user_id: self.user.as_str().to_owned(),
                 seq: held,
             })
             .await;
@@ -66,9 +88,9 @@ impl Session {
         };
         match self.ctx.reads.unread(&self.user, &channels).await {
             Ok(counts) => {
-                let channels: Vec<UnreadBody> = counts
+                let channels: Vec<ChannelUnreadBody> = counts
                     .into_iter()
-                    .map(|c| UnreadBody {
+                    .map(|c| ChannelUnreadBody {
                         channel_id: c.channel_id,
                         read_seq: c.read_seq,
                         last_seq: c.last_seq,

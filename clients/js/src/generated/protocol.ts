@@ -256,6 +256,7 @@ export interface ReadPositionFrame {
   request_id?: string;
   channel_id: string;
   seq: number;
+  user_id: string;
 }
 
 /** `unread`: the JSON form of `chatmesh.gateway.v1.UnreadCounts` (ServerFrame.unread_counts). */
@@ -297,7 +298,7 @@ export const SERVER_FRAME_FIELDS = {
   Presence: { type: "presence", fields: ["event", "channel_id", "user_id", "at_ms"], required: ["event", "channel_id", "user_id", "at_ms"] },
   ReloadRequired: { type: "reload_required", fields: ["channel_id", "from_seq", "to_seq"], required: ["channel_id", "from_seq", "to_seq"] },
   TypingUsers: { type: "typing", fields: ["channel_id", "user_ids"], required: ["channel_id", "user_ids"] },
-  ReadPosition: { type: "read", fields: ["request_id", "channel_id", "seq"], required: ["channel_id", "seq"] },
+  ReadPosition: { type: "read", fields: ["request_id", "channel_id", "seq", "user_id"], required: ["channel_id", "seq", "user_id"] },
   UnreadCounts: { type: "unread", fields: ["request_id", "channels", "total", "mentions"], required: ["channels", "total", "mentions"] },
 } as const;
 

@@ -772,13 +772,21 @@ meshTest("read state: markRead moves the position, unread counts posts and menti
     return [u.channels[0]?.unread, u.channels[0]?.mentions, u.total, u.mentions];
   };
   await waitFor("three unread posts", async () => JSON.stringify(await counts(a2)) === JSON.stringify([3, 1, 3, 1]), 30_000, 100);
+  // Bob, watching the channel, gets alice's read receipt.
+  const watch = b.subscribe(ch);
+  const receipts: number[] = [];
+  watch.on("read", (e) => {
+    if (e.user_id === alice) receipts.push(e.seq);
+  });
+  await watch.ready();
   assert.equal(await a1.markRead(ch, second.seq), second.seq);
+  await waitFor("alice's receipt at bob", () => receipts.includes(second.seq), 10_000);
   // The other session sees it at once; an older position is kept.
   assert.deepEqual(await counts(a2), [1, 0, 1, 0]);
   assert.equal(await a2.markRead(ch, first.seq), second.seq);
   assert.deepEqual(await a1.http.unread([ch]).then((u) => u.channels.map((c) => c.read_seq)), [second.seq]);
-  const receipts = await b.http.readPositions(ch);
-  assert.equal(receipts.find((r) => r.user_id === alice)?.seq, second.seq);
+  const positions = await b.http.readPositions(ch);
+  assert.equal(positions.find((r) => r.user_id === alice)?.seq, second.seq);
   const mentions = await a1.http.mentions({ channel: ch });
   assert.deepEqual(mentions.messages.map((m) => [m.seq, m.mentions]), [[second.seq, [alice]]]);
   await assert.rejects(track(client(mesh, user("mallory"))).http.markRead(ch, 1), refused("not_member", 403));

@@ -15,7 +15,7 @@ async fn an_ack_with_a_request_id_is_answered_with_the_position_held() {
     let read = alice.next();
     assert_eq!(
         read,
-        json!({"type": "read", "request_id": "a", "channel_id": "general", "seq": 7})
+        json!({"type": "read", "request_id": "a", "channel_id": "general", "user_id": "alice", "seq": 7})
     );
     // Backwards is answered with the position held, without a write.
     alice
@@ -34,6 +34,34 @@ async fn an_ack_with_a_request_id_is_answered_with_the_position_held() {
         .await;
     assert_eq!(alice.next()["seq"], 9);
     assert_eq!(h.reads.writes(), 2);
+    // Each position that moved went out as a receipt, once.
+    let receipts: Vec<(String, u64)> = h
+        .feed
+        .read_events()
+        .into_iter()
+        .map(|e| (e.user.as_str().to_owned(), e.seq))
+        .collect();
+    assert_eq!(receipts, [("alice".to_owned(), 7), ("alice".to_owned(), 9)]);
+}
+
+#[tokio::test]
+async fn a_receipt_reaches_every_session_of_the_channel() {
+    let h = harness();
+    let mut alice = Client::open(&h, 1, "alice");
+    let mut bob = Client::open(&h, 2, "bob");
+    alice.subscribe("general", None).await;
+    bob.subscribe("general", None).await;
+    h.hub.on_read(&crate::ports::ReadEvent {
+        channel: channel("general"),
+        user: chatmesh_ids::UserId::new("alice").unwrap(),
+        seq: 4,
+    });
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(
+            client.next(),
+            json!({"type": "read", "channel_id": "general", "user_id": "alice", "seq": 4})
+        );
+    }
 }
 
 #[tokio::test]
