@@ -20,6 +20,18 @@ pub fn param(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A fractional parameter from the environment, or `default`; a value that
+/// is set but not a number fails, naming the variable.
+pub fn param_f64(name: &str, default: f64) -> anyhow::Result<f64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
 /// A one-hour token for `user`, signed with [`SECRET`].
 pub fn token(user: &str) -> String {
     let exp = std::time::SystemTime::now()
@@ -48,6 +60,15 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS")
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as the kernel
+/// prints them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// CPU time (user plus system) a process has used so far.
