@@ -24,7 +24,7 @@ use super::schema::{messages, reactions};
 use super::{HistoryPage, MessageStore, Page, ReadPosition, Unread, column};
 use crate::error::StorageError;
 
-/// Rows per INSERT: 10 columns each keeps a statement far below Postgres'
+/// Rows per INSERT: 12 columns each keeps a statement far below Postgres'
 /// limit of 65,535 bind parameters.
 pub(crate) const ROWS_PER_INSERT: usize = 2_000;
 
@@ -301,7 +301,7 @@ impl MessageStore for PostgresStore {
     }
 
     async fn insert(&self, shard: usize, messages: &[ChatMessage]) -> Result<usize, StorageError> {
-        let rows: Vec<NewRow> = messages
+        let mut rows: Vec<NewRow> = messages
             .iter()
             .map(NewRow::from_message)
             .collect::<Result<_, _>>()?;
@@ -311,6 +311,10 @@ impl MessageStore for PostgresStore {
         let shard = &self.shards.shards()[shard];
         let mut conn = shard.pool.get().await.map_err(chatmesh_db::DbError::from)?;
         diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+            // The counters are locked first: posts above a channel's newest
+            // stored one are new, and are inserted with their numbers.
+            let counts = reads::lock_counts(conn, messages).await?;
+            reads::number_new_posts(&mut rows, &counts);
             let mut new = HashSet::new();
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let keys: Vec<(String, i64)> = diesel::insert_into(messages::table)
@@ -324,7 +328,7 @@ impl MessageStore for PostgresStore {
             }
             let inserted = new.len();
             count_replies(conn, messages, &new).await?;
-            let retargeted = reads::record(conn, messages, &new).await?;
+            let retargeted = reads::record(conn, messages, &new, counts).await?;
             apply_changes(conn, messages, new).await?;
             reads::refresh_mentions(conn, retargeted).await?;
             Ok::<_, StorageError>(inserted)

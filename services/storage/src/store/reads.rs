@@ -16,7 +16,7 @@ use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
 use super::column;
-use super::rows::Row;
+use super::rows::{NewRow, POST, Row};
 use super::{ReadPosition, Unread};
 use crate::error::StorageError;
 
@@ -35,11 +35,6 @@ const WRITE_COUNTS: &str = "\
     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
       AS t (channel_id, posts, last_post_seq, last_seq) \
     WHERE c.channel_id = t.channel_id";
-
-const NUMBER_POSTS: &str = "\
-    UPDATE messages m SET post_no = t.n \
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t (channel_id, message_id, n) \
-    WHERE m.channel_id = t.channel_id AND m.message_id = t.message_id";
 
 /// Numbers again a channel's posts from seq $2 on, after a post stored
 /// late (below the channel's newest stored post) took its place among
@@ -162,23 +157,100 @@ struct UnreadRow {
     mentions: i64,
 }
 
+/// A channel's counters as the batch's transaction locked them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Counted {
+    posts: i64,
+    last_post_seq: i64,
+}
+
+/// The locked counters of a batch's channels.
+pub(super) type Counts = HashMap<String, Counted>;
+
+/// Creates the counters of the channels `batch` names where missing and
+/// locks them until the transaction ends (a second writer of a channel
+/// waits here, then sees this batch's posts as stored).
+pub(super) async fn lock_counts(
+    conn: &mut AsyncPgConnection,
+    batch: &[ChatMessage],
+) -> Result<Counts, StorageError> {
+    let mut channels: Vec<&str> = batch.iter().map(|m| m.channel.as_str()).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    if channels.is_empty() {
+        return Ok(Counts::new());
+    }
+    let locked: Vec<CountsRow> = sql_query(LOCK_COUNTS)
+        .bind::<Array<Text>, _>(channels)
+        .load(conn)
+        .await?;
+    Ok(locked
+        .into_iter()
+        .map(|r| {
+            let counted = Counted {
+                posts: r.posts,
+                last_post_seq: r.last_post_seq,
+            };
+            (r.channel_id, counted)
+        })
+        .collect())
+}
+
+/// Numbers the posts of `rows` above their channel's newest stored post:
+/// no such post can be stored yet (the counters are locked and move in
+/// the same transaction as the rows), so each is new, and its number is
+/// written with it. A post at or below the newest stored one is a replay
+/// or a late arrival; it is inserted unnumbered and, if new, numbered
+/// after the insert.
+pub(super) fn number_new_posts(rows: &mut [NewRow], counts: &Counts) {
+    let mut fresh: BTreeMap<&str, Vec<(i64, i64, usize)>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let floor = counts.get(&row.channel_id).map_or(0, |c| c.last_post_seq);
+        if row.kind == POST && row.seq > floor {
+            fresh
+                .entry(row.channel_id.as_str())
+                .or_default()
+                .push((row.seq, row.message_id, i));
+        }
+    }
+    let mut numbers: Vec<(usize, i64)> = Vec::new();
+    for (channel, mut posts) in fresh {
+        posts.sort_unstable();
+        let mut next = counts.get(channel).map_or(0, |c| c.posts);
+        let mut previous = None;
+        for (seq, id, i) in posts {
+            // A post listed twice in one batch keeps one number.
+            if previous != Some((seq, id)) {
+                next += 1;
+                previous = Some((seq, id));
+            }
+            numbers.push((i, next));
+        }
+    }
+    for (i, n) in numbers {
+        rows[i].post_no = Some(n);
+    }
+}
+
 /// What a channel's new events of one batch add to its counters.
 #[derive(Debug, Default)]
 struct ChannelBatch {
-    /// New posts as (seq, message ID), to be sorted.
-    posts: Vec<(i64, i64)>,
+    /// New posts' sequence numbers.
+    posts: Vec<i64>,
     last_seq: i64,
 }
 
-/// Numbers the batch's new posts, updates their channels' counters, moves
-/// each author's read position to their newest new post and records the
-/// posts' mentions. `new` holds the (channel, ID) keys this transaction
-/// stored, so a replayed batch changes nothing. Returns the posts the
-/// new edits and deletes name, whose mentions change with them.
+/// Updates the counters of the channels of the batch's new events, numbers
+/// the new posts stored late, moves each author's read position to their
+/// newest new post and records the posts' mentions. `new` holds the
+/// (channel, ID) keys this transaction stored, so a replayed batch changes
+/// nothing. Returns the posts the new edits and deletes name, whose
+/// mentions change with them.
 pub(super) async fn record(
     conn: &mut AsyncPgConnection,
     batch: &[ChatMessage],
     new: &HashSet<(String, i64)>,
+    counts: Counts,
 ) -> Result<Vec<(String, i64)>, StorageError> {
     let mut channels: BTreeMap<String, ChannelBatch> = BTreeMap::new();
     let mut authors: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -195,11 +267,11 @@ pub(super) async fn record(
         }
         let (channel, id) = key;
         let seq = column("seq", m.seq)?;
-        let counts = channels.entry(channel.clone()).or_default();
-        counts.last_seq = counts.last_seq.max(seq);
+        let counted = channels.entry(channel.clone()).or_default();
+        counted.last_seq = counted.last_seq.max(seq);
         match &m.change {
             Change::Post => {
-                counts.posts.push((seq, id));
+                counted.posts.push(seq);
                 let read = authors
                     .entry((channel.clone(), m.sender.as_str().to_owned()))
                     .or_default();
@@ -217,7 +289,7 @@ pub(super) async fn record(
     if channels.is_empty() {
         return Ok(retargeted);
     }
-    number_posts(conn, channels).await?;
+    write_counts(conn, channels, &counts).await?;
     let ((readers, users), seqs): ((Vec<String>, Vec<String>), Vec<i64>) =
         authors.into_iter().unzip();
     if !readers.is_empty() {
@@ -232,63 +304,34 @@ pub(super) async fn record(
     Ok(retargeted)
 }
 
-/// Gives each channel's new posts their numbers and writes the channels'
-/// counters: three statements for the batch, plus one per channel that
-/// got a post below its newest stored one.
-async fn number_posts(
+/// Numbers again the posts after any new post stored below its channel's
+/// newest one, and writes the channels' counters: one statement for the
+/// batch, plus one per channel that got such a late post.
+async fn write_counts(
     conn: &mut AsyncPgConnection,
-    mut channels: BTreeMap<String, ChannelBatch>,
+    channels: BTreeMap<String, ChannelBatch>,
+    counts: &Counts,
 ) -> Result<(), StorageError> {
-    let locked: Vec<CountsRow> = sql_query(LOCK_COUNTS)
-        .bind::<Array<Text>, _>(channels.keys().cloned().collect::<Vec<_>>())
-        .load(conn)
-        .await?;
-    let (mut numbered, mut ids, mut numbers) = (vec![], vec![], vec![]);
     let (mut counted, mut posts, mut last_posts, mut last_seqs) = (vec![], vec![], vec![], vec![]);
-    let mut late = Vec::new();
-    for row in locked {
-        let Some(batch) = channels.get_mut(&row.channel_id) else {
-            continue;
-        };
-        batch.posts.sort_unstable();
-        let mut total = row.posts;
-        let mut last_post = row.last_post_seq;
-        match batch.posts.as_slice().first() {
-            Some(&(first, _)) if first <= row.last_post_seq => {
-                late.push((row.channel_id.clone(), first));
-                total += batch.posts.len() as i64;
-            }
-            _ => {
-                for &(_, id) in &batch.posts {
-                    total += 1;
-                    numbered.push(row.channel_id.clone());
-                    ids.push(id);
-                    numbers.push(total);
-                }
-            }
+    for (channel, batch) in channels {
+        let before = counts.get(&channel).copied().unwrap_or_default();
+        if let Some(&late) = batch
+            .posts
+            .iter()
+            .filter(|s| **s <= before.last_post_seq)
+            .min()
+        {
+            sql_query(RENUMBER_POSTS)
+                .bind::<Text, _>(&channel)
+                .bind::<BigInt, _>(late)
+                .execute(conn)
+                .await?;
         }
-        if let Some(&(seq, _)) = batch.posts.last() {
-            last_post = last_post.max(seq);
-        }
-        counted.push(row.channel_id);
-        posts.push(total);
-        last_posts.push(last_post);
+        let newest = batch.posts.iter().copied().max().unwrap_or(0);
+        counted.push(channel);
+        posts.push(before.posts + batch.posts.len() as i64);
+        last_posts.push(before.last_post_seq.max(newest));
         last_seqs.push(batch.last_seq);
-    }
-    if !numbered.is_empty() {
-        sql_query(NUMBER_POSTS)
-            .bind::<Array<Text>, _>(numbered)
-            .bind::<Array<BigInt>, _>(ids)
-            .bind::<Array<BigInt>, _>(numbers)
-            .execute(conn)
-            .await?;
-    }
-    for (channel, from) in late {
-        sql_query(RENUMBER_POSTS)
-            .bind::<Text, _>(channel)
-            .bind::<BigInt, _>(from)
-            .execute(conn)
-            .await?;
     }
     sql_query(WRITE_COUNTS)
         .bind::<Array<Text>, _>(counted)

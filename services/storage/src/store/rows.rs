@@ -57,6 +57,9 @@ pub(super) struct NewRow {
     pub(super) target_seq: Option<i64>,
     pub(super) emoji: Option<String>,
     pub(super) reply_to: Option<i64>,
+    /// A post's number, when it is known to be new at insert time (see
+    /// `reads::number_new_posts`); numbered after the insert otherwise.
+    pub(super) post_no: Option<i64>,
 }
 
 /// One emoji's count in the `reactions` column.
@@ -116,6 +119,7 @@ impl NewRow {
                 .reply_to
                 .map(|r| column("reply_to", r))
                 .transpose()?,
+            post_no: None,
         })
     }
 }

@@ -42,6 +42,8 @@ diesel::table! {
         reply_count -> Integer,
         /// A thread's first post: when its last reply was posted.
         last_reply_at -> Nullable<Timestamptz>,
+        /// A post's rank among its channel's stored posts, by seq.
+        post_no -> Nullable<BigInt>,
     }
 }
 

@@ -155,6 +155,13 @@ pub async fn posting_reads_the_channel_and_replays_count_once<S: MessageStore>(s
     mark(&store, "bob", &c, 5).await;
     insert(&store, &[post(&c, 3, "bob", "x")]).await;
     assert_eq!(unread(&store, "bob", &c).await.read_seq, 5);
+    // A batch that lists a post twice counts it once, and numbers the
+    // posts after it densely: reading up to it leaves exactly the next.
+    let twice = post(&c, 6, "dave", "y");
+    insert(&store, &[twice.clone(), twice, post(&c, 7, "dave", "z")]).await;
+    assert_eq!(counts(&store, "carol", &c).await, (2, 0));
+    mark(&store, "carol", &c, 6).await;
+    assert_eq!(counts(&store, "carol", &c).await, (1, 0));
 }
 
 /// Mentions are counted until read, follow the post's current text (an
