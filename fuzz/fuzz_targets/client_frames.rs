@@ -110,8 +110,13 @@ fn to_json(frame: &ClientFrame) -> Value {
             }
             v
         }
-        ClientFrame::Ack { channel_id, seq } => {
+        ClientFrame::Ack {
+            channel_id, seq, ..
+        } => {
             json!({"type": "ack", "channel_id": channel_id, "seq": seq})
+        }
+        ClientFrame::Unread { channel_ids, .. } => {
+            json!({"type": "unread", "channel_ids": channel_ids})
         }
         ClientFrame::Ping { client_time_ms, .. } => {
             let mut v = json!({"type": "ping"});
@@ -197,7 +202,10 @@ fn to_proto(frame: &ClientFrame) -> pb::ClientFrame {
             remove,
             idempotency_key: idempotency_key.unwrap_or_default(),
         }),
-        ClientFrame::Ack { channel_id, seq } => Frame::Ack(pb::Ack { channel_id, seq }),
+        ClientFrame::Ack {
+            channel_id, seq, ..
+        } => Frame::Ack(pb::Ack { channel_id, seq }),
+        ClientFrame::Unread { channel_ids, .. } => Frame::Unread(pb::Unread { channel_ids }),
         ClientFrame::Ping { client_time_ms, .. } => Frame::Ping(pb::Ping {
             client_time_ms: client_time_ms.unwrap_or(0),
         }),
@@ -288,7 +296,22 @@ fn binary_form(frame: &ClientFrame) -> ClientFrame {
             remove,
             idempotency_key: present(&idempotency_key),
         },
-        ack @ ClientFrame::Ack { .. } => ack,
+        ClientFrame::Ack {
+            request_id,
+            channel_id,
+            seq,
+        } => ClientFrame::Ack {
+            request_id: present(&request_id),
+            channel_id,
+            seq,
+        },
+        ClientFrame::Unread {
+            request_id,
+            channel_ids,
+        } => ClientFrame::Unread {
+            request_id: present(&request_id),
+            channel_ids,
+        },
         ClientFrame::Ping {
             request_id,
             client_time_ms,
@@ -330,6 +353,10 @@ fn check_replies(frame: &ClientFrame) {
         | ClientFrame::Delete { channel_id, .. }
         | ClientFrame::Typing { channel_id, .. }
         | ClientFrame::Ack { channel_id, .. } => (channel_id.clone(), channel_id.clone(), vec![]),
+        ClientFrame::Unread { channel_ids, .. } => {
+            let first = channel_ids.first().cloned().unwrap_or_default();
+            (first.clone(), first, channel_ids.clone())
+        }
         ClientFrame::Ping { .. } => (String::new(), String::new(), vec![]),
     };
 
@@ -362,12 +389,34 @@ fn check_replies(frame: &ClientFrame) {
         Some(channel_id.as_str())
     );
     assert_eq!(echoed(&json), request_id.as_deref());
-    assert_eq!(binary.request_id, request_id.unwrap_or_default());
+    assert_eq!(binary.request_id, request_id.clone().unwrap_or_default());
     match binary.frame {
         Some(pb::server_frame::Frame::Redirect(r)) => {
             assert_eq!((r.channel_id, r.url), (channel_id.clone(), text.clone()))
         }
         other => panic!("a redirect frame came back as {other:?}"),
+    }
+
+    let read = ServerFrame::Read {
+        request_id: request_id.clone(),
+        channel_id: channel_id.clone(),
+        user_id: text.clone(),
+        seq: u64::MAX,
+    };
+    let (json, binary) = both_forms(&read);
+    assert_eq!(
+        json.get("user_id").and_then(Value::as_str),
+        Some(text.as_str())
+    );
+    assert_eq!(echoed(&json), request_id.as_deref());
+    match binary.frame {
+        Some(pb::server_frame::Frame::ReadPosition(r)) => {
+            assert_eq!(
+                (r.channel_id, r.user_id, r.seq),
+                (channel_id.clone(), text.clone(), u64::MAX)
+            )
+        }
+        other => panic!("a read frame came back as {other:?}"),
     }
 
     let message = ServerFrame::Message(MessageBody {
