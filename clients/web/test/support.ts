@@ -136,14 +136,14 @@ export async function startChromium(logFile?: string): Promise<Chromium> {
     wsEndpoint = m[1] ?? "";
   } catch (err) {
     await stop(child);
-    rmSync(userDataDir, { recursive: true, force: true });
+    rmSync(userDataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     throw err;
   }
   return {
     wsEndpoint,
     stop: async () => {
       await stop(child);
-      rmSync(userDataDir, { recursive: true, force: true });
+      rmSync(userDataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
 }
