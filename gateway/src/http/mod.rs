@@ -91,6 +91,23 @@ where
     }
 }
 
+/// The answer for storage's `err` to a call about `channel`. Storage knows
+/// members, not channels: only the directory can tell a channel that does
+/// not exist from one the user is not in.
+pub(crate) async fn storage_refusal(
+    gw: &Gateway,
+    channel: &ChannelId,
+    user: &UserId,
+    err: ClientError,
+) -> Response {
+    if err.kind == ErrorKind::NotMember
+        && let Ok(Access::UnknownChannel) = gw.sessions.chat.access(channel, user).await
+    {
+        return fail(ErrorKind::UnknownChannel, "no such channel");
+    }
+    render(&err)
+}
+
 /// The HTTP answer for an error of `kind`.
 pub(crate) fn fail(kind: ErrorKind, message: impl Into<String>) -> Response {
     render(&ClientError::new(kind, message))
@@ -371,16 +388,6 @@ async fn read_page(
                 r.messages.iter().map(Into::into).collect();
             Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
         }
-        Err(err) => {
-            // Storage knows members, not channels: only the directory can
-            // tell a channel that does not exist from one the user is not in.
-            if err.kind == ErrorKind::NotMember
-                && let Ok(Access::UnknownChannel) =
-                    gw.sessions.chat.access(&channel_id, &user).await
-            {
-                return fail(ErrorKind::UnknownChannel, "no such channel");
-            }
-            render(&err)
-        }
+        Err(err) => storage_refusal(gw, &channel_id, &user, err).await,
     }
 }

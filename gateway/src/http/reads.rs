@@ -11,16 +11,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use chatmesh_error::{ClientError, ErrorKind};
-use chatmesh_ids::{ChannelId, UserId};
+use chatmesh_error::ErrorKind;
+use chatmesh_ids::ChannelId;
 use chatmesh_proto::storage::v1 as pb;
 use chatmesh_proto::storage::v1::storage_service_client::StorageServiceClient;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::http::{TokenQuery, authenticate, bearer, caller, fail, render};
-use crate::ports::Access;
+use crate::http::{TokenQuery, authenticate, bearer, caller, fail, render, storage_refusal};
 use crate::ws::protocol::MessageBody;
 use crate::ws::read::{MAX_UNREAD_CHANNELS, publish_receipt};
 
@@ -30,18 +29,6 @@ pub(crate) fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/v1/channels/{channel}/reads", get(receipts))
         .route("/v1/unread", get(unread))
         .route("/v1/mentions", get(mentions))
-}
-
-/// The answer for `err` of a call about `channel`: storage knows members,
-/// not channels, so a refusal for a channel that does not exist is told
-/// apart through the directory.
-async fn refusal(gw: &Gateway, channel: &ChannelId, user: &UserId, err: ClientError) -> Response {
-    if err.kind == ErrorKind::NotMember
-        && let Ok(Access::UnknownChannel) = gw.sessions.chat.access(channel, user).await
-    {
-        return fail(ErrorKind::UnknownChannel, "no such channel");
-    }
-    render(&err)
 }
 
 #[derive(Deserialize)]
@@ -79,7 +66,7 @@ async fn mark_read(
             }
             Json(json!({ "channel_id": channel.as_str(), "seq": held })).into_response()
         }
-        Err(err) => refusal(&gw, &channel, &user, err).await,
+        Err(err) => storage_refusal(&gw, &channel, &user, err).await,
     }
 }
 
@@ -121,7 +108,7 @@ async fn receipts(
                 .collect();
             Json(json!({ "channel_id": channel.as_str(), "positions": positions })).into_response()
         }
-        Err(err) => refusal(&gw, &channel, &user, err).await,
+        Err(err) => storage_refusal(&gw, &channel, &user, err).await,
     }
 }
 
@@ -164,11 +151,10 @@ async fn unread(
             format!("name at most {MAX_UNREAD_CHANNELS} channel_ids"),
         );
     }
-    let channels = match named.into_iter().map(ChannelId::new).collect() {
+    let channels: Vec<ChannelId> = match named.into_iter().map(ChannelId::new).collect() {
         Ok(channels) => channels,
         Err(err) => return fail(ErrorKind::InvalidChannel, err.to_string()),
     };
-    let channels: Vec<ChannelId> = channels;
     match gw.sessions.reads.unread(&user, &channels).await {
         Ok(counts) => {
             let total: u64 = counts.iter().map(|c| c.unread).sum();
@@ -253,7 +239,7 @@ async fn mentions(
             Json(json!({ "messages": messages, "has_more": r.has_more })).into_response()
         }
         Err(err) => match &channel {
-            Some(channel) => refusal(&gw, channel, &user, err).await,
+            Some(channel) => storage_refusal(&gw, channel, &user, err).await,
             None => render(&err),
         },
     }
