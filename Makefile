@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test test-chart test-cargo test-sdk test-web test-api test-unit lint fmt infra-up infra-down infra-status clean bench fuzz chaos help
+.PHONY: run test test-chart test-cargo test-sdk test-web test-api test-unit lint fmt infra-up infra-down infra-status clean bench bench-peers fuzz chaos help
 
 ## run: start the infrastructure, two gateway nodes, every service and the demo page (its URL is printed); Ctrl-C stops it all
 run:
@@ -63,7 +63,7 @@ clean:
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
-## bench: release-mode benchmarks: the message path, posts only and then with a share of edits and reactions (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS, BENCH_SEND_WINDOW, BENCH_GATEWAYS, BENCH_CHANGE_SHARE: 0.10, 0 skips the mix; BENCH_CHANGE_AGE_MS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers and of admitting a send in one script (BENCH_SEQ_CALLS), Redis round trips, directory queries and latency per send with the send-rights cache on and off (BENCH_SEND_CALLS, BENCH_SEND_COUNTED, BENCH_SEND_IN_FLIGHT), the moderation filter's scan throughput and cost per message, and the gRPC server layers' cost per call (BENCH_LAYER_CALLS)
+## bench: release-mode benchmarks: the message path, posts only and then with a share of edits and reactions (BENCH_CLIENTS, BENCH_CHANNELS, BENCH_RATE, BENCH_SECONDS, BENCH_SENDERS, BENCH_SEND_WINDOW, BENCH_GATEWAYS, BENCH_CHANGE_SHARE: 0.10, 0 skips the mix; BENCH_CHANGE_AGE_MS), storage (BENCH_STORAGE_MESSAGES, BENCH_STORAGE_CHANNELS, BENCH_HISTORY_ROWS, BENCH_HISTORY_REQUESTS), presence (BENCH_SESSIONS, BENCH_PING_MS), the client protocol's JSON and Protobuf frames (BENCH_FRAMES) the cost of safe sequence numbers and of admitting a send in one script (BENCH_SEQ_CALLS), Redis round trips, directory queries and latency per send with the send-rights cache on and off (BENCH_SEND_CALLS, BENCH_SEND_COUNTED, BENCH_SEND_IN_FLIGHT), the moderation filter's scan throughput and cost per message, the gRPC server layers' cost per call (BENCH_LAYER_CALLS), and one gateway process at the edge: idle memory per connection at 10,000 and 19,000 connections, a channel of 10,000 subscribers, and a reconnect storm of 10,000 clients (BENCH_EDGE_CONNECTIONS, BENCH_FANOUT_SUBSCRIBERS, BENCH_FANOUT_RATE, BENCH_FANOUT_SECONDS, BENCH_STORM_CLIENTS, BENCH_STORM_RATE, BENCH_STORM_MISSED)
 bench: infra-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench
@@ -74,6 +74,14 @@ bench: infra-up
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-send
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-moderation
 	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-layers
+	ulimit -n "$$(ulimit -Hn)" && $(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-edge
+
+## bench-peers: chatmesh side by side with Socket.IO 4 (Redis adapter) and Sockudo (Redis Cluster adapter), one load client and one scenario for all, stepped through rising rates: highest sustainable rate, latency, loss, CPU per process and memory per connection of each, with ratios (BENCH_PEERS, BENCH_NODES, BENCH_CHANNELS, BENCH_RECEIVERS, BENCH_SENDERS, BENCH_RATES, BENCH_STEP_SECONDS, BENCH_GRACE_SECONDS); installs the peers on first use, outside the checkout
+bench-peers: infra-up
+	$(CARGO) build --release --workspace --bins
+	scripts/peer-socketio
+	scripts/peer-sockudo
+	$(CARGO) run --release -p chatmesh-bench --bin chatmesh-bench-peers
 
 ## fuzz: the cargo-fuzz targets of fuzz/ (client frames; tokens, upgrade queries and headers), FUZZ_SECONDS (default 300) each from the seed corpus; fails on any crash
 FUZZ_SECONDS ?= 300

@@ -34,6 +34,11 @@ pub fn param_f64(name: &str, default: f64) -> anyhow::Result<f64> {
 
 /// A one-hour token for `user`, signed with [`SECRET`].
 pub fn token(user: &str) -> String {
+    token_signed(user, SECRET)
+}
+
+/// A one-hour token for `user`, signed with `secret`.
+pub fn token_signed(user: &str, secret: &str) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -41,7 +46,7 @@ pub fn token(user: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({ "sub": user, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("HS256 signing cannot fail")
 }

@@ -239,6 +239,14 @@ impl Mesh {
         Ok(mesh)
     }
 
+    /// Each running process's name and pid, in start order.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.child.as_ref()?.id()?)))
+            .collect()
+    }
+
     fn index(&self, name: &str) -> anyhow::Result<usize> {
         self.procs
             .iter()

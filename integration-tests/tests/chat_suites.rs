@@ -202,6 +202,60 @@ chatmesh_chat::rate_limiter_suite!(RedisRateLimiter::with_clock(
     &suite_limits(),
     ManualClock::stopped_now()
 ));
+/// A user's sends through two chat instances count together: each holds
+/// the user to the limit on its own at once, and learns of the other's
+/// sends when its next batch of counts comes back from Redis.
+#[tokio::test]
+async fn chat_instances_share_a_users_window() -> anyhow::Result<()> {
+    use chatmesh_chat::ports::RateLimiter as _;
+    let clock = ManualClock::stopped_now();
+    let limits = suite_limits();
+    let a = RedisRateLimiter::with_clock(redis()?, &limits, clock.clone());
+    let b = RedisRateLimiter::with_clock(redis()?, &limits, clock.clone());
+    let user = unique_user("shared-window");
+    let refused =
+        |r: Result<(), ChatError>| matches!(r, Err(ChatError::RateLimited { scope: "user" }));
+    for _ in 0..limits.user_per_second {
+        a.check_user(&user).await?;
+    }
+    assert!(refused(a.check_user(&user).await), "a passed the limit");
+
+    // a adds its counts in the background, without being asked.
+    let key = chatmesh_redis::keys::user_rates(
+        chatmesh_redis::keys::user_rate_bucket(user.as_str()),
+        chatmesh_ids::Clock::now_ms(&clock) / 1000,
+    );
+    let cluster = redis()?;
+    wait::until("a's counts in Redis", Duration::from_secs(5), || {
+        let (cluster, key, user) = (cluster.clone(), key.clone(), user.clone());
+        async move {
+            let mut conn = cluster.conn().await?;
+            let count: Option<u32> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(user.as_str())
+                .query_async(&mut conn)
+                .await?;
+            anyhow::ensure!(count == Some(limits.user_per_second), "{count:?}");
+            Ok(())
+        }
+    })
+    .await?;
+
+    // b had no word of them before its first send; the answer to its
+    // batch brings them, and b refuses from then on.
+    b.check_user(&user).await?;
+    b.user_windows().flush().await?;
+    assert!(
+        refused(b.check_user(&user).await),
+        "b passed the shared limit"
+    );
+    // Another user is untouched on both.
+    let other = unique_user("shared-window-other");
+    a.check_user(&other).await?;
+    b.check_user(&other).await?;
+    Ok(())
+}
+
 chatmesh_chat::admission_suite!({
     let infra = Infra::load()?;
     let idempotency = RedisIdempotency::new(infra.redis()?);

@@ -3,7 +3,6 @@
 //! latency of an unloaded instance. A test binary of its own, so no other
 //! test shares the machine while it measures latency.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatmesh_integration_tests::fixtures::create_channel_at;
@@ -76,21 +75,21 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
     };
 
     // Unloaded: one send at a time; and at the limit: 8 callers, as many
-    // as the limit admits, with no excess to refuse. Each before and after
-    // the overload, so both see the machine as it was during it.
-    let alone = |phase: &'static str| {
+    // as the limit admits, with no excess to refuse.
+    let alone = |round: usize| {
         let send = send.clone();
         async move {
             let mut times = Vec::new();
             for i in 0..300 {
-                let (took, result) = send.send(format!("alone-{phase}-{i}")).await;
+                let (took, result) = send.send(format!("alone-{round}-{i}")).await;
                 result?;
                 times.push(took);
             }
+            times.sort();
             anyhow::Ok(times)
         }
     };
-    let at_limit = |phase: &'static str| {
+    let at_limit = |round: usize| {
         let send = send.clone();
         async move {
             let mut tasks = tokio::task::JoinSet::new();
@@ -99,7 +98,7 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
                 tasks.spawn(async move {
                     let mut times = Vec::new();
                     for i in 0..40 {
-                        let (took, result) = send.send(format!("eight-{phase}-{caller}-{i}")).await;
+                        let (took, result) = send.send(format!("eight-{round}-{caller}-{i}")).await;
                         result?;
                         times.push(took);
                     }
@@ -110,12 +109,10 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
             while let Some(done) = tasks.join_next().await {
                 times.extend(done??);
             }
+            times.sort();
             anyhow::Ok(times)
         }
     };
-    let mut unloaded = alone("before").await?;
-    let mut limit_only = at_limit("before").await?;
-
     // 200 callers, each with one send in flight for 4 s, from 4
     // connections as 4 gateways would make them. A refused caller backs
     // off as the browser SDK does on a retryable error (full jitter over
@@ -124,66 +121,87 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
     for _ in 0..4 {
         connections.push(ChatServiceClient::new(endpoint.connect().await?));
     }
-    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let shed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let until = Instant::now() + Duration::from_secs(4);
-    let mut tasks = tokio::task::JoinSet::new();
-    for caller in 0..200_usize {
-        let send = Sender {
-            client: connections[caller % connections.len()].clone(),
-            ..send.clone()
-        };
-        let (accepted, shed) = (accepted.clone(), shed.clone());
-        tasks.spawn(async move {
-            let (mut i, mut refusals) = (0, 0_u32);
-            while Instant::now() < until {
-                let (took, result) = send.send(format!("crowd-{caller}-{i}")).await;
-                i += 1;
-                match result {
-                    Ok(_) => {
-                        accepted.lock().unwrap().push(took);
-                        refusals = 0;
+    let crowd = |round: usize| {
+        let (send, connections) = (send.clone(), connections.clone());
+        async move {
+            let until = Instant::now() + Duration::from_secs(4);
+            let mut tasks = tokio::task::JoinSet::new();
+            for caller in 0..200_usize {
+                let send = Sender {
+                    client: connections[caller % connections.len()].clone(),
+                    ..send.clone()
+                };
+                tasks.spawn(async move {
+                    let (mut accepted, mut shed) = (Vec::new(), Vec::new());
+                    let (mut i, mut refusals) = (0, 0_u32);
+                    while Instant::now() < until {
+                        let (took, result) = send.send(format!("crowd-{round}-{caller}-{i}")).await;
+                        i += 1;
+                        match result {
+                            Ok(_) => {
+                                accepted.push(took);
+                                refusals = 0;
+                            }
+                            Err(status) => {
+                                shed.push((took, status));
+                                let ceiling = (100_u64 << refusals.min(6)).min(5_000);
+                                refusals += 1;
+                                let backoff = rand::random_range(0..ceiling) + 20;
+                                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                            }
+                        }
                     }
-                    Err(status) => {
-                        shed.lock().unwrap().push((took, status));
-                        let ceiling = (100_u64 << refusals.min(6)).min(5_000);
-                        refusals += 1;
-                        let backoff = rand::random_range(0..ceiling) + 20;
-                        tokio::time::sleep(Duration::from_millis(backoff)).await;
-                    }
-                }
+                    (accepted, shed)
+                });
             }
-        });
+            let (mut accepted, mut shed) = (Vec::new(), Vec::new());
+            while let Some(done) = tasks.join_next().await {
+                let (a, s) = done?;
+                accepted.extend(a);
+                shed.extend(s);
+            }
+            accepted.sort();
+            anyhow::Ok((accepted, shed))
+        }
+    };
+
+    // Five rounds, each measuring the two baselines right before its
+    // crowd, so each crowd is compared with the machine as it was then; the
+    // broker's acknowledgement dominates a send and its latency drifts over
+    // a run. The median round is judged, so one round that lands on a
+    // broker stall (seen on either side of the ratio) does not decide.
+    let (mut against_unloaded, mut against_limit) = (Vec::new(), Vec::new());
+    let (mut all_accepted, mut all_shed) = (Vec::new(), Vec::new());
+    for round in 0..5 {
+        let unloaded = alone(round).await?;
+        let limit_only = at_limit(round).await?;
+        let (accepted, shed) = crowd(round).await?;
+        let mut shed_times: Vec<Duration> = shed.iter().map(|(t, _)| *t).collect();
+        shed_times.sort();
+        let (unloaded_p99, limit_p99) =
+            (percentile(&unloaded, 0.99), percentile(&limit_only, 0.99));
+        let accepted_p99 = percentile(&accepted, 0.99);
+        eprintln!(
+            "round {round}: one at a time p50 {:?} p99 {unloaded_p99:?}; 8 callers p50 {:?} p99 {limit_p99:?}; 200 callers: {} accepted, p50 {:?} p99 {accepted_p99:?}; {} shed, p50 {:?} p99 {:?}",
+            percentile(&unloaded, 0.5),
+            percentile(&limit_only, 0.5),
+            accepted.len(),
+            percentile(&accepted, 0.5),
+            shed.len(),
+            percentile(&shed_times, 0.5),
+            percentile(&shed_times, 0.99),
+        );
+        assert!(
+            !shed.is_empty(),
+            "round {round}: nothing was shed with 200 callers and a limit of 8"
+        );
+        assert!(!accepted.is_empty(), "round {round}: nothing was accepted");
+        against_unloaded.push(accepted_p99.as_secs_f64() / unloaded_p99.as_secs_f64());
+        against_limit.push(accepted_p99.as_secs_f64() / limit_p99.as_secs_f64());
+        all_accepted.extend(accepted);
+        all_shed.extend(shed);
     }
-    while tasks.join_next().await.transpose()?.is_some() {}
-    unloaded.extend(alone("after").await?);
-    limit_only.extend(at_limit("after").await?);
-    unloaded.sort();
-    limit_only.sort();
-    let unloaded_p99 = percentile(&unloaded, 0.99);
-    let limit_p99 = percentile(&limit_only, 0.99);
-    let mut accepted = accepted.lock().unwrap().clone();
-    accepted.sort();
-    let shed = std::mem::take(&mut *shed.lock().unwrap());
-    let mut shed_times: Vec<Duration> = shed.iter().map(|(t, _)| *t).collect();
-    shed_times.sort();
-    let accepted_p99 = percentile(&accepted, 0.99);
-    eprintln!(
-        "one at a time p50 {:?} p99 {unloaded_p99:?}; 8 callers p50 {:?} p99 {limit_p99:?}; 200 callers: {} accepted, p50 {:?} p99 {accepted_p99:?}; {} shed, p50 {:?} p99 {:?}",
-        percentile(&unloaded, 0.5),
-        percentile(&limit_only, 0.5),
-        accepted.len(),
-        percentile(&accepted, 0.5),
-        shed.len(),
-        percentile(&shed_times, 0.5),
-        percentile(&shed_times, 0.99),
-    );
-    assert!(
-        !shed.is_empty(),
-        "nothing was shed with 200 callers and a limit of 8"
-    );
-    assert!(!accepted.is_empty(), "nothing was accepted");
-    for (_, status) in &shed {
+    for (_, status) in &all_shed {
         let reason = status
             .get_error_details()
             .error_info()
@@ -197,20 +215,30 @@ async fn past_the_concurrency_limit_calls_fail_fast_and_the_rest_stay_fast() -> 
     // The excess costs the accepted calls little: their p99 stays under
     // twice that of one call at a time, and under twice that of as many
     // callers as the limit admits, rather than growing with a queue of 200.
-    assert!(
-        accepted_p99 < unloaded_p99 * 2,
-        "accepted p99 {accepted_p99:?} against {unloaded_p99:?} one at a time"
+    let median = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    eprintln!(
+        "accepted p99 ÷ one at a time: {against_unloaded:.2?}; ÷ 8 callers: {against_limit:.2?}"
     );
     assert!(
-        accepted_p99 < limit_p99 * 2,
-        "accepted p99 {accepted_p99:?} against {limit_p99:?} with 8 callers"
+        median(&mut against_unloaded) < 2.0,
+        "accepted p99 ÷ one-at-a-time p99 by round: {against_unloaded:.2?}"
     );
+    assert!(
+        median(&mut against_limit) < 2.0,
+        "accepted p99 ÷ 8-caller p99 by round: {against_limit:.2?}"
+    );
+    all_accepted.sort();
+    let mut shed_times: Vec<Duration> = all_shed.iter().map(|(t, _)| *t).collect();
+    shed_times.sort();
     // Refused at once, not after a wait in a queue.
     assert!(
-        percentile(&shed_times, 0.5) < percentile(&accepted, 0.5),
+        percentile(&shed_times, 0.5) < percentile(&all_accepted, 0.5),
         "refusals took {:?} (p50), accepted sends {:?}",
         percentile(&shed_times, 0.5),
-        percentile(&accepted, 0.5)
+        percentile(&all_accepted, 0.5)
     );
     Ok(())
 }

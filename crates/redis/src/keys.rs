@@ -50,9 +50,20 @@ pub fn channel_rate(channel: &str, window: u64) -> String {
     format!("cm:{{{channel}}}:rate:{window}")
 }
 
-/// Per-user send counter for one rate-limit window.
-pub fn user_rate(user: &str, window: u64) -> String {
-    format!("cm:user:{{{user}}}:rate:{window}")
+/// Buckets the users' send counters are spread over: each bucket's
+/// counters for a window are one hash, so a chat instance adds its counts
+/// of many users with one pipeline per bucket.
+pub const USER_RATE_BUCKETS: u16 = 4;
+
+/// The bucket of `user`'s send counter.
+pub fn user_rate_bucket(user: &str) -> u16 {
+    crate::key_slot(user.as_bytes()) % USER_RATE_BUCKETS
+}
+
+/// Hash of the send counters of a bucket's users for one rate-limit
+/// window, a field per user.
+pub fn user_rates(bucket: u16, window: u64) -> String {
+    format!("cm:{{user-rates-{bucket}}}:{window}")
 }
 
 /// Sorted set of a gateway cluster's live nodes, scored by registration
@@ -160,10 +171,11 @@ mod tests {
     fn a_users_keys_share_a_slot_and_session_keys_parse() {
         for user in ["alice", "we:ird}user", "x:session:y"] {
             let slot = key_slot(user_sessions(user).as_bytes());
-            for key in [session(user, "ab12"), last_seen(user), user_rate(user, 3)] {
+            for key in [session(user, "ab12"), last_seen(user)] {
                 assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
             }
             assert_eq!(session_of_key(&session(user, "ab12")), Some((user, "ab12")));
+            assert!(user_rate_bucket(user) < USER_RATE_BUCKETS);
         }
         assert_eq!(session_of_key("cm:{room}:seq"), None);
         assert_eq!(session_of_key("cm:user:{}:session:x"), None);

@@ -54,6 +54,10 @@ struct ChannelState {
     // Next sequence number to deliver; unknown until the subscription
     // is confirmed and the channel's counter read.
     next_seq: Option<u64>,
+    // The first `next_seq` this state had. A session that joined before
+    // it was known has been sent every message from it on, however far
+    // `next_seq` has moved since, so its replay must stop just below it.
+    first_next: Option<u64>,
     pending: BTreeMap<u64, ChatMessage>,
     held_since: Option<Instant>,
     // Since when a fill of the gap before the first pending message has
@@ -321,7 +325,17 @@ impl Hub {
         };
         match result {
             Ok(current) => {
-                let next = *state.next_seq.get_or_insert(current + 1);
+                // A concurrent first subscriber may have set the counter
+                // already and released messages to every session, this
+                // one included: this one's replay ends where those began.
+                let next = match state.first_next {
+                    Some(first) => first,
+                    None => {
+                        let next = *state.next_seq.get_or_insert(current + 1);
+                        state.first_next = Some(next);
+                        next
+                    }
+                };
                 let held = std::mem::take(&mut state.pending);
                 let now = Instant::now();
                 for m in held.into_values().filter(|m| m.seq >= next) {

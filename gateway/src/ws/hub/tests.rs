@@ -179,3 +179,87 @@ async fn a_full_queue_closes_only_the_slow_session() {
     );
     assert!(rf.try_recv().is_ok());
 }
+
+/// The in-memory feed, with each read of a channel's counter held until
+/// the test lets it go: the test learns of each read as it starts, and
+/// answers it with the counter as it is when let go.
+struct GatedFeed {
+    inner: MemoryFeed,
+    reads: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[async_trait::async_trait]
+impl Feed for GatedFeed {
+    async fn subscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        self.inner.subscribe(channel).await
+    }
+
+    async fn unsubscribe(&self, channel: &ChannelId) -> Result<(), FeedError> {
+        self.inner.unsubscribe(channel).await
+    }
+
+    async fn current_seq(&self, channel: &ChannelId) -> Result<u64, FeedError> {
+        let (go, wait) = tokio::sync::oneshot::channel();
+        let _ = self.reads.send(go);
+        let _ = wait.await;
+        self.inner.current_seq(channel).await
+    }
+
+    async fn publish_typing(&self, event: &crate::ports::TypingEvent) -> Result<(), FeedError> {
+        self.inner.publish_typing(event).await
+    }
+
+    async fn publish_read(&self, event: &ReadEvent) -> Result<(), FeedError> {
+        self.inner.publish_read(event).await
+    }
+}
+
+/// Two sessions become a channel's first subscribers on this node at once.
+/// The first to learn the counter releases a live message to both; the
+/// second then learns a counter that already counts that message, and must
+/// still replay only what came before it, or its client gets it twice.
+#[tokio::test]
+async fn concurrent_first_subscribers_replay_up_to_the_first_live_message() {
+    let (reads, mut read_started) = mpsc::unbounded_channel();
+    let feed = Arc::new(GatedFeed {
+        inner: MemoryFeed::default(),
+        reads,
+    });
+    let hub = Hub::new(feed.clone(), Duration::from_millis(500));
+    let general = ChannelId::new("general").unwrap();
+    feed.inner.set_seq(&general, 6);
+    let resuming = |outbox| Subscriber {
+        held: Some(Vec::new()),
+        ..sub(outbox)
+    };
+    let (a, _ra) = crate::memory::outbox(8);
+    let (b, _rb) = crate::memory::outbox(8);
+    let first = tokio::spawn({
+        let (hub, general, a) = (hub.clone(), general.clone(), resuming(a));
+        async move { hub.subscribe(&general, 1, a).await }
+    });
+    let go_first = read_started.recv().await.unwrap();
+    let second = tokio::spawn({
+        let (hub, general, b) = (hub.clone(), general.clone(), resuming(b));
+        async move { hub.subscribe(&general, 2, b).await }
+    });
+    let go_second = read_started.recv().await.unwrap();
+
+    go_first.send(()).unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), 6);
+    // Message 7 is live on the node, and held for both sessions.
+    feed.inner.set_seq(&general, 7);
+    hub.accept(&general, msg(7));
+    go_second.send(()).unwrap();
+    assert_eq!(
+        second.await.unwrap().unwrap(),
+        6,
+        "the second session replays up to 6: 7 reached it live"
+    );
+    // Both hold 7 once, to be sent after their replays.
+    let map = hub.lock();
+    for session in [1, 2] {
+        let held = map[&general].sessions[&session].held.as_ref().unwrap();
+        assert_eq!(held.len(), 1, "session {session}");
+    }
+}

@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod redis;
 pub mod storage;
+pub mod user_windows;
 
 pub use self::kafka::KafkaLog;
 pub use self::redis::{

@@ -13,6 +13,7 @@ use chatmesh_proto::common::v1::Message;
 use chatmesh_redis::{Cluster, keys};
 use prost::Message as _;
 
+use super::user_windows::UserWindows;
 use crate::ports::{
     Admission, Admitted, Claim, EpochSource, FanOut, IdempotencyKey, IdempotencyStore, RateLimiter,
     Sequencer, Settlement, Unsettled,
@@ -433,39 +434,45 @@ impl IdempotencyStore for RedisIdempotency {
     }
 }
 
-/// Fixed one-second windows counted in Redis, so the limits hold across
-/// every chat instance.
+/// Fixed one-second windows shared by every chat instance, so the limits
+/// hold whichever instance a request lands on. A user's window is counted
+/// by [`UserWindows`], off the send path; a channel's by one pipelined
+/// INCR and EXPIRE in its slot (the admission script counts it too, in the
+/// same round trip as the number, and is what the send path uses).
 ///
 /// Hand-written on purpose: `governor` (used for the gateway's
-/// per-connection budget) keeps its state in process memory, and a limit
-/// per user or per channel must be shared by every chat instance a request
-/// may land on. One pipelined INCR and EXPIRE per scope is the cheapest
-/// shared counter Redis offers, and the keys live in the channel's or the
-/// user's slot.
+/// per-connection budget) keeps its state in process memory, and these
+/// limits must be shared by every instance.
 #[derive(Debug, Clone)]
 pub struct RedisRateLimiter<C = SystemClock> {
     redis: Cluster,
-    user_per_second: u32,
+    users: UserWindows<C>,
     channel_per_second: u32,
     clock: C,
 }
 
 impl RedisRateLimiter {
-    /// A limiter on `redis` with the per-second limits of `limits`.
+    /// A limiter on `redis` with the per-second limits of `limits`. Must
+    /// be called within a Tokio runtime.
     pub fn new(redis: Cluster, limits: &SendLimits) -> Self {
         Self::with_clock(redis, limits, SystemClock)
     }
 }
 
-impl<C: Clock> RedisRateLimiter<C> {
+impl<C: Clock + Clone + 'static> RedisRateLimiter<C> {
     /// A limiter whose windows follow `clock`, so tests can hold one still.
     pub fn with_clock(redis: Cluster, limits: &SendLimits, clock: C) -> Self {
         Self {
+            users: UserWindows::new(redis.clone(), limits.user_per_second, clock.clone()),
             redis,
-            user_per_second: limits.user_per_second,
             channel_per_second: limits.channel_per_second,
             clock,
         }
+    }
+
+    /// The users' windows, to share this instance's counts at once.
+    pub fn user_windows(&self) -> &UserWindows<C> {
+        &self.users
     }
 }
 
@@ -485,10 +492,9 @@ async fn count_send(redis: &Cluster, key: &str, limit: u32) -> Result<bool, Chat
 }
 
 #[async_trait]
-impl<C: Clock> RateLimiter for RedisRateLimiter<C> {
+impl<C: Clock + Clone + 'static> RateLimiter for RedisRateLimiter<C> {
     async fn check_user(&self, sender: &UserId) -> Result<(), ChatError> {
-        let key = keys::user_rate(sender.as_str(), self.clock.now_ms() / 1000);
-        if count_send(&self.redis, &key, self.user_per_second).await? {
+        if self.users.admit(sender) {
             Ok(())
         } else {
             Err(ChatError::RateLimited { scope: "user" })
