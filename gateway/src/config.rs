@@ -364,6 +364,12 @@ impl Validate for GatewayConfig {
                 "must be greater than zero",
             ));
         }
+        if u.max_in_flight == 0 {
+            return Err(Invalid::new(
+                "upstream.max_in_flight",
+                "must be greater than zero",
+            ));
+        }
         if u.retry_percent > 1000 {
             return Err(Invalid::new(
                 "upstream.retry_percent",

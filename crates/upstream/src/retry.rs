@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
 use chatmesh_error::{ClientError, ErrorKind};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tower::retry::budget::{Budget as _, TpsBudget};
 
 use crate::UpstreamSettings;
@@ -28,6 +29,9 @@ pub struct Retries {
     budget: Arc<TpsBudget>,
     backoff: ExponentialBuilder,
     timeout: Duration,
+    /// Calls under way (`upstream.max_in_flight`); tokio's semaphore is
+    /// fair, so waiting calls go in the order they came.
+    in_flight: Arc<Semaphore>,
 }
 
 impl Retries {
@@ -46,6 +50,21 @@ impl Retries {
                 .with_max_times(settings.retries as usize)
                 .with_jitter(),
             timeout: settings.call_timeout,
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+        }
+    }
+
+    /// A place among the calls under way, waited for until `deadline`.
+    async fn turn(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<SemaphorePermit<'_>, ClientError> {
+        match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a call that waited its whole
+            // timeout for a place timed out like one that waited on the
+            // service.
+            _ => Err(ClientError::generic(ErrorKind::TimedOut)),
         }
     }
 
@@ -61,6 +80,7 @@ impl Retries {
         self.budget.deposit();
         let service = self.service;
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let _turn = self.turn(deadline).await?;
         let once = || {
             let call = attempt();
             async move {
@@ -97,7 +117,9 @@ impl Retries {
         &self,
         call: impl Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, ClientError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let _turn = self.turn(deadline).await?;
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result.map_err(|s| ClientError::from_status(&s)),
             Err(_) => Err(ClientError::generic(ErrorKind::TimedOut)),
         }
@@ -265,6 +287,61 @@ mod tests {
             .await;
         assert_eq!(hung.unwrap_err().kind, ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_past_the_in_flight_bound_wait_their_turn_in_order() {
+        let retries = Arc::new(Retries::new(
+            "test",
+            &UpstreamSettings {
+                max_in_flight: 2,
+                call_timeout: Duration::from_secs(1),
+                ..UpstreamSettings::default()
+            },
+        ));
+        let (started, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..3_u32 {
+            let (retries, started, release) = (retries.clone(), started.clone(), release.clone());
+            calls.spawn(async move {
+                retries
+                    .run(|| {
+                        let (started, release) = (started.clone(), release.clone());
+                        async move {
+                            let _ = started.send(n);
+                            let _ = release.acquire().await.map(|p| p.forget());
+                            Ok::<_, tonic::Status>(n)
+                        }
+                    })
+                    .await
+            });
+            // Each call reaches the bound before the next is made.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started_rx.recv().await, Some(0));
+        assert_eq!(started_rx.recv().await, Some(1));
+        assert!(
+            started_rx.try_recv().is_err(),
+            "a third call passed the bound of 2"
+        );
+        release.add_permits(1);
+        assert_eq!(
+            started_rx.recv().await,
+            Some(2),
+            "the waiting call goes when one ends"
+        );
+        release.add_permits(2);
+        while let Some(done) = calls.join_next().await {
+            done.unwrap().unwrap();
+        }
+        // A call that cannot get a place within its timeout times out.
+        let held: Vec<_> = (0..2)
+            .map(|_| retries.in_flight.try_acquire().unwrap())
+            .collect();
+        let waited = retries.run(|| async { Ok::<_, tonic::Status>(()) }).await;
+        assert_eq!(waited.unwrap_err().kind, ErrorKind::TimedOut);
+        drop(held);
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,12 @@ pub struct UpstreamSettings {
     pub retry_percent: u32,
     /// Retries allowed per second whatever the percentage says.
     pub retry_min_per_second: u32,
+    /// Calls of one kind (reads, sends) to the service that may be under
+    /// way at once; more wait their turn, in order, within their timeout.
+    /// A burst (thousands of clients resubscribing after a restart) then
+    /// reaches the service as a steady stream instead of overflowing its
+    /// `server.max_concurrent_requests` and coming back refused.
+    pub max_in_flight: usize,
     /// The response time an instance is assumed to have before its first.
     #[serde(with = "humantime_serde")]
     pub default_rtt: Duration,
@@ -51,6 +57,7 @@ impl Default for UpstreamSettings {
             retries: 2,
             retry_percent: 20,
             retry_min_per_second: 10,
+            max_in_flight: 256,
             default_rtt: Duration::from_millis(30),
             load_decay: Duration::from_secs(10),
         }
