@@ -145,3 +145,29 @@ pub fn counter(page: &str, name: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
+
+/// Waits until the storage service at `storage` holds message `seq` of
+/// each channel named, each within `timeout`.
+pub async fn wait_stored(
+    storage: std::net::SocketAddr,
+    messages: impl IntoIterator<Item = (String, u64)>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use chatmesh_proto::storage::v1 as pb;
+    let client = pb::storage_service_client::StorageServiceClient::new(
+        chatmesh_integration_tests::sandbox::channel(storage),
+    );
+    for (channel_id, seq) in messages {
+        wait::until("messages stored", timeout, || {
+            let (mut client, channel_id) = (client.clone(), channel_id.clone());
+            async move {
+                client
+                    .get_message(pb::GetMessageRequest { channel_id, seq })
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -14,7 +14,6 @@ use chatmesh_integration_tests::sandbox::{Options, channel};
 use chatmesh_integration_tests::{Infra, Sandbox, wait};
 use chatmesh_proto::chat::v1 as chat;
 use chatmesh_proto::common::v1::ModerationPolicy;
-use chatmesh_proto::storage::v1 as storage;
 use serde_json::Value;
 
 /// The shape of the mesh.
@@ -131,23 +130,11 @@ impl Mesh {
     /// Waits until storage holds post `seq` of each channel named, so one
     /// run's backlog does not weigh on the next.
     pub(crate) async fn wait_stored(&self, last: &[(usize, u64)]) -> anyhow::Result<()> {
-        let client = storage::storage_service_client::StorageServiceClient::new(channel(
-            self.sandbox.storage.grpc,
-        ));
-        for &(room, seq) in last {
-            let channel_id = self.rooms[room].clone();
-            wait::until("posts stored", Duration::from_secs(60), || {
-                let (mut client, channel_id) = (client.clone(), channel_id.clone());
-                async move {
-                    client
-                        .get_message(storage::GetMessageRequest { channel_id, seq })
-                        .await
-                        .map(|_| ())
-                }
-            })
-            .await?;
-        }
-        Ok(())
+        let messages = last
+            .iter()
+            .map(|&(room, seq)| (self.rooms[room].clone(), seq));
+        chatmesh_bench::wait_stored(self.sandbox.storage.grpc, messages, Duration::from_secs(60))
+            .await
     }
 
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {

@@ -9,10 +9,9 @@ use anyhow::Context as _;
 use chatmesh_bench::token_signed;
 use chatmesh_integration_tests::fixtures::create_channel_at;
 use chatmesh_integration_tests::mesh::{Mesh, MeshOptions};
-use chatmesh_integration_tests::sandbox::{SANDBOX_SECRET, channel};
+use chatmesh_integration_tests::sandbox::SANDBOX_SECRET;
 use chatmesh_integration_tests::{Infra, wait};
 use chatmesh_proto::common::v1::ModerationPolicy;
-use chatmesh_proto::storage::v1 as storage;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -179,21 +178,12 @@ impl System for Chatmesh {
     }
 
     async fn wait_stored(&self, newest: &[(String, u64)]) -> anyhow::Result<bool> {
-        let client = storage::storage_service_client::StorageServiceClient::new(channel(
+        chatmesh_bench::wait_stored(
             self.mesh.storage.0,
-        ));
-        for (channel_id, seq) in newest {
-            wait::until("messages stored", Duration::from_secs(120), || {
-                let (mut client, channel_id, seq) = (client.clone(), channel_id.clone(), *seq);
-                async move {
-                    client
-                        .get_message(storage::GetMessageRequest { channel_id, seq })
-                        .await
-                        .map(|_| ())
-                }
-            })
-            .await?;
-        }
+            newest.iter().cloned(),
+            Duration::from_secs(120),
+        )
+        .await?;
         Ok(true)
     }
 }
